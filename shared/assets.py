@@ -1,0 +1,121 @@
+"""The browser-side files plotfarm serves, from disk, under one URL layout.
+
+The renderer answers its headless page's requests from here (through
+Playwright routing, no socket involved) and the gateway serves the same files
+to people's browsers, so the runtime finds everything at the same relative
+paths in both places::
+
+    manifest.json           versions and the wheel list (made from the files present)
+    pyodide/...             npm pyodide (the interpreter)
+    plotly/plotly.min.js    npm plotly.js-dist-min
+    wheels/*.whl            plotly, narwhals, packaging from PyPI
+    runtime/, renderer/, viewer/, client/   our own files in web/
+
+Only the files listed here are reachable; anything else is "not found".
+"""
+
+import hashlib
+import json
+import mimetypes
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from shared.settings import Settings
+
+PYODIDE_FILES = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json")
+WEB_DIRS = ("runtime", "renderer", "viewer", "client")
+CONTENT_TYPES = {
+    ".mjs": "text/javascript",
+    ".js": "text/javascript",
+    ".wasm": "application/wasm",
+    ".json": "application/json",
+    ".zip": "application/zip",
+    ".whl": "application/zip",
+    ".py": "text/x-python; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+}
+
+
+class MissingAssets(RuntimeError):
+    """The build step (``make assets``) has not been run."""
+
+
+@dataclass(frozen=True)
+class Asset:
+    body: bytes
+    content_type: str
+
+
+class AssetStore:
+    def __init__(self, settings: Settings):
+        self.web_dir = settings.web_dir
+        self.modules_dir = settings.web_dir / "node_modules"
+        self.wheels_dir = settings.wheels_dir
+        self._cache: dict[str, Asset] = {}
+
+    def check(self) -> None:
+        """Fail early, with the command to run, when the pinned assets are missing."""
+        needed = [self.modules_dir / "pyodide" / f for f in PYODIDE_FILES]
+        needed.append(self.modules_dir / "plotly.js-dist-min" / "plotly.min.js")
+        missing = [str(p) for p in needed if not p.is_file()]
+        if not self.wheels():
+            missing.append(f"{self.wheels_dir}/*.whl")
+        if missing:
+            raise MissingAssets(f"missing web assets (run `make assets`): {', '.join(missing)}")
+
+    def wheels(self) -> list[str]:
+        return sorted(p.name for p in self.wheels_dir.glob("*.whl")) if self.wheels_dir.is_dir() else []
+
+    @cached_property
+    def manifest(self) -> dict:
+        def npm_version(package: str) -> str:
+            return json.loads((self.modules_dir / package / "package.json").read_text())["version"]
+
+        return {
+            "pyodide": npm_version("pyodide"),
+            "plotly_js": npm_version("plotly.js-dist-min"),
+            "wheels": self.wheels(),
+        }
+
+    @cached_property
+    def version(self) -> str:
+        """A short hash of the pinned asset versions, for cache-busting URLs."""
+        return hashlib.sha256(json.dumps(self.manifest, sort_keys=True).encode()).hexdigest()[:12]
+
+    def resolve(self, path: str) -> Path | None:
+        """The file behind a URL path relative to the asset root, if it is one of ours."""
+        parts = [p for p in path.split("/") if p]
+        if not parts or any(p in (".", "..") or "\\" in p for p in parts):
+            return None
+        head, rest = parts[0], parts[1:]
+        if head == "pyodide" and len(rest) == 1 and rest[0] in PYODIDE_FILES:
+            return self.modules_dir / "pyodide" / rest[0]
+        if head == "plotly" and rest == ["plotly.min.js"]:
+            return self.modules_dir / "plotly.js-dist-min" / "plotly.min.js"
+        if head == "wheels" and len(rest) == 1 and rest[0] in self.wheels():
+            return self.wheels_dir / rest[0]
+        if head in WEB_DIRS and rest:
+            candidate = (self.web_dir / head).joinpath(*rest).resolve()
+            if candidate.is_relative_to((self.web_dir / head).resolve()) and candidate.is_file():
+                return candidate
+        return None
+
+    def get(self, path: str) -> Asset | None:
+        """The bytes and content type for a URL path; cached, files do not change at run time."""
+        path = path.lstrip("/")
+        if path in self._cache:
+            return self._cache[path]
+        if path == "manifest.json":
+            asset = Asset(json.dumps(self.manifest).encode(), CONTENT_TYPES[".json"])
+        else:
+            file = self.resolve(path)
+            if file is None:
+                return None
+            content_type = CONTENT_TYPES.get(file.suffix) or mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+            asset = Asset(file.read_bytes(), content_type)
+        self._cache[path] = asset
+        return asset

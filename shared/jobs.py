@@ -1,0 +1,134 @@
+"""What a gateway or viewer knows about jobs: built from the events stream, kept in memory.
+
+Every gateway and viewer reads the whole events stream (see
+shared/topology.py), so any of them can answer for any job, and a restarted
+one rebuilds this index by replaying the stream.
+
+Status only moves forward (queued -> running -> done|failed), because events
+from different publishers can reach the stream in either order (a renderer may
+announce ``running`` before the gateway's ``queued`` lands). The first final
+result for a job wins: at-least-once delivery can render a job twice, and a
+user must always get the same answer.
+
+Memory is bounded: once the kept results exceed ``max_bytes``, the oldest
+finished jobs are forgotten (their results stay in the stream until its
+retention drops them).
+"""
+
+import asyncio
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from shared.messages import FINAL_STATUSES, JobEvent, JobQueued, JobStarted, RenderResult
+
+
+@dataclass
+class JobRecord:
+    job_id: str
+    status: str = "queued"
+    submitted_at: datetime | None = None
+    tenant: str | None = None
+    code: str = ""
+    renderer_id: str | None = None
+    attempt: int = 0
+    result: RenderResult | None = None
+    size: int = 0
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def public_view(self, *, include_code: bool = False, include_svg: bool = False) -> dict:
+        """The job as JSON for clients: status, timings, output, error, figures."""
+        view = {
+            "job_id": self.job_id,
+            "status": self.status,
+            "submitted_at": self.submitted_at.isoformat() if self.submitted_at else None,
+            "renderer_id": self.renderer_id,
+            "attempt": self.attempt or None,
+        }
+        if include_code:
+            view["code"] = self.code
+        result = self.result
+        if result is not None:
+            view.update(
+                finished_at=result.finished_at.isoformat(),
+                timings=result.timings.model_dump(),
+                stdout=result.stdout,
+                stderr=result.stderr,
+                error=result.error.model_dump() if result.error else None,
+                figures=[{"index": n, "bytes": len(svg), **({"svg": svg} if include_svg else {})} for n, svg in enumerate(result.figures)],
+            )
+        return view
+
+
+class JobIndex:
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.records: OrderedDict[str, JobRecord] = OrderedDict()
+        self.kept_bytes = 0
+        self.duplicates = 0
+
+    def get(self, job_id: str) -> JobRecord | None:
+        return self.records.get(job_id)
+
+    def _record(self, job_id: str) -> JobRecord:
+        record = self.records.get(job_id)
+        if record is None:
+            record = self.records[job_id] = JobRecord(job_id)
+        return record
+
+    def apply(self, event: JobEvent) -> bool:
+        """Fold one event in; False when it told nothing new (a late or duplicate event)."""
+        record = self._record(event.job_id)
+        if isinstance(event, JobQueued):
+            if record.submitted_at is not None:
+                return False
+            record.submitted_at, record.tenant, record.code = event.submitted_at, event.tenant, event.code
+            self._resize(record, len(event.code))
+            return True
+        if record.final:
+            self.duplicates += isinstance(event, RenderResult)
+            return False
+        if isinstance(event, JobStarted):
+            if event.attempt < record.attempt:
+                return False
+            record.status, record.renderer_id, record.attempt = "running", event.renderer_id, event.attempt
+            return True
+        self._finish(record, event)
+        return True
+
+    def _finish(self, record: JobRecord, result: RenderResult) -> None:
+        record.status, record.result = result.status, result
+        record.submitted_at = record.submitted_at or result.submitted_at
+        record.tenant = record.tenant or result.tenant
+        record.code = record.code or result.code
+        record.renderer_id, record.attempt = result.renderer_id, result.attempt
+        self._resize(record, sum(map(len, result.figures)) + len(result.stdout) + len(result.stderr) + len(result.code))
+        record.finished.set()
+        self._evict()
+
+    def _resize(self, record: JobRecord, size: int) -> None:
+        self.kept_bytes += size - record.size
+        record.size = size
+
+    def _evict(self) -> None:
+        while self.kept_bytes > self.max_bytes:
+            oldest = next((r for r in self.records.values() if r.final), None)
+            if oldest is None:
+                return
+            del self.records[oldest.job_id]
+            self.kept_bytes -= oldest.size
+
+    async def wait_final(self, job_id: str, timeout: float) -> JobRecord | None:
+        """The job's record once it is final, or as it is when ``timeout`` runs out."""
+        record = self.records.get(job_id)
+        if record is None or record.final or timeout <= 0:
+            return record
+        try:
+            await asyncio.wait_for(record.finished.wait(), timeout)
+        except (TimeoutError, asyncio.TimeoutError):
+            pass
+        return self.records.get(job_id, record)

@@ -1,0 +1,131 @@
+"""The messages plotfarm's services exchange, defined once.
+
+Two kinds travel through RabbitMQ:
+
+* :class:`RenderJob` on the jobs queue, from the gateway to one renderer;
+* events on the events stream, read by every gateway and viewer:
+  :class:`JobQueued` (gateway accepted it), :class:`JobStarted` (a renderer
+  began it) and :class:`RenderResult` (final: ``done`` or ``failed``).
+
+:class:`JobRequest` is what a client may POST; it is validated strictly so a
+typo in a field name is an error rather than a silently ignored option.
+"""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, TypeAdapter
+
+JobStatus = Literal["queued", "running", "done", "failed"]
+FINAL_STATUSES: frozenset[str] = frozenset({"done", "failed"})
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def ms_between(start: datetime, end: datetime) -> float:
+    return round((end - start).total_seconds() * 1000, 1)
+
+
+class JobRequest(BaseModel):
+    """The body of ``POST /api/jobs``. Size and range limits come from settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: StrictStr
+    width: StrictInt | None = Field(None, ge=50, le=5000)
+    height: StrictInt | None = Field(None, ge=50, le=5000)
+    timeout_s: StrictFloat | StrictInt | None = Field(None, gt=0)
+
+
+class RenderJob(BaseModel):
+    """One unit of work on the jobs queue."""
+
+    job_id: str
+    code: str
+    width: int
+    height: int
+    timeout_s: float
+    submitted_at: datetime
+    tenant: str | None = None
+
+
+class JobError(BaseModel):
+    type: str
+    message: str
+    traceback: str = ""
+
+
+class Timings(BaseModel):
+    """Milliseconds. ``total_ms`` runs from the gateway's accept to the result."""
+
+    queued_ms: float = 0.0
+    run_ms: float = 0.0
+    svg_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+class JobQueued(BaseModel):
+    kind: Literal["queued"] = "queued"
+    job_id: str
+    code: str
+    submitted_at: datetime
+    tenant: str | None = None
+
+
+class JobStarted(BaseModel):
+    kind: Literal["running"] = "running"
+    job_id: str
+    renderer_id: str
+    attempt: int
+    started_at: datetime
+
+
+class RenderResult(BaseModel):
+    """The final word on a job. Published persistently; the first one per job wins."""
+
+    kind: Literal["result"] = "result"
+    job_id: str
+    status: Literal["done", "failed"]
+    code: str = ""
+    figures: list[str] = Field(default_factory=list, description="SVG documents, in the order shown.")
+    stdout: str = ""
+    stderr: str = ""
+    error: JobError | None = None
+    timings: Timings = Field(default_factory=Timings)
+    renderer_id: str = ""
+    attempt: int = 1
+    submitted_at: datetime | None = None
+    finished_at: datetime = Field(default_factory=utcnow)
+    tenant: str | None = None
+
+    @classmethod
+    def failure(cls, job: RenderJob, error: JobError, **fields) -> "RenderResult":
+        """A failed result for ``job`` that never reached (or left) the interpreter."""
+        finished = utcnow()
+        timings = fields.pop("timings", None) or Timings(total_ms=ms_between(job.submitted_at, finished))
+        return cls(
+            job_id=job.job_id,
+            status="failed",
+            code=job.code,
+            error=error,
+            submitted_at=job.submitted_at,
+            finished_at=finished,
+            tenant=job.tenant,
+            timings=timings,
+            **fields,
+        )
+
+
+JobEvent = Annotated[JobQueued | JobStarted | RenderResult, Field(discriminator="kind")]
+job_event_adapter: TypeAdapter[JobEvent] = TypeAdapter(JobEvent)
+
+
+def parse_event(body: bytes) -> JobEvent:
+    return job_event_adapter.validate_json(body)

@@ -1,0 +1,101 @@
+"""Every tunable of plotfarm, read once from ``PLOTFARM_*`` environment variables.
+
+One class for all services keeps the names consistent: the gateway and the
+renderer must agree on limits, the broker URL and the namespace, so they read
+them from the same place. The README's configuration table mirrors this file.
+"""
+
+import os
+import socket
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_renderer_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PLOTFARM_", extra="ignore")
+
+    # Broker
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    namespace: str = Field(
+        "plotfarm",
+        pattern=r"^[A-Za-z0-9_.-]{1,100}$",
+        description="Prefix of every exchange and queue name; tests use a unique one per run.",
+    )
+    publish_timeout_s: float = Field(5.0, gt=0, description="Longest wait for a publisher confirm.")
+    delivery_limit: int = Field(
+        3, ge=1, description="Deliveries of a job before it is dead-lettered as a failed result."
+    )
+    max_queued_jobs: int = Field(100_000, ge=1, description="Jobs queue length; beyond it the gateway answers 503.")
+    events_max_age: str = Field("7D", description="Retention of the events stream (RabbitMQ x-max-age).")
+    events_max_bytes: int = Field(1_000_000_000, ge=1_000_000, description="Retention of the events stream, bytes.")
+
+    # Gateway
+    gateway_host: str = "0.0.0.0"
+    gateway_port: int = 3000
+    public_gateway_url: str = "http://localhost:3000"
+    public_viewer_url: str = "http://localhost:8000"
+    gateway_cache_bytes: int = Field(
+        256_000_000, ge=1_000_000, description="Results kept in the gateway's memory, newest first."
+    )
+    max_wait_s: float = Field(120.0, gt=0, description="Longest long-poll a client may ask for (?wait=).")
+
+    # Viewer
+    viewer_host: str = "0.0.0.0"
+    viewer_port: int = 8000
+    viewer_history: int = Field(500, ge=100, description="Results the viewer keeps for newly opened pages.")
+
+    # Jobs and their limits
+    max_code_bytes: int = 64 * 1024
+    default_timeout_s: float = Field(10.0, gt=0)
+    max_timeout_s: float = Field(60.0, gt=0)
+    default_width: int = 700
+    default_height: int = 450
+    max_figures: int = 20
+    max_figure_bytes: int = Field(8_000_000, description="JSON of one captured figure.")
+    max_svg_bytes: int = Field(8_000_000, description="One rendered SVG.")
+    max_result_bytes: int = Field(
+        32_000_000, description="A whole result message; RabbitMQ's own limit is 128 MiB."
+    )
+    max_output_chars: int = Field(64_000, description="Captured stdout and stderr, each.")
+
+    # Renderer
+    renderer_id: str = Field(default_factory=_default_renderer_id)
+    renderer_concurrency: int = Field(2, ge=1, le=32, description="Interpreters, and so jobs in flight.")
+    interrupt_grace_s: float = Field(1.0, gt=0, description="From interrupt to worker.terminate().")
+    boot_timeout_s: float = Field(120.0, gt=0, description="Longest an interpreter may take to boot.")
+    renderer_health_port: int = Field(8001, ge=0, description="Liveness/readiness HTTP port; 0 turns it off.")
+    shutdown_grace_s: float = Field(30.0, ge=0, description="On SIGTERM, time for in-flight jobs to finish.")
+    chromium_path: str = Field("", description="Chromium binary; found automatically when empty.")
+    chromium_sandbox: Literal["auto", "on", "off"] = Field(
+        "auto", description="auto: off only when running as root, where Chromium refuses it."
+    )
+
+    # Paths and logging
+    web_dir: Path = PROJECT_ROOT / "web"
+    wheels_dir: Path = PROJECT_ROOT / "build" / "wheels"
+    log_format: Literal["auto", "console", "json"] = "auto"
+    log_level: str = "INFO"
+
+    def job_limits(self) -> dict[str, int]:
+        """The output limits a renderer hands to the interpreter."""
+        return {
+            "max_figures": self.max_figures,
+            "max_figure_bytes": self.max_figure_bytes,
+            "max_svg_bytes": self.max_svg_bytes,
+            "max_output_chars": self.max_output_chars,
+        }
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
