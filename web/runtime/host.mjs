@@ -1,0 +1,135 @@
+// The main-thread side of one Pyodide interpreter: boots worker.mjs, runs
+// code in it with a wall-clock limit, and replaces nothing by itself — the
+// caller decides whether a worker that was terminated gets a successor.
+//
+// Used unchanged by the renderer's headless page and by the client-side page.
+
+const INTERRUPT_SIGINT = 2;
+
+export class TimeoutError extends Error {}
+
+export class PyodideWorker {
+  /** @param {{assetBase: string|URL}} options  where manifest.json, pyodide/, wheels/ and runtime/ live */
+  constructor({ assetBase }) {
+    this.assetBase = new URL(assetBase, location.href).href;
+    this.worker = null;
+    this.port = null;
+    this.interruptBuffer = null;
+    this.nextRunId = 1;
+    this.pending = null;
+  }
+
+  get alive() {
+    return this.worker !== null;
+  }
+
+  /** Start the interpreter; resolves with its boot timings once plotly is imported. */
+  boot() {
+    this.terminate();
+    // Interrupting a busy interpreter needs shared memory, which browsers only
+    // grant to cross-origin-isolated pages (COOP + COEP headers).
+    this.interruptBuffer = self.crossOriginIsolated ? new SharedArrayBuffer(1) : null;
+    const channel = new MessageChannel();
+    this.port = channel.port1;
+    this.worker = new Worker(new URL("./worker.mjs", import.meta.url), { type: "module", name: "pyodide" });
+    const booted = new Promise((resolve, reject) => {
+      this.port.onmessage = ({ data }) => {
+        if (data.type === "ready") {
+          this.port.onmessage = (msg) => this.onMessage(msg.data);
+          resolve({ ...data.timings, interruptible: this.interruptBuffer !== null });
+        } else if (data.type === "boot-failed") {
+          this.terminate();
+          reject(new Error(`interpreter failed to boot: ${data.message}`));
+        }
+      };
+      this.worker.onerror = (event) => {
+        this.terminate();
+        reject(new Error(`interpreter worker failed: ${event.message || "unknown error"}`));
+      };
+    });
+    this.worker.postMessage(
+      { type: "boot", port: channel.port2, assetBase: this.assetBase, interruptBuffer: this.interruptBuffer },
+      [channel.port2],
+    );
+    return booted;
+  }
+
+  /**
+   * Run code; resolves with {result, execMs, timedOut, terminated}.
+   * At timeoutMs the interpreter is interrupted (KeyboardInterrupt); if it has
+   * not answered graceMs later the worker is terminated and `terminated` is
+   * true: the caller must boot() again before the next run.
+   */
+  run(code, { timeoutMs, graceMs = 1000, limits }) {
+    if (!this.alive) return Promise.reject(new Error("interpreter is not running"));
+    if (this.pending) return Promise.reject(new Error("interpreter is busy"));
+    const runId = this.nextRunId++;
+    return new Promise((resolve) => {
+      const finish = (outcome) => {
+        clearTimeout(interruptTimer);
+        clearTimeout(killTimer);
+        this.pending = null;
+        resolve(outcome);
+      };
+      let interrupted = false;
+      const interruptTimer = setTimeout(() => {
+        interrupted = true;
+        if (this.interruptBuffer) new Uint8Array(this.interruptBuffer)[0] = INTERRUPT_SIGINT;
+      }, timeoutMs);
+      const killTimer = setTimeout(() => {
+        this.pending = null; // answered here, not by terminate()
+        this.terminate();
+        finish({ result: timeoutResult(timeoutMs, null), execMs: timeoutMs + graceMs, timedOut: true, terminated: true });
+      }, timeoutMs + (this.interruptBuffer ? graceMs : 0));
+      this.pending = { runId, timeoutMs, interrupted: () => interrupted, finish };
+      this.port.postMessage({ type: "run", runId, code, limits });
+    });
+  }
+
+  onMessage(data) {
+    const pending = this.pending;
+    if (!pending || data.type !== "result" || data.runId !== pending.runId) return;
+    let result = JSON.parse(data.payload);
+    const timedOut = pending.interrupted();
+    if (timedOut) result = timeoutResult(pending.timeoutMs, result);
+    pending.finish({ result, execMs: data.execMs, timedOut, terminated: false });
+  }
+
+  terminate() {
+    if (this.worker) this.worker.terminate();
+    if (this.port) this.port.close();
+    this.worker = null;
+    this.port = null;
+    if (this.pending) {
+      const { finish } = this.pending;
+      this.pending = null;
+      finish({ result: crashedResult(), execMs: 0, timedOut: false, terminated: true });
+    }
+  }
+}
+
+function timeoutResult(timeoutMs, partial) {
+  const seconds = `its ${(timeoutMs / 1000).toFixed(1)} s`;
+  const interruptedTrace = partial && partial.error ? partial.error.traceback : "";
+  return {
+    figures: [],
+    stdout: partial ? partial.stdout : "",
+    stderr: partial ? partial.stderr : "",
+    error: {
+      type: "TimeoutError",
+      message: partial
+        ? `the job exceeded ${seconds} time limit and was interrupted`
+        : `the job exceeded ${seconds} time limit and did not stop when interrupted; its interpreter was terminated`,
+      traceback: interruptedTrace,
+    },
+  };
+}
+
+function crashedResult() {
+  return {
+    figures: [],
+    stdout: "",
+    stderr: "",
+    error: { type: "InterpreterTerminated", message: "the interpreter was terminated while running the job", traceback: "" },
+  };
+}

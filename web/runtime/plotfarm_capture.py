@@ -1,0 +1,165 @@
+"""Run one job's code inside Pyodide and capture the figures it shows.
+
+worker.mjs writes this file into the interpreter's site-packages and imports
+it once while booting, so plotly is already imported when a job arrives. Each
+job calls :func:`run`, which executes the user's code in a fresh namespace
+with every plotly ``show()`` replaced by a function that records the figure.
+
+Everything crosses back to JavaScript as one JSON string, so no Python object
+(and no proxy to one) ever leaves the interpreter.
+"""
+
+import builtins
+import contextlib
+import io
+import json
+import linecache
+import sys
+import traceback
+
+import plotly.graph_objects  # noqa: F401  (the slow import a warm interpreter exists to pay once)
+import plotly.io as pio
+import plotly.io._renderers as pio_renderers
+from plotly.basedatatypes import BaseFigure
+from plotly.io._utils import validate_coerce_fig_to_dict
+from plotly.utils import PlotlyJSONEncoder
+
+JOB_FILENAME = "<job>"
+MISSING_NUMERIC_HINT = (
+    "numpy and pandas (and so plotly.express) are not available in plotfarm's "
+    "offline Pyodide build; build figures with plotly.graph_objects and plain lists."
+)
+
+
+class OutputLimitExceeded(Exception):
+    """A job produced more figures or bigger figures than its limits allow."""
+
+
+class NoFigureError(Exception):
+    """The code ran but never showed a figure nor left one in ``fig``."""
+
+
+class BoundedText(io.TextIOBase):
+    """A text sink that keeps the first ``limit`` characters and notes the rest."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.parts = []
+        self.kept = 0
+        self.dropped = 0
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        text = str(text)
+        room = self.limit - self.kept
+        if room > 0:
+            self.parts.append(text[:room])
+            self.kept += min(room, len(text))
+        self.dropped += max(0, len(text) - max(room, 0))
+        return len(text)
+
+    def getvalue(self):
+        text = "".join(self.parts)
+        if self.dropped:
+            text += f"\n[plotfarm: output truncated, {self.dropped} more characters dropped]\n"
+        return text
+
+
+class Capture:
+    """The figures one job has shown so far, within its limits."""
+
+    def __init__(self, max_figures, max_figure_bytes):
+        self.max_figures = max_figures
+        self.max_figure_bytes = max_figure_bytes
+        self.figures = []
+
+    def show(self, fig=None, *args, **kwargs):
+        if len(self.figures) >= self.max_figures:
+            raise OutputLimitExceeded(f"a job may show at most {self.max_figures} figures")
+        fig_dict = validate_coerce_fig_to_dict(fig, validate=True)
+        text = json.dumps(fig_dict, cls=PlotlyJSONEncoder)
+        if len(text) > self.max_figure_bytes:
+            raise OutputLimitExceeded(
+                f"figure {len(self.figures) + 1} is {len(text)} bytes of JSON; "
+                f"the limit is {self.max_figure_bytes}"
+            )
+        self.figures.append(text)
+
+
+def _install(capture):
+    """Point every public way of showing a figure at ``capture``.
+
+    Re-installed before every job, so a job that replaced one of these cannot
+    stop the next job in the same interpreter from being captured.
+    """
+
+    def show_method(self, *args, **kwargs):
+        capture.show(self)
+
+    BaseFigure.show = show_method
+    pio.show = capture.show
+    pio_renderers.show = capture.show
+
+
+def _left_in_namespace(namespace):
+    """The figure a script left behind without calling show(), if unambiguous."""
+    fig = namespace.get("fig")
+    if isinstance(fig, BaseFigure) or (isinstance(fig, dict) and "data" in fig):
+        return fig
+    figures = [value for value in namespace.values() if isinstance(value, BaseFigure)]
+    return figures[0] if len(figures) == 1 else None
+
+
+def _describe(exc):
+    """Error type, message and a traceback that starts at the user's code."""
+    tb_exc = traceback.TracebackException.from_exception(exc)
+    frames = tb_exc.stack
+    first_user = next((i for i, f in enumerate(frames) if f.filename == JOB_FILENAME), len(frames))
+    del frames[:first_user]
+    message = str(exc)
+    if isinstance(exc, ImportError) and ({exc.name} & {"numpy", "pandas"} or "numpy" in message or "pandas" in message):
+        message = f"{message}. {MISSING_NUMERIC_HINT}"
+    return {
+        "type": type(exc).__name__,
+        "message": message,
+        "traceback": "".join(tb_exc.format()),
+    }
+
+
+def run(code, limits_json):
+    """Execute ``code`` and return a JSON string with figures, output and error."""
+    limits = json.loads(limits_json)
+    capture = Capture(limits["max_figures"], limits["max_figure_bytes"])
+    _install(capture)
+    stdout = BoundedText(limits["max_output_chars"])
+    stderr = BoundedText(limits["max_output_chars"])
+    namespace = {"__name__": "__main__", "__builtins__": builtins}
+    linecache.cache[JOB_FILENAME] = (len(code), None, code.splitlines(True), JOB_FILENAME)
+    error = None
+    try:
+        compiled = compile(code, JOB_FILENAME, "exec", dont_inherit=True)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            exec(compiled, namespace)
+        if not capture.figures:
+            leftover = _left_in_namespace(namespace)
+            if leftover is None:
+                raise NoFigureError(
+                    "the code ran but produced no figure: call fig.show() "
+                    "or leave the figure in a variable named fig"
+                )
+            capture.show(leftover)
+    except BaseException as exc:  # noqa: BLE001  (user code may raise anything, even SystemExit)
+        error = _describe(exc)
+    finally:
+        namespace.clear()
+        sys.stdout.flush()
+    return json.dumps(
+        {
+            "figures": capture.figures,
+            "stdout": stdout.getvalue(),
+            "stderr": stderr.getvalue(),
+            "error": error,
+        }
+    )
