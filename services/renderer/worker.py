@@ -1,0 +1,194 @@
+"""The renderer's consume loop: one job in, one confirmed result out, then ack.
+
+The order is what makes delivery at-least-once:
+
+1. take a job (manual ack, prefetch = number of interpreters);
+2. announce it (``running`` event, best effort);
+3. run it in a warm interpreter under its time limit;
+4. publish the result persistently and wait for the broker's confirm;
+5. only then ack the job.
+
+A renderer that dies anywhere before 5 leaves the job unacked, so RabbitMQ
+hands it to another renderer. If the interpreter's page or browser dies under
+a job, the job is handed back (nack + requeue); the quorum queue counts those
+deliveries and dead-letters a job that keeps killing renderers, and
+:meth:`Renderer.on_dead_letter` turns it into a failed result.
+"""
+
+import asyncio
+import contextlib
+
+import structlog
+from aio_pika.abc import AbstractIncomingMessage
+from pydantic import ValidationError
+
+from services.renderer.interpreters import InterpreterCrashed, InterpreterPool, PageOutput
+from shared.broker import Broker, BrokerUnavailable
+from shared.messages import JobError, JobStarted, RenderJob, RenderResult, Timings, ms_between, utcnow
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+
+def delivery_attempt(message: AbstractIncomingMessage) -> int:
+    """1 for the first delivery; quorum queues count earlier returns in x-delivery-count."""
+    return int((message.headers or {}).get("x-delivery-count", 0)) + 1
+
+
+def build_result(job: RenderJob, output: PageOutput, settings: Settings, *, started, attempt: int) -> RenderResult:
+    finished = utcnow()
+    error = JobError(**output.error) if output.error else None
+    result = RenderResult(
+        job_id=job.job_id,
+        status="failed" if error else "done",
+        code=job.code,
+        figures=[] if error else output.figures,
+        stdout=output.stdout,
+        stderr=output.stderr,
+        error=error,
+        timings=Timings(
+            queued_ms=ms_between(job.submitted_at, started),
+            run_ms=round(output.exec_ms, 1),
+            svg_ms=round(output.svg_ms, 1),
+            total_ms=ms_between(job.submitted_at, finished),
+        ),
+        renderer_id=settings.renderer_id,
+        attempt=attempt,
+        submitted_at=job.submitted_at,
+        finished_at=finished,
+        tenant=job.tenant,
+    )
+    size = len(result.model_dump_json())
+    if size > settings.max_result_bytes:
+        result = RenderResult.failure(
+            job,
+            JobError(
+                type="OutputLimitExceeded",
+                message=f"the result is {size} bytes; the limit is {settings.max_result_bytes}",
+            ),
+            renderer_id=settings.renderer_id,
+            attempt=attempt,
+            timings=result.timings,
+            stdout=output.stdout,
+            stderr=output.stderr,
+        )
+    return result
+
+
+class Renderer:
+    def __init__(self, settings: Settings, broker: Broker, pool: InterpreterPool):
+        self.settings = settings
+        self.broker = broker
+        self.pool = pool
+        self.in_flight = 0
+        self.completed = 0
+
+    async def start_consuming(self) -> None:
+        channel = await self.broker.connection.channel()
+        await channel.set_qos(prefetch_count=self.pool.size)
+        names = self.broker.topology.names
+        self.channel = channel
+        self.consumers = []
+        for queue_name, callback in ((names.jobs_queue, self.on_job), (names.dead_letter_queue, self.on_dead_letter)):
+            queue = await channel.get_queue(queue_name, ensure=False)
+            self.consumers.append((queue, await queue.consume(callback)))
+        log.info("consuming jobs", queue=names.jobs_queue, prefetch=self.pool.size)
+
+    async def on_job(self, message: AbstractIncomingMessage) -> None:
+        try:
+            job = RenderJob.model_validate_json(message.body)
+        except ValidationError as exc:
+            log.error("malformed job dead-lettered", message_id=message.message_id, error=str(exc)[:300])
+            await message.reject(requeue=False)
+            return
+        attempt = delivery_attempt(message)
+        self.in_flight += 1
+        try:
+            with structlog.contextvars.bound_contextvars(job_id=job.job_id, attempt=attempt):
+                await self._handle(job, message, attempt)
+        finally:
+            self.in_flight -= 1
+
+    async def _handle(self, job: RenderJob, message: AbstractIncomingMessage, attempt: int) -> None:
+        started = utcnow()
+        log.info("job started", queued_ms=ms_between(job.submitted_at, started))
+        with contextlib.suppress(BrokerUnavailable):
+            await self.broker.publish_event(
+                JobStarted(job_id=job.job_id, renderer_id=self.settings.renderer_id, attempt=attempt, started_at=started)
+            )
+        try:
+            async with self.pool.interpreter() as interpreter:
+                output = await interpreter.render(job)
+        except InterpreterCrashed as exc:
+            log.warning("interpreter crashed under the job; handing it back", error=str(exc))
+            await self._settle(message, requeue=True)
+            return
+        result = build_result(job, output, self.settings, started=started, attempt=attempt)
+        await self._publish_and_ack(result, message)
+
+    async def _publish_and_ack(self, result: RenderResult, message: AbstractIncomingMessage) -> None:
+        try:
+            await self.broker.publish_event(result)
+        except BrokerUnavailable as exc:
+            log.warning("result not confirmed; handing the job back", error=str(exc))
+            await self._settle(message, requeue=True)
+            return
+        await self._settle(message, ack=True)
+        self.completed += 1
+        log.info(
+            "job finished",
+            status=result.status,
+            error_type=result.error.type if result.error else None,
+            figures=len(result.figures),
+            **result.timings.model_dump(),
+        )
+
+    async def _settle(self, message: AbstractIncomingMessage, *, ack: bool = False, requeue: bool = False) -> None:
+        """Ack or nack; if the channel is gone, RabbitMQ already requeued the job."""
+        try:
+            if ack:
+                await message.ack()
+            else:
+                await message.nack(requeue=requeue)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not settle the job message; the broker will redeliver it", error=str(exc))
+
+    async def on_dead_letter(self, message: AbstractIncomingMessage) -> None:
+        """A job RabbitMQ gave up on: publish the failed result nobody else will."""
+        try:
+            job = RenderJob.model_validate_json(message.body)
+        except ValidationError:
+            log.error("dropping malformed dead-lettered message", message_id=message.message_id)
+            await message.ack()
+            return
+        deaths = (message.headers or {}).get("x-death") or [{}]
+        reason = deaths[0].get("reason", "unknown")
+        with structlog.contextvars.bound_contextvars(job_id=job.job_id):
+            error = JobError(
+                type="RendererCrashed",
+                message=(
+                    f"the renderer crashed {self.settings.delivery_limit} times while running this job "
+                    f"(RabbitMQ dead-lettered it: {reason}); it will not be retried"
+                ),
+            )
+            result = RenderResult.failure(job, error, renderer_id=self.settings.renderer_id, attempt=self.settings.delivery_limit)
+            log.error("job dead-lettered", reason=reason)
+            await self._publish_and_ack(result, message)
+
+    async def drain(self, grace_s: float) -> None:
+        """Stop taking jobs, give in-flight ones ``grace_s`` to finish, hand back the rest.
+
+        Closing the channel returns every job still unacked to the queue, so a
+        job interrupted by shutdown is redelivered, not lost.
+        """
+        for queue, tag in self.consumers:
+            with contextlib.suppress(Exception):
+                await queue.cancel(tag)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace_s
+        while self.in_flight and loop.time() < deadline:
+            await asyncio.sleep(0.1)
+        if self.in_flight:
+            log.warning("grace period over; handing unfinished jobs back", in_flight=self.in_flight)
+        with contextlib.suppress(Exception):
+            await self.channel.close()
