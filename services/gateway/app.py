@@ -1,0 +1,184 @@
+"""The gateway's HTTP API.
+
+``POST /api/jobs``                  submit; 202 once RabbitMQ confirmed the job
+``GET  /api/jobs/{id}[?wait=S]``    status and result; long-polls up to S seconds
+``GET  /api/jobs/{id}/figures/{n}.svg``   one figure (n counts from 0)
+``POST /execute``                   the original demo's call: submit and wait
+``GET  /healthz``, ``/readyz``      liveness, readiness
+
+Every error is JSON: ``{"error": "...", "details": [...]}``.
+"""
+
+import structlog
+from aiohttp import web
+
+from shared.jobs import JobIndex, JobRecord
+from services.gateway.validation import InvalidRequest, parse_job_request, request_body_limit
+from shared.broker import Broker, BrokerUnavailable, EventFollower
+from shared.health import add_health_routes
+from shared.messages import JobQueued, RenderJob
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+BROKER = web.AppKey("broker", Broker)
+INDEX = web.AppKey("index", JobIndex)
+FOLLOWER = web.AppKey("follower", EventFollower)
+
+RETRY_AFTER_S = "5"
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except InvalidRequest as exc:
+        return web.json_response(exc.body(), status=exc.status)
+    except BrokerUnavailable as exc:
+        return web.json_response(
+            {"error": f"the job was not accepted: {exc}; retry later"}, status=503, headers={"Retry-After": RETRY_AFTER_S}
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        default_text = f"{exc.status}: {exc.reason}"
+        message = exc.text if exc.text and exc.text != default_text else exc.reason
+        return web.json_response({"error": message}, status=exc.status)
+
+
+def job_urls(settings: Settings, job_id: str) -> dict:
+    return {
+        "status_url": f"{settings.public_gateway_url}/api/jobs/{job_id}",
+        "viewer_url": f"{settings.public_viewer_url}/?job={job_id}",
+    }
+
+
+def job_view(record: JobRecord, settings: Settings, *, include_svg: bool = False) -> dict:
+    """The public JSON for one job, with the URLs of its status, viewer page and figures."""
+    view = {**record.public_view(include_svg=include_svg), **job_urls(settings, record.job_id)}
+    for figure in view.get("figures", []):
+        figure["url"] = f"{settings.public_gateway_url}/api/jobs/{record.job_id}/figures/{figure['index']}.svg"
+    return view
+
+
+async def _accept(request: web.Request, job: RenderJob) -> None:
+    """Publish the job and wait for the confirm (or raise BrokerUnavailable), then announce it."""
+    broker, index = request.app[BROKER], request.app[INDEX]
+    queued = JobQueued(job_id=job.job_id, code=job.code, submitted_at=job.submitted_at, tenant=job.tenant)
+    with structlog.contextvars.bound_contextvars(job_id=job.job_id):
+        try:
+            await broker.publish_job(job)
+        except BrokerUnavailable as exc:
+            log.warning("job refused: broker unavailable", error=str(exc))
+            raise
+        index.apply(queued)
+        log.info("job accepted", code_bytes=len(job.code.encode()), timeout_s=job.timeout_s)
+        try:
+            await broker.publish_event(queued)
+        except BrokerUnavailable as exc:  # the job itself is safe in its queue
+            log.warning("queued event not published", error=str(exc))
+
+
+async def _read_job(request: web.Request) -> RenderJob:
+    settings = request.app[SETTINGS]
+    limit = request_body_limit(settings)
+    if request.content_length is not None and request.content_length > limit:
+        raise InvalidRequest(413, f"the request body is {request.content_length} bytes; the limit is {limit}")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise InvalidRequest(413, f"the request body is larger than {limit} bytes") from exc
+    return parse_job_request(raw, settings)
+
+
+async def submit_job(request: web.Request) -> web.Response:
+    job = await _read_job(request)
+    await _accept(request, job)
+    urls = job_urls(request.app[SETTINGS], job.job_id)
+    return web.json_response({"job_id": job.job_id, "status": "queued", **urls}, status=202)
+
+
+def _wait_seconds(request: web.Request, default: float = 0.0) -> float:
+    raw = request.query.get("wait")
+    if raw is None:
+        return default
+    try:
+        wait = float(raw)
+    except ValueError:
+        raise InvalidRequest(400, "wait must be a number of seconds") from None
+    if not 0 <= wait <= request.app[SETTINGS].max_wait_s:
+        raise InvalidRequest(400, f"wait must be between 0 and {request.app[SETTINGS].max_wait_s} seconds")
+    return wait
+
+
+async def _find(request: web.Request, wait: float = 0.0) -> JobRecord:
+    job_id = request.match_info["job_id"]
+    record = await request.app[INDEX].wait_final(job_id, wait)
+    if record is None:
+        if not request.app[FOLLOWER].caught_up.is_set():
+            raise web.HTTPServiceUnavailable(text="the gateway is still reading job history; retry shortly")
+        raise web.HTTPNotFound(text=f"no job {job_id} (unknown, or older than the gateway keeps)")
+    return record
+
+
+async def get_job(request: web.Request) -> web.Response:
+    record = await _find(request, _wait_seconds(request))
+    include_svg = request.query.get("include") == "svg"
+    return web.json_response(job_view(record, request.app[SETTINGS], include_svg=include_svg))
+
+
+async def get_figure(request: web.Request) -> web.Response:
+    record = await _find(request)
+    if record.result is None:
+        raise web.HTTPNotFound(text=f"job {record.job_id} is {record.status}; it has no figures yet")
+    index = int(request.match_info["index"])
+    if index >= len(record.result.figures):
+        raise web.HTTPNotFound(text=f"job {record.job_id} has {len(record.result.figures)} figure(s); {index} is out of range")
+    return web.Response(
+        text=record.result.figures[index],
+        content_type="image/svg+xml",
+        headers={
+            # The SVG is the user's output: never let a browser run anything in it.
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Disposition": f'inline; filename="{record.job_id}-{index}.svg"',
+        },
+    )
+
+
+async def execute(request: web.Request) -> web.Response:
+    """The original demo's synchronous call: ``{code}`` in, the SVG out (202 if still running)."""
+    settings = request.app[SETTINGS]
+    job = await _read_job(request)
+    await _accept(request, job)
+    record = await request.app[INDEX].wait_final(job.job_id, settings.max_wait_s)
+    view = job_view(record, settings, include_svg=True)
+    if not record.final:
+        return web.json_response(view, status=202)
+    view["svg"] = view["figures"][0]["svg"] if view["figures"] else None
+    return web.json_response(view)
+
+
+async def index_page(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    return web.json_response(
+        {
+            "service": "plotfarm gateway",
+            "submit": f"POST {settings.public_gateway_url}/api/jobs",
+            "viewer": settings.public_viewer_url,
+            "client_side_page": f"{settings.public_gateway_url}/client-plot",
+        }
+    )
+
+
+def create_app(settings: Settings, broker: Broker, index: JobIndex, follower: EventFollower) -> web.Application:
+    app = web.Application(middlewares=[json_errors], client_max_size=request_body_limit(settings))
+    app[SETTINGS], app[BROKER], app[INDEX], app[FOLLOWER] = settings, broker, index, follower
+    app.router.add_get("/", index_page)
+    app.router.add_post("/api/jobs", submit_job)
+    app.router.add_get("/api/jobs/{job_id}", get_job)
+    app.router.add_get(r"/api/jobs/{job_id}/figures/{index:\d+}.svg", get_figure)
+    app.router.add_post("/execute", execute)
+    add_health_routes(app, {"broker": lambda: broker.ready, "history": follower.caught_up.is_set})
+    return app
