@@ -1,0 +1,70 @@
+"""The viewer's memory of jobs and the WebSocket clients it pushes changes to.
+
+Each event from the stream is folded into a :class:`~shared.jobs.JobIndex`
+(the same rules as the gateway: status only moves forward, the first result
+wins), and every event that changed a job is pushed to every open page as the
+job's whole current state, tagged with the stream offset it came from.
+
+A page that reconnects says which offset it saw last; it gets the current
+state of every job that changed after it, so nothing published during the gap
+is missed and, because pages upsert by job id, nothing is shown twice.
+"""
+
+import asyncio
+from collections import deque
+
+import structlog
+
+from shared.jobs import JobIndex
+from shared.messages import JobEvent
+
+log = structlog.get_logger(__name__)
+
+OUTBOX_SIZE = 2000
+
+
+class LiveJobs:
+    def __init__(self, history: int, max_bytes: int):
+        self.history = history
+        self.index = JobIndex(max_bytes)
+        self.changes: deque[tuple[int, str]] = deque(maxlen=history * 8)
+        self.last_offset = -1
+        self.subscribers: set[asyncio.Queue] = set()
+
+    def view(self, job_id: str) -> dict | None:
+        record = self.index.get(job_id)
+        return record.public_view(include_code=True, include_svg=True) if record else None
+
+    def apply(self, event: JobEvent, offset: int) -> None:
+        self.last_offset = max(self.last_offset, offset)
+        if not self.index.apply(event):
+            return
+        self.changes.append((offset, event.job_id))
+        message = {"type": "job", "offset": offset, "job": self.view(event.job_id)}
+        for outbox in list(self.subscribers):
+            try:
+                outbox.put_nowait(message)
+            except asyncio.QueueFull:
+                # A page too slow to keep up is told to go (None); it reconnects and resumes.
+                self.subscribers.discard(outbox)
+                while not outbox.empty():
+                    outbox.get_nowait()
+                outbox.put_nowait(None)
+
+    def catch_up(self, since: int | None) -> dict:
+        """What a page opening (since=None) or reconnecting (since=offset) needs first."""
+        oldest = self.changes[0][0] if self.changes else self.last_offset + 1
+        if since is None or since < oldest - 1:
+            job_ids = list(self.index.records)[-self.history :]
+        else:
+            job_ids = list(dict.fromkeys(job_id for offset, job_id in self.changes if offset > since))
+        jobs = [view for view in map(self.view, job_ids) if view is not None]
+        return {"type": "hello", "offset": self.last_offset, "resumed": since is not None, "jobs": jobs}
+
+    def subscribe(self) -> asyncio.Queue:
+        outbox: asyncio.Queue = asyncio.Queue(maxsize=OUTBOX_SIZE)
+        self.subscribers.add(outbox)
+        return outbox
+
+    def unsubscribe(self, outbox: asyncio.Queue) -> None:
+        self.subscribers.discard(outbox)
