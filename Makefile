@@ -1,0 +1,78 @@
+# plotfarm: `make run` starts everything, `make test` proves it.
+# Both first install whatever is missing: the virtualenv, the pinned web
+# assets (npm pyodide + plotly.js, PyPI wheels for Pyodide), and Debian's
+# Chromium when it is absent and we are root. Each step is a file target,
+# so a second run does nothing it need not do.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+WEB := web
+WHEELS := build/wheels
+# The broker every command uses unless you point it elsewhere.
+export PLOTFARM_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
+PYTEST_ARGS ?=
+
+.PHONY: help setup venv assets chromium broker run test test-unit bench clean distclean images compose-up
+
+help:
+	@echo "make run        install what is missing, then start gateway, viewer and renderer(s) (RENDERERS=N)"
+	@echo "make test       install what is missing, then run the test suite against RabbitMQ and Chromium"
+	@echo "make bench      measure latency and throughput (prints medians, p95)"
+	@echo "make images     build the container images (docker or podman)"
+
+setup: venv assets chromium
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements/dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet --require-hashes -r requirements/dev.txt
+	touch $@
+
+assets: $(WEB)/node_modules/.package-lock.json $(WHEELS)/.installed
+
+$(WEB)/node_modules/.package-lock.json: $(WEB)/package.json $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --no-audit --no-fund --ignore-scripts
+	touch $@
+
+$(WHEELS)/.installed: requirements/pyodide-wheels.txt | venv
+	rm -rf $(WHEELS) && mkdir -p $(WHEELS)
+	$(PIP) download --quiet --no-deps --only-binary=:all: --require-hashes \
+		-r requirements/pyodide-wheels.txt -d $(WHEELS)
+	touch $@
+
+# Debian's Chromium; Playwright's own browser download is never used.
+chromium:
+	@if [ -n "$$PLOTFARM_CHROMIUM_PATH" ] || [ -x /usr/lib/chromium/chromium ] || command -v chromium >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null \
+		|| { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null; }; \
+	else echo "Chromium is missing: install Debian's 'chromium' package or set PLOTFARM_CHROMIUM_PATH" >&2; exit 1; fi
+
+# Start the local RabbitMQ if it is installed here but not running.
+broker: venv
+	@$(PY) -m scripts.broker_check "$(PLOTFARM_AMQP_URL)"
+
+run: setup broker
+	$(PY) -m services.supervisor
+
+test: setup broker
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: venv
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+bench: setup broker
+	$(PY) -m scripts.bench
+
+images:
+	deploy/build-images.sh
+
+clean:
+	rm -rf output .pytest_cache
+
+distclean: clean
+	rm -rf $(VENV) build $(WEB)/node_modules

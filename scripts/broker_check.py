@@ -1,0 +1,50 @@
+"""Make sure RabbitMQ answers at the AMQP URL; start the local one if it is installed but down.
+
+``make run`` and ``make test`` call this first, so a stopped local broker is a
+one-line message or a self-healing step rather than a hang later on.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from urllib.parse import urlsplit
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def main(url: str) -> int:
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 5672
+    if reachable(host, port):
+        return 0
+    server = shutil.which("rabbitmq-server")
+    if host in LOCAL_HOSTS and server and os.geteuid() == 0:
+        print(f"RabbitMQ is not answering on {host}:{port}; starting the local one (rabbitmq-server -detached)")
+        subprocess.run([server, "-detached"], check=False)
+        for _ in range(60):
+            time.sleep(1)
+            if reachable(host, port):
+                # The port opens a moment before the broker accepts logins.
+                time.sleep(3)
+                return 0
+    print(
+        f"RabbitMQ is not reachable at {host}:{port}. Start it (e.g. `rabbitmq-server -detached`, or "
+        "`docker compose up -d rabbitmq`) or point PLOTFARM_AMQP_URL at one.",
+        file=sys.stderr,
+    )
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("PLOTFARM_AMQP_URL", "amqp://127.0.0.1:5672/")))
