@@ -1,0 +1,195 @@
+"""Running plotfarm's real services as subprocesses, isolated per test run.
+
+Each run gets its own namespace (every exchange and queue name starts with
+it) on the shared broker and its own free ports, and deletes its queues and
+exchanges when it is done, so runs never see each other's jobs.
+"""
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aio_pika
+import aiohttp
+
+from shared import topology
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def new_namespace() -> str:
+    return f"test-{uuid.uuid4().hex[:10]}"
+
+
+async def delete_namespace(amqp_url: str, namespace: str) -> None:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        await topology.delete(await connection.channel(), namespace)
+
+
+def wait_http_ok(url: str, timeout: float, process: "ServiceProcess | None" = None) -> None:
+    import urllib.request  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if process is not None and process.proc.poll() is not None:
+            raise RuntimeError(f"{process.name} exited with {process.proc.returncode}:\n{process.tail()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except Exception as exc:  # noqa: BLE001
+            last = exc
+        time.sleep(0.25)
+    tail = process.tail() if process else ""
+    raise TimeoutError(f"{url} not ready after {timeout} s ({last}):\n{tail}")
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    module: str
+    env: dict
+    log_path: Path
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> "ServiceProcess":
+        self.log_file = open(self.log_path, "ab")  # noqa: SIM115  (closed in stop)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.module],
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        return self
+
+    def signal(self, sig: int) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def stop(self, timeout: float = 40) -> int | None:
+        if self.proc is None:
+            return None
+        self.signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # the Chromium it started, if any is left
+        self.log_file.close()
+        return self.proc.returncode
+
+    def tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class Stack:
+    """A running gateway, viewer and renderers in one namespace."""
+
+    amqp_url: str
+    namespace: str
+    log_dir: Path
+    env: dict
+    gateway_url: str = ""
+    viewer_url: str = ""
+    processes: dict = field(default_factory=dict)
+
+    def service_env(self, **extra) -> dict:
+        return {**self.env, **{k: str(v) for k, v in extra.items()}}
+
+    def start_gateway(self, name: str = "gateway", **extra) -> ServiceProcess:
+        port = free_port()
+        env = self.service_env(PLOTFARM_GATEWAY_PORT=port, PLOTFARM_PUBLIC_GATEWAY_URL=f"http://127.0.0.1:{port}", **extra)
+        process = ServiceProcess(name, "services.gateway", env, self.log_dir / f"{name}.log").start()
+        process.url = f"http://127.0.0.1:{port}"
+        self.processes[name] = process
+        return process
+
+    def start_viewer(self, name: str = "viewer", **extra) -> ServiceProcess:
+        port = free_port()
+        env = self.service_env(PLOTFARM_VIEWER_PORT=port, **extra)
+        process = ServiceProcess(name, "services.viewer", env, self.log_dir / f"{name}.log").start()
+        process.url = f"http://127.0.0.1:{port}"
+        self.processes[name] = process
+        return process
+
+    def start_renderer(self, name: str, **extra) -> ServiceProcess:
+        port = free_port()
+        env = self.service_env(PLOTFARM_RENDERER_ID=name, PLOTFARM_RENDERER_HEALTH_PORT=port, **extra)
+        process = ServiceProcess(name, "services.renderer", env, self.log_dir / f"{name}.log").start()
+        process.url = f"http://127.0.0.1:{port}"
+        self.processes[name] = process
+        return process
+
+    def wait_ready(self, process: ServiceProcess, timeout: float = 180) -> None:
+        wait_http_ok(f"{process.url}/readyz", timeout, process)
+
+    def stop_all(self) -> None:
+        for process in list(self.processes.values()):
+            process.stop()
+
+    def logs(self) -> str:
+        return "\n\n".join(f"==== {name} ====\n{p.tail(40)}" for name, p in self.processes.items())
+
+
+class Api:
+    """A small async client for the gateway, as a user would call it."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str):
+        self.session = session
+        self.base = base
+
+    async def submit(self, code: str, **fields) -> dict:
+        async with self.session.post(f"{self.base}/api/jobs", json={"code": code, **fields}) as response:
+            assert response.status == 202, f"{response.status}: {await response.text()}"
+            return await response.json()
+
+    async def status(self, job_id: str, wait: float = 0, include_svg: bool = False) -> dict:
+        params = {"wait": str(wait)}
+        if include_svg:
+            params["include"] = "svg"
+        async with self.session.get(f"{self.base}/api/jobs/{job_id}", params=params) as response:
+            assert response.status == 200, f"{response.status}: {await response.text()}"
+            return await response.json()
+
+    async def result(self, job_id: str, timeout: float = 90) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            status = await self.status(job_id, wait=max(0.0, min(20.0, remaining)), include_svg=True)
+            if status["status"] in ("done", "failed"):
+                return status
+            if remaining <= 0:
+                raise AssertionError(f"job {job_id} still {status['status']} after {timeout} s")
+
+    async def render(self, code: str, timeout: float = 90, **fields) -> dict:
+        accepted = await self.submit(code, **fields)
+        return await self.result(accepted["job_id"], timeout)
+
+
+def run_async(coro):
+    return asyncio.get_event_loop_policy().new_event_loop().run_until_complete(coro)
