@@ -1,0 +1,110 @@
+"""``make bench``: latency and throughput of a real plotfarm, measured from the client's side.
+
+Starts its own gateway and renderer(s) in a namespace of their own on the
+broker (or measures an existing gateway with ``--gateway``), then:
+
+1. renderer cold start: process start -> ready to take jobs;
+2. warm latency: N sequential jobs, client submit -> result in hand
+   (POST, then a long-poll GET), median and p95;
+3. throughput: M jobs submitted at once, jobs per second until the last result.
+
+This machine is noisy: compare numbers from one run, not across runs.
+"""
+
+import argparse
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+from tests.support import Api, Stack, delete_namespace, new_namespace
+
+SEED = Path(__file__).resolve().parent.parent.joinpath("examples", "scatter.py").read_text()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def summary(name: str, values: list[float], unit: str = "ms") -> str:
+    return (
+        f"{name:<34} n={len(values):<4} median={statistics.median(values):8.1f} {unit}  "
+        f"p95={percentile(values, 95):8.1f} {unit}  min={min(values):8.1f} {unit}"
+    )
+
+
+async def warm_latency(api: Api, jobs: int) -> dict[str, list[float]]:
+    client, server_total, run, svg = [], [], [], []
+    for _ in range(jobs):
+        started = time.perf_counter()
+        result = await api.render(SEED)
+        client.append((time.perf_counter() - started) * 1000)
+        assert result["status"] == "done", result.get("error")
+        server_total.append(result["timings"]["total_ms"])
+        run.append(result["timings"]["run_ms"])
+        svg.append(result["timings"]["svg_ms"])
+    return {"client submit -> result": client, "server total (accept -> result)": server_total,
+            "python run": run, "svg": svg}
+
+
+async def throughput(api: Api, jobs: int) -> tuple[float, float]:
+    started = time.perf_counter()
+    accepted = await asyncio.gather(*(api.submit(SEED) for _ in range(jobs)))
+    results = await asyncio.gather(*(api.result(a["job_id"], timeout=600) for a in accepted))
+    elapsed = time.perf_counter() - started
+    assert all(r["status"] == "done" for r in results)
+    return jobs / elapsed, elapsed
+
+
+async def measure(gateway_url: str, args) -> None:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=900)) as session:
+        api = Api(session, gateway_url)
+        for _ in range(3):  # let every interpreter run once
+            await api.render(SEED)
+        for name, values in (await warm_latency(api, args.jobs)).items():
+            print(summary(name, values))
+        rate, elapsed = await throughput(api, args.burst)
+        print(f"{'throughput (burst of ' + str(args.burst) + ')':<34} {rate:.1f} jobs/s ({elapsed:.1f} s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gateway", help="measure this running gateway instead of starting one")
+    parser.add_argument("--jobs", type=int, default=50, help="sequential jobs for the latency figures")
+    parser.add_argument("--burst", type=int, default=200, help="jobs submitted at once for throughput")
+    parser.add_argument("--renderers", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=2, help="interpreters per renderer")
+    args = parser.parse_args()
+    if args.gateway:
+        asyncio.run(measure(args.gateway, args))
+        return
+
+    amqp_url = os.environ.get("PLOTFARM_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    namespace = new_namespace()
+    stack = Stack(amqp_url, namespace, Path(tempfile.mkdtemp(prefix="plotfarm-bench-")),
+                  {"PLOTFARM_AMQP_URL": amqp_url, "PLOTFARM_NAMESPACE": namespace, "PLOTFARM_LOG_FORMAT": "json",
+                   "PLOTFARM_RENDERER_CONCURRENCY": str(args.concurrency)})
+    try:
+        gateway = stack.start_gateway()
+        stack.wait_ready(gateway)
+        cold = []
+        for n in range(args.renderers):
+            started = time.perf_counter()
+            renderer = stack.start_renderer(f"bench-renderer-{n + 1}")
+            stack.wait_ready(renderer)
+            cold.append((time.perf_counter() - started) * 1000)
+        print(f"renderers={args.renderers} interpreters each={args.concurrency} logs={stack.log_dir}")
+        print(summary("renderer cold start (to ready)", cold))
+        asyncio.run(measure(gateway.url, args))
+    finally:
+        stack.stop_all()
+        asyncio.run(delete_namespace(amqp_url, namespace))
+
+
+if __name__ == "__main__":
+    main()
