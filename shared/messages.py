@@ -63,9 +63,14 @@ class JobError(BaseModel):
 
 
 class Timings(BaseModel):
-    """Milliseconds. ``total_ms`` runs from the gateway's accept to the result."""
+    """Milliseconds. ``total_ms`` runs from the gateway's accept to the result.
+
+    ``queued_ms``: accepted -> a renderer took it; ``wait_ms``: waiting for a
+    fresh interpreter; ``run_ms``: the code itself; ``svg_ms``: figures to SVG.
+    """
 
     queued_ms: float = 0.0
+    wait_ms: float = 0.0
     run_ms: float = 0.0
     svg_ms: float = 0.0
     total_ms: float = 0.0

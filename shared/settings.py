@@ -70,12 +70,22 @@ class Settings(BaseSettings):
 
     # Renderer
     renderer_id: str = Field(default_factory=_default_renderer_id)
-    renderer_concurrency: int = Field(2, ge=1, le=32, description="Interpreters, and so jobs in flight.")
+    renderer_concurrency: int = Field(2, ge=1, le=32, description="Jobs in flight per renderer (= prefetch).")
+    isolation: Literal["job", "tenant", "none"] = Field(
+        "job",
+        description="job: a fresh interpreter per job; tenant: reuse within one tenant; none: reuse freely.",
+    )
+    spare_interpreters: int = Field(0, ge=0, le=64, description="Fresh interpreters kept ready; 0 = concurrency.")
+    parallel_boots: int = Field(1, ge=1, le=16, description="Interpreters restored at the same time.")
+    interpreter_heap_limit_mb: int = Field(512, ge=64, description="A reused interpreter past this heap is recycled.")
     interrupt_grace_s: float = Field(1.0, gt=0, description="From interrupt to worker.terminate().")
     boot_timeout_s: float = Field(120.0, gt=0, description="Longest an interpreter may take to boot.")
     renderer_health_port: int = Field(8001, ge=0, description="Liveness/readiness HTTP port; 0 turns it off.")
     shutdown_grace_s: float = Field(30.0, ge=0, description="On SIGTERM, time for in-flight jobs to finish.")
     chromium_path: str = Field("", description="Chromium binary; found automatically when empty.")
+    network_namespace: Literal["auto", "on", "off"] = Field(
+        "auto", description="Start Chromium in an empty network namespace (unshare); auto: when the kernel allows."
+    )
     chromium_sandbox: Literal["auto", "on", "off"] = Field(
         "auto", description="auto: off only when running as root, where Chromium refuses it."
     )
@@ -93,6 +103,8 @@ class Settings(BaseSettings):
             "max_figure_bytes": self.max_figure_bytes,
             "max_svg_bytes": self.max_svg_bytes,
             "max_output_chars": self.max_output_chars,
+            # Leave room in the result for the SVGs, which are bigger than the JSON.
+            "max_total_figure_bytes": self.max_result_bytes // 4,
         }
 
 

@@ -6,7 +6,7 @@ import time
 import structlog
 
 from services.renderer.browser import HeadlessBrowser
-from services.renderer.interpreters import InterpreterPool
+from services.renderer.page import RendererPage
 from services.renderer.worker import Renderer
 from shared.assets import AssetStore
 from shared.broker import Broker
@@ -29,22 +29,27 @@ async def main() -> None:
     stop = stop_event()
 
     broker = await Broker(settings).connect()
-    pool = InterpreterPool(HeadlessBrowser(settings, assets), settings, settings.renderer_concurrency)
-    renderer = Renderer(settings, broker, pool)
+    page = RendererPage(HeadlessBrowser(settings, assets), settings)
+    renderer = Renderer(settings, broker, page)
     health = None
     if settings.renderer_health_port:
         health = await serve_health(
-            "0.0.0.0", settings.renderer_health_port, {"broker": lambda: broker.ready, "interpreter": lambda: pool.ready}
+            "0.0.0.0", settings.renderer_health_port, {"broker": lambda: broker.ready, "interpreters": page.ready.is_set}
         )
     # Warm up first (no job is taken before an interpreter is ready), but let
     # Ctrl-C / SIGTERM interrupt a slow start.
-    starting = asyncio.create_task(pool.start())
+    starting = asyncio.create_task(page.start())
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
     if starting.done():
         starting.result()
         await renderer.start_consuming()
-        log.info("renderer ready", cold_start_ms=round((time.perf_counter() - started) * 1000), concurrency=pool.size)
+        log.info(
+            "renderer ready",
+            cold_start_ms=round((time.perf_counter() - started) * 1000),
+            concurrency=settings.renderer_concurrency,
+            isolation=settings.isolation,
+        )
         await stopping
     else:
         starting.cancel()
@@ -52,7 +57,7 @@ async def main() -> None:
     log.info("shutting down", in_flight=renderer.in_flight, grace_s=settings.shutdown_grace_s)
     if starting.done() and not starting.cancelled():
         await renderer.drain(settings.shutdown_grace_s)
-    await pool.stop()
+    await page.stop()
     await broker.close()
     if health is not None:
         await health.cleanup()

@@ -11,6 +11,7 @@ give workers the SharedArrayBuffer used to interrupt runaway code.
 import asyncio
 import os
 import shutil
+import tempfile
 from urllib.parse import urlsplit
 
 import structlog
@@ -71,6 +72,32 @@ def find_chromium(settings: Settings) -> str:
     )
 
 
+async def network_namespace_prefix(settings: Settings) -> tuple[list[str], str]:
+    """The command that starts Chromium in an empty network namespace, and why (or why not).
+
+    In a namespace with no interfaces but a downed loopback, nothing in the
+    browser can open a connection to anything, whatever else fails. Root can
+    make one directly; other users need an unprivileged user namespace, which
+    some kernels and most container runtimes refuse.
+    """
+    if settings.network_namespace == "off":
+        return [], "off (PLOTFARM_NETWORK_NAMESPACE=off)"
+    unshare = shutil.which("unshare")
+    args = ["--net"] if os.geteuid() == 0 else ["--user", "--map-current-user", "--net"]
+    reason = "the unshare command is missing"
+    if unshare:
+        probe = await asyncio.create_subprocess_exec(
+            unshare, *args, "true", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        )
+        _, err = await probe.communicate()
+        if probe.returncode == 0:
+            return [unshare, *args, "--"], f"on ({' '.join(['unshare', *args])})"
+        reason = err.decode(errors="replace").strip() or f"unshare exited with {probe.returncode}"
+    if settings.network_namespace == "on":
+        raise RuntimeError(f"PLOTFARM_NETWORK_NAMESPACE=on but no network namespace can be made: {reason}")
+    return [], f"unavailable: {reason}"
+
+
 def sandbox_enabled(settings: Settings) -> bool:
     """Chromium's own sandbox refuses to start as root; keep it everywhere else."""
     if settings.chromium_sandbox == "auto":
@@ -87,9 +114,26 @@ class HeadlessBrowser:
         self.context: BrowserContext | None = None
         self.blocked_requests = 0
         self.disconnected = asyncio.Event()
+        self.running = asyncio.Event()
+        self.network_namespace = "not started"
+        self._launcher: str | None = None
+
+    async def _executable(self) -> str:
+        """Chromium itself, or a one-line launcher that puts it in an empty network namespace."""
+        chromium = find_chromium(self.settings)
+        prefix, self.network_namespace = await network_namespace_prefix(self.settings)
+        if not prefix:
+            return chromium
+        if self._launcher is None:
+            handle, self._launcher = tempfile.mkstemp(prefix="plotfarm-chromium-", suffix=".sh")
+            command = " ".join(f"'{part}'" for part in [*prefix, chromium])
+            os.write(handle, f'#!/bin/sh\nexec {command} "$@"\n'.encode())
+            os.close(handle)
+            os.chmod(self._launcher, 0o755)
+        return self._launcher
 
     async def start(self) -> None:
-        executable = find_chromium(self.settings)
+        executable = await self._executable()
         sandbox = sandbox_enabled(self.settings)
         if self.playwright is None:
             self.playwright = await async_playwright().start()
@@ -100,10 +144,32 @@ class HeadlessBrowser:
             args=CHROMIUM_FLAGS,
         )
         self.disconnected.clear()
-        self.browser.on("disconnected", lambda _browser: self.disconnected.set())
+        self.browser.on("disconnected", self._on_disconnected)
         self.context = await self.browser.new_context(service_workers="block", accept_downloads=False)
         await self.context.route("**/*", self._answer)
-        log.info("chromium started", executable=executable, version=self.browser.version, sandbox=sandbox)
+        self.running.set()
+        log.info(
+            "chromium started",
+            executable=find_chromium(self.settings),
+            version=self.browser.version,
+            sandbox=sandbox,
+            network_namespace=self.network_namespace,
+        )
+
+    def _on_disconnected(self, _browser) -> None:
+        self.running.clear()
+        self.disconnected.set()
+
+    async def restart(self) -> None:
+        """Start a new Chromium after the old one died, retrying with backoff."""
+        await self.close()
+        for attempt in range(1, 1_000_000):
+            try:
+                await self.start()
+                return
+            except Exception as exc:  # noqa: BLE001
+                log.error("chromium failed to start", error=str(exc)[:300], attempt=attempt)
+                await asyncio.sleep(min(30, 2**attempt))
 
     async def new_page(self) -> Page:
         page = await self.context.new_page()
@@ -126,6 +192,7 @@ class HeadlessBrowser:
         await route.fulfill(status=200, body=asset.body, headers={**ISOLATION_HEADERS, "Content-Type": asset.content_type})
 
     async def close(self) -> None:
+        self.running.clear()
         if self.browser is not None:
             try:
                 await self.browser.close()
@@ -138,3 +205,6 @@ class HeadlessBrowser:
         if self.playwright is not None:
             await self.playwright.stop()
             self.playwright = None
+        if self._launcher is not None:
+            os.unlink(self._launcher)
+            self._launcher = None

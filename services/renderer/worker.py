@@ -22,7 +22,8 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
-from services.renderer.interpreters import InterpreterCrashed, InterpreterPool, PageOutput
+from services.renderer.page import InterpreterCrashed, PageOutput, RendererPage
+from services.renderer.sanitize import UnsafeSvg, sanitize_svg
 from shared.broker import Broker, BrokerUnavailable
 from shared.messages import JobError, JobStarted, RenderJob, RenderResult, Timings, ms_between, utcnow
 from shared.settings import Settings
@@ -48,6 +49,7 @@ def build_result(job: RenderJob, output: PageOutput, settings: Settings, *, star
         error=error,
         timings=Timings(
             queued_ms=ms_between(job.submitted_at, started),
+            wait_ms=round(output.wait_ms, 1),
             run_ms=round(output.exec_ms, 1),
             svg_ms=round(output.svg_ms, 1),
             total_ms=ms_between(job.submitted_at, finished),
@@ -76,23 +78,23 @@ def build_result(job: RenderJob, output: PageOutput, settings: Settings, *, star
 
 
 class Renderer:
-    def __init__(self, settings: Settings, broker: Broker, pool: InterpreterPool):
+    def __init__(self, settings: Settings, broker: Broker, page: RendererPage):
         self.settings = settings
         self.broker = broker
-        self.pool = pool
+        self.page = page
         self.in_flight = 0
         self.completed = 0
 
     async def start_consuming(self) -> None:
         channel = await self.broker.connection.channel()
-        await channel.set_qos(prefetch_count=self.pool.size)
+        await channel.set_qos(prefetch_count=self.settings.renderer_concurrency)
         names = self.broker.topology.names
         self.channel = channel
         self.consumers = []
         for queue_name, callback in ((names.jobs_queue, self.on_job), (names.dead_letter_queue, self.on_dead_letter)):
             queue = await channel.get_queue(queue_name, ensure=False)
             self.consumers.append((queue, await queue.consume(callback)))
-        log.info("consuming jobs", queue=names.jobs_queue, prefetch=self.pool.size)
+        log.info("consuming jobs", queue=names.jobs_queue, prefetch=self.settings.renderer_concurrency)
 
     async def on_job(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -117,12 +119,15 @@ class Renderer:
                 JobStarted(job_id=job.job_id, renderer_id=self.settings.renderer_id, attempt=attempt, started_at=started)
             )
         try:
-            async with self.pool.interpreter() as interpreter:
-                output = await interpreter.render(job)
+            output = await self.page.render(job)
         except InterpreterCrashed as exc:
             log.warning("interpreter crashed under the job; handing it back", error=str(exc))
             await self._settle(message, requeue=True)
             return
+        try:
+            output.figures = await asyncio.to_thread(lambda: [sanitize_svg(svg) for svg in output.figures])
+        except UnsafeSvg as exc:
+            output.figures, output.error = [], {"type": "UnsafeSvg", "message": str(exc), "traceback": ""}
         result = build_result(job, output, self.settings, started=started, attempt=attempt)
         await self._publish_and_ack(result, message)
 

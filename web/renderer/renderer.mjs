@@ -1,39 +1,150 @@
-// The renderer's headless page: one interpreter, driven by services/renderer
-// through `window.plotfarm` (Playwright's page.evaluate).
+// The renderer's headless page: a pool of Pyodide interpreters, each in its
+// own Web Worker, driven by services/renderer through `window.plotfarm`
+// (Playwright's page.evaluate). This page's own thread only turns figures
+// into SVG; user code never runs here.
+//
+// Booting CPython and importing plotly takes seconds, so the page does it
+// once to make a *template* (a memory snapshot, see runtime/worker.mjs) and
+// restores every interpreter from it in well under a second. How interpreters
+// are reused depends on the isolation setting:
+//   job    - every job gets an interpreter no other job has touched; it is
+//            discarded afterwards (the default);
+//   tenant - an interpreter is reused only for jobs of the same tenant;
+//            anonymous jobs behave as in `job`;
+//   none   - interpreters are reused by any job (trusted batch use).
+// A pool of fresh interpreters is kept ready and refilled in the background.
 
 import { PyodideWorker } from "../runtime/host.mjs";
 import { figureToSvg } from "../runtime/svg.mjs";
 
-const interpreter = new PyodideWorker({ assetBase: new URL("../", import.meta.url) });
+class SvgTooLarge extends Error {}
 
-// A tiny job run once per boot: it proves the interpreter works end to end
-// and pays the first-call costs (Python's and plotly.js's) before a user does.
-const WARM_UP = {
-  code: "import plotly.graph_objects as go\ngo.Figure(go.Scatter(x=[1, 2], y=[1, 2])).show()\n",
-  width: 200,
-  height: 150,
-  timeoutMs: 30000,
-  graceMs: 1000,
-  limits: { max_figures: 1, max_figure_bytes: 1e6, max_svg_bytes: 1e6, max_output_chars: 1000 },
-};
+const assetBase = new URL("../", import.meta.url).href;
+const config = { isolation: "job", spares: 2, parallelBoots: 1, heapLimitBytes: 512 * 1024 * 1024 };
+let template = null;
+const fresh = []; // booted from the template, never used
+const waiting = []; // jobs waiting for a fresh interpreter
+const reusable = new Map(); // isolation key -> idle used interpreters, oldest first
+let booting = 0;
+const stats = { boots: 0, bootFailures: 0, bootMs: [], recycled: 0, reused: 0, templateMs: 0 };
 
-async function boot() {
-  const timings = await interpreter.boot();
+/** Make the template and the first fresh interpreters; resolves once one is ready. */
+async function start(options = {}) {
+  Object.assign(config, options);
   const started = performance.now();
-  const warm = await render(WARM_UP);
-  if (warm.error || warm.figures.length !== 1) {
-    throw new Error(`warm-up job failed: ${JSON.stringify(warm.error)}`);
+  const maker = new PyodideWorker({ assetBase });
+  try {
+    const made = await maker.boot({ makeTemplate: true });
+    template = made.template;
+    stats.templateMs = performance.now() - started;
+    stats.templateTimings = { ...made, template: undefined };
+  } finally {
+    maker.terminate();
   }
-  return { ...timings, warm_up_ms: performance.now() - started };
+  refill();
+  const first = await takeFresh();
+  fresh.unshift(first);
+  return { template_ms: stats.templateMs, first_interpreter_ms: performance.now() - started - stats.templateMs, ...stats.templateTimings };
+}
+
+function refill() {
+  while (template && fresh.length + booting < config.spares + waiting.length && booting < config.parallelBoots) {
+    booting += 1;
+    bootOne();
+  }
+}
+
+async function bootOne() {
+  const interpreter = new PyodideWorker({ assetBase });
+  const started = performance.now();
+  try {
+    await interpreter.boot({ template });
+    stats.boots += 1;
+    stats.bootMs.push(performance.now() - started);
+    if (stats.bootMs.length > 200) stats.bootMs.shift();
+    if (waiting.length) waiting.shift()(interpreter);
+    else fresh.push(interpreter);
+  } catch (err) {
+    stats.bootFailures += 1;
+    console.error(`interpreter boot failed: ${err.message}`);
+    interpreter.terminate();
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  } finally {
+    booting -= 1;
+    refill();
+  }
+}
+
+function takeFresh() {
+  if (fresh.length) {
+    const interpreter = fresh.shift();
+    refill();
+    return Promise.resolve(interpreter);
+  }
+  const promise = new Promise((resolve) => waiting.push(resolve));
+  refill();
+  return promise;
+}
+
+function isolationKey(tenant) {
+  if (config.isolation === "none") return "*";
+  if (config.isolation === "tenant" && tenant) return `tenant:${tenant}`;
+  return null; // job isolation: never reuse
+}
+
+async function acquire(key) {
+  const idle = key === null ? null : reusable.get(key);
+  if (idle && idle.length) {
+    stats.reused += 1;
+    return { interpreter: idle.pop(), fresh: false };
+  }
+  return { interpreter: await takeFresh(), fresh: true };
+}
+
+function release(interpreter, key, outcome) {
+  const error = outcome.result.error;
+  const keep =
+    key !== null &&
+    interpreter.alive &&
+    !outcome.terminated &&
+    !(error && ["MemoryError", "TimeoutError", "RecursionError"].includes(error.type)) &&
+    (outcome.heapBytes || 0) <= config.heapLimitBytes;
+  if (!keep) {
+    interpreter.terminate();
+    stats.recycled += 1;
+    return;
+  }
+  const idle = reusable.get(key) || [];
+  idle.push(interpreter);
+  reusable.set(key, idle);
+  // Bound what reuse may keep alive: drop the least recently used beyond `spares`.
+  let kept = 0;
+  for (const list of reusable.values()) kept += list.length;
+  for (const [k, list] of reusable) {
+    while (kept > config.spares && list.length) {
+      list.shift().terminate();
+      kept -= 1;
+    }
+    if (!list.length) reusable.delete(k);
+  }
 }
 
 /**
  * Run one job and turn its figures into SVG.
- * Resolves with {figures, stdout, stderr, error, timings, needsBoot}.
+ * Resolves with {figures, stdout, stderr, error, timedOut, timings}.
  */
-async function render({ code, width, height, timeoutMs, graceMs, limits }) {
+async function render({ code, width, height, timeoutMs, graceMs, limits, tenant }) {
   const started = performance.now();
-  const { result, execMs, timedOut, terminated } = await interpreter.run(code, { timeoutMs, graceMs, limits });
+  const key = isolationKey(tenant);
+  const { interpreter, fresh: wasFresh } = await acquire(key);
+  const waitMs = performance.now() - started;
+  let outcome;
+  try {
+    outcome = await interpreter.run(code, { timeoutMs, graceMs, limits });
+  } finally {
+    release(interpreter, key, outcome || { result: {}, terminated: true });
+  }
+  const { result, execMs, timedOut } = outcome;
   const figures = [];
   let error = result.error;
   const svgStarted = performance.now();
@@ -42,13 +153,14 @@ async function render({ code, width, height, timeoutMs, graceMs, limits }) {
       for (const figure of result.figures) {
         const svg = await figureToSvg(window.Plotly, figure, { width, height });
         if (svg.length > limits.max_svg_bytes) {
-          throw new Error(`figure ${figures.length + 1} is ${svg.length} bytes of SVG; the limit is ${limits.max_svg_bytes}`);
+          throw new SvgTooLarge(`figure ${figures.length + 1} is ${svg.length} bytes of SVG; the limit is ${limits.max_svg_bytes}`);
         }
         figures.push(svg);
       }
     } catch (err) {
       figures.length = 0;
-      error = { type: "SvgRenderError", message: String(err.message || err), traceback: "" };
+      const type = err instanceof SvgTooLarge ? "OutputLimitExceeded" : "SvgRenderError";
+      error = { type, message: String(err.message || err), traceback: "" };
     }
   }
   const finished = performance.now();
@@ -58,9 +170,30 @@ async function render({ code, width, height, timeoutMs, graceMs, limits }) {
     stderr: result.stderr,
     error,
     timedOut,
-    needsBoot: terminated,
-    timings: { exec_ms: execMs, svg_ms: finished - svgStarted, page_ms: finished - started },
+    timings: { wait_ms: waitMs, exec_ms: execMs, svg_ms: finished - svgStarted, page_ms: finished - started },
+    interpreter: { fresh: wasFresh, heapBytes: outcome.heapBytes || 0 },
   };
 }
 
-window.plotfarm = { boot, render };
+function poolStats() {
+  const sorted = [...stats.bootMs].sort((a, b) => a - b);
+  const pick = (q) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.round(q * (sorted.length - 1)))] : null);
+  let reusableCount = 0;
+  for (const list of reusable.values()) reusableCount += list.length;
+  return {
+    isolation: config.isolation,
+    fresh: fresh.length,
+    booting,
+    waiting: waiting.length,
+    reusable: reusableCount,
+    boots: stats.boots,
+    bootFailures: stats.bootFailures,
+    recycled: stats.recycled,
+    reused: stats.reused,
+    templateMs: stats.templateMs,
+    bootMsMedian: pick(0.5),
+    bootMsP95: pick(0.95),
+  };
+}
+
+window.plotfarm = { start, render, stats: poolStats };

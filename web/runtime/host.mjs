@@ -23,8 +23,14 @@ export class PyodideWorker {
     return this.worker !== null;
   }
 
-  /** Start the interpreter; resolves with its boot timings once plotly is imported. */
-  boot() {
+  /**
+   * Start the interpreter; resolves with its boot timings once plotly is imported.
+   * `template` (from an earlier boot with `makeTemplate: true`) restores a
+   * ready interpreter in about a second instead of booting one from scratch;
+   * with `makeTemplate` the resolved value carries `template` and the worker
+   * itself is only good for making more templates: terminate it.
+   */
+  boot({ template = null, makeTemplate = false } = {}) {
     this.terminate();
     // Interrupting a busy interpreter needs shared memory, which browsers only
     // grant to cross-origin-isolated pages (COOP + COEP headers).
@@ -36,7 +42,7 @@ export class PyodideWorker {
       this.port.onmessage = ({ data }) => {
         if (data.type === "ready") {
           this.port.onmessage = (msg) => this.onMessage(msg.data);
-          resolve({ ...data.timings, interruptible: this.interruptBuffer !== null });
+          resolve({ ...data.timings, interruptible: this.interruptBuffer !== null, template: data.template });
         } else if (data.type === "boot-failed") {
           this.terminate();
           reject(new Error(`interpreter failed to boot: ${data.message}`));
@@ -48,7 +54,7 @@ export class PyodideWorker {
       };
     });
     this.worker.postMessage(
-      { type: "boot", port: channel.port2, assetBase: this.assetBase, interruptBuffer: this.interruptBuffer },
+      { type: "boot", port: channel.port2, assetBase: this.assetBase, interruptBuffer: this.interruptBuffer, template, makeTemplate },
       [channel.port2],
     );
     return booted;
@@ -92,7 +98,7 @@ export class PyodideWorker {
     let result = JSON.parse(data.payload);
     const timedOut = pending.interrupted();
     if (timedOut) result = timeoutResult(pending.timeoutMs, result);
-    pending.finish({ result, execMs: data.execMs, timedOut, terminated: false });
+    pending.finish({ result, execMs: data.execMs, heapBytes: data.heapBytes, timedOut, terminated: false });
   }
 
   terminate() {

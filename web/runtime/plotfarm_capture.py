@@ -70,9 +70,11 @@ class BoundedText(io.TextIOBase):
 class Capture:
     """The figures one job has shown so far, within its limits."""
 
-    def __init__(self, max_figures, max_figure_bytes):
+    def __init__(self, max_figures, max_figure_bytes, max_total_bytes):
         self.max_figures = max_figures
         self.max_figure_bytes = max_figure_bytes
+        self.max_total_bytes = max_total_bytes
+        self.total_bytes = 0
         self.figures = []
 
     def show(self, fig=None, *args, **kwargs):
@@ -85,6 +87,9 @@ class Capture:
                 f"figure {len(self.figures) + 1} is {len(text)} bytes of JSON; "
                 f"the limit is {self.max_figure_bytes}"
             )
+        if self.total_bytes + len(text) > self.max_total_bytes:
+            raise OutputLimitExceeded(f"the figures add up to more than {self.max_total_bytes} bytes of JSON")
+        self.total_bytes += len(text)
         self.figures.append(text)
 
 
@@ -131,7 +136,9 @@ def _describe(exc):
 def run(code, limits_json):
     """Execute ``code`` and return a JSON string with figures, output and error."""
     limits = json.loads(limits_json)
-    capture = Capture(limits["max_figures"], limits["max_figure_bytes"])
+    capture = Capture(
+        limits["max_figures"], limits["max_figure_bytes"], limits.get("max_total_figure_bytes", 4 * limits["max_figure_bytes"])
+    )
     _install(capture)
     stdout = BoundedText(limits["max_output_chars"])
     stderr = BoundedText(limits["max_output_chars"])
@@ -141,7 +148,12 @@ def run(code, limits_json):
     try:
         compiled = compile(code, JOB_FILENAME, "exec", dont_inherit=True)
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            exec(compiled, namespace)
+            try:
+                exec(compiled, namespace)
+            except SystemExit as exit_:
+                # sys.exit() / exit() ends a script; only a failing status fails the job.
+                if exit_.code not in (None, 0):
+                    raise
         if not capture.figures:
             leftover = _left_in_namespace(namespace)
             if leftover is None:

@@ -6,31 +6,52 @@
 // held in this module's closure, nor the send function bound before any user
 // code ran.
 //
-//   host -> worker (global, once)  {type: "boot", port, assetBase, interruptBuffer}
-//   worker -> host (port)          {type: "ready", timings} | {type: "boot-failed", message}
+//   host -> worker (global, once)  {type: "boot", port, assetBase, interruptBuffer, template?, makeTemplate?}
+//   worker -> host (port)          {type: "ready", timings, template?} | {type: "boot-failed", message}
 //   host -> worker (port)          {type: "run", runId, code, limits}
-//   worker -> host (port)          {type: "result", runId, payload, execMs}
+//   worker -> host (port)          {type: "result", runId, payload, execMs, heapBytes}
+//
+// Three ways to boot:
+// - plain: start CPython, install the wheels, import plotly (5-15 s);
+// - makeTemplate: the same, then a warm-up figure, then hand back a *template*:
+//   a memory snapshot of the interpreter, its site-packages files, the files
+//   it holds open, the compiled WebAssembly module and the stdlib zip;
+// - from a template: restore the snapshot into a fresh worker (about a
+//   second), so every job can get an interpreter no other job has touched.
 
+import createPyodideModule from "../pyodide/pyodide.asm.mjs";
 import { loadPyodide } from "../pyodide/pyodide.mjs";
 
+// performance.now() counts from the worker's creation: this is how long its
+// scripts took to arrive and compile.
+const scriptsLoadedAt = performance.now();
 const CAPTURE_MODULE = "plotfarm_capture";
+const WARM_UP = "import plotly.graph_objects as go\ngo.Figure(go.Scatter(x=[1, 2], y=[1, 2])).show()\n";
+const WARM_UP_LIMITS = JSON.stringify({ max_figures: 1, max_figure_bytes: 1e6, max_output_chars: 1000 });
 
 self.addEventListener("message", onBoot, { once: true });
 
 async function onBoot(event) {
-  const { port, assetBase, interruptBuffer } = event.data;
+  const { port, assetBase, interruptBuffer, template, makeTemplate } = event.data;
   const send = MessagePort.prototype.postMessage.bind(port);
   try {
-    const { run, timings } = await bootInterpreter(assetBase, interruptBuffer);
-    port.onmessage = (msg) => handleRun(msg.data, run, interruptBuffer, send);
-    send({ type: "ready", timings });
+    const booted = template ? await restoreInterpreter(assetBase, template) : await bootInterpreter(assetBase, makeTemplate);
+    const { pyodide, run, timings } = booted;
+    if (interruptBuffer) pyodide.setInterruptBuffer(new Uint8Array(interruptBuffer));
+    const heap = () => pyodide._module.HEAP8.length;
+    sealGlobalScope();
+    port.onmessage = (msg) => handleRun(msg.data, run, interruptBuffer, heap, send);
+    send({ type: "ready", timings, template: booted.template });
   } catch (err) {
     send({ type: "boot-failed", message: String(err && err.stack ? err.stack : err) });
   }
 }
 
-async function bootInterpreter(assetBase, interruptBuffer) {
+// ---- booting -------------------------------------------------------------
+
+async function bootInterpreter(assetBase, makeTemplate) {
   const t0 = performance.now();
+  const captured = captureDownloads();
   // Start every download at once; the interpreter boots while they arrive.
   const wheelBytes = fetchJson(new URL("manifest.json", assetBase)).then((manifest) =>
     Promise.all(manifest.wheels.map((name) => fetchBytes(new URL(`wheels/${name}`, assetBase)))),
@@ -38,30 +59,238 @@ async function bootInterpreter(assetBase, interruptBuffer) {
   const captureSource = fetchText(new URL(`runtime/${CAPTURE_MODULE}.py`, assetBase));
   const pyodide = await loadPyodide({
     indexURL: new URL("pyodide/", assetBase).href,
+    createPyodideModule,
     stdout: () => {},
     stderr: () => {},
+    _makeSnapshot: Boolean(makeTemplate),
   });
   const t1 = performance.now();
 
-  const site = pyodide.runPython("import sysconfig; sysconfig.get_paths()['purelib']").replace(/^\/+/, "/");
+  const site = sitePackages(pyodide);
   for (const bytes of await wheelBytes) {
     pyodide.unpackArchive(bytes, "wheel", { extractDir: site });
   }
+  removeUnused(pyodide, site);
   pyodide.FS.writeFile(`${site}/${CAPTURE_MODULE}.py`, await captureSource);
   const t2 = performance.now();
 
   pyodide.runPython("import importlib; importlib.invalidate_caches()");
-  const run = pyodide.pyimport(CAPTURE_MODULE).run;
+  const capture = pyodide.pyimport(CAPTURE_MODULE);
   const t3 = performance.now();
+  const timings = { pyodide_ms: t1 - t0, packages_ms: t2 - t1, import_ms: t3 - t2 };
+  if (!makeTemplate) return { pyodide, run: capture.run, timings: { ...timings, total_ms: t3 - t0 } };
 
-  if (interruptBuffer) pyodide.setInterruptBuffer(new Uint8Array(interruptBuffer));
-  return {
-    run,
-    timings: { pyodide_ms: t1 - t0, packages_ms: t2 - t1, import_ms: t3 - t2, total_ms: t3 - t0 },
+  // Pay the first-figure costs once, so every restored copy starts warm.
+  capture.run(WARM_UP, WARM_UP_LIMITS);
+  capture.destroy();
+  const template = {
+    snapshot: pyodide.makeMemorySnapshot(),
+    files: exportTree(pyodide.FS, site),
+    openFiles: openFiles(pyodide.FS),
+    wasmModule: await captured.wasmModule,
+    stdlib: await captured.stdlib,
+    site,
   };
+  const t4 = performance.now();
+  return { pyodide, run: null, timings: { ...timings, template_ms: t4 - t3, total_ms: t4 - t0 }, template };
 }
 
-function handleRun(message, run, interruptBuffer, send) {
+async function restoreInterpreter(assetBase, template) {
+  const t0 = performance.now();
+  const marks = {};
+  serveFromTemplate(template);
+  const pyodide = await loadPyodide({
+    indexURL: new URL("pyodide/", assetBase).href,
+    // Restoring memory brings back Python's view of open files (zipimport
+    // keeps the stdlib zip open); the files themselves live in JavaScript, so
+    // reopen them at the same descriptors before Python runs again.
+    createPyodideModule: async (settings) => {
+      const module = await createPyodideModule(settings);
+      // The module's memory starts at its compiled size; the snapshot's heap
+      // is bigger (plotly is in it), so grow first or the copy overflows.
+      const header = new Uint32Array(template.snapshot.buffer, template.snapshot.byteOffset, 4)[1];
+      module.growMemory(template.snapshot.length - header);
+      reopenFiles(module.FS, template.openFiles);
+      marks.module_ms = performance.now() - t0;
+      return module;
+    },
+    fsInit: (FS) => {
+      const started = performance.now();
+      importTree(FS, template.files);
+      marks.files_ms = performance.now() - started;
+    },
+    stdout: () => {},
+    stderr: () => {},
+    _loadSnapshot: template.snapshot,
+  });
+  const t1 = performance.now();
+  // Every restored copy starts from the same memory: give each its own randomness.
+  pyodide.runPython("import random; random.seed()");
+  const run = pyodide.pyimport(CAPTURE_MODULE).run;
+  const t2 = performance.now();
+  const timings = { scripts_ms: scriptsLoadedAt, message_ms: t0 - scriptsLoadedAt, ...marks, restore_ms: t1 - t0, import_ms: t2 - t1 };
+  return { pyodide, run, timings: { ...timings, total_ms: t2 } };
+}
+
+// Parts of the plotly wheel that only matter to Jupyter (15 MB of JavaScript):
+// no interpreter here can use them, and every restored copy would carry them.
+const UNUSED_PATHS = ["plotly/labextension", "plotly/package_data/widgetbundle.js", "plotly-*.data"];
+
+function removeUnused(pyodide, site) {
+  pyodide.runPython(`
+import glob, os, shutil
+for pattern in ${JSON.stringify(UNUSED_PATHS)}:
+    for path in glob.glob(os.path.join(${JSON.stringify(site)}, pattern)):
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+`);
+}
+
+function sitePackages(pyodide) {
+  return pyodide.runPython("import sysconfig; sysconfig.get_paths()['purelib']").replace(/^\/+/, "/");
+}
+
+// Keep the compiled wasm module and the stdlib zip a plain boot downloads, to
+// hand them to every worker restored from the template.
+function captureDownloads() {
+  let resolveModule, resolveStdlib;
+  const wasmModule = new Promise((r) => (resolveModule = r));
+  const stdlib = new Promise((r) => (resolveStdlib = r));
+  const instantiateStreaming = WebAssembly.instantiateStreaming;
+  WebAssembly.instantiateStreaming = async (source, imports) => {
+    const result = await instantiateStreaming(source, imports);
+    resolveModule(result.module);
+    return result;
+  };
+  const originalFetch = self.fetch;
+  self.fetch = async (input, init) => {
+    const response = await originalFetch(input, init);
+    if (String(input).endsWith("python_stdlib.zip")) {
+      resolveStdlib(new Uint8Array(await response.clone().arrayBuffer()));
+    }
+    return response;
+  };
+  return { wasmModule, stdlib };
+}
+
+// A restored worker downloads nothing: wasm and stdlib come from the template.
+function serveFromTemplate(template) {
+  const originalFetch = self.fetch;
+  self.fetch = async (input, init) => {
+    const url = String(input);
+    if (url.endsWith("python_stdlib.zip")) return new Response(template.stdlib);
+    if (url.endsWith("pyodide.asm.wasm")) return new Response(new Uint8Array(0), { headers: { "Content-Type": "application/wasm" } });
+    return originalFetch(input, init);
+  };
+  WebAssembly.instantiateStreaming = async (_source, imports) => ({
+    module: template.wasmModule,
+    instance: await WebAssembly.instantiate(template.wasmModule, imports),
+  });
+}
+
+function exportTree(FS, root) {
+  const paths = [];
+  const chunks = [];
+  const mtimes = []; // kept, or Python would find every .pyc older than its source
+  const walk = (dir) => {
+    for (const name of FS.readdir(dir)) {
+      if (name === "." || name === "..") continue;
+      const path = `${dir}/${name}`;
+      if (FS.isDir(FS.stat(path).mode)) walk(path);
+      else {
+        paths.push(path);
+        chunks.push(FS.readFile(path));
+        mtimes.push(+FS.stat(path).mtime);
+      }
+    }
+  };
+  walk(root);
+  const sizes = chunks.map((c) => c.length);
+  const data = new Uint8Array(sizes.reduce((a, b) => a + b, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    data.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return { paths, sizes, mtimes, data };
+}
+
+function importTree(FS, { paths, sizes, mtimes, data }) {
+  let offset = 0;
+  const made = new Set();
+  paths.forEach((path, i) => {
+    const dir = path.slice(0, path.lastIndexOf("/"));
+    if (!made.has(dir)) {
+      FS.mkdirTree(dir);
+      made.add(dir);
+    }
+    // The file *is* this slice of the worker's own copy of the template (each
+    // worker receives its own clone): no copy, no open/write/close per file.
+    const node = FS.create(path, 0o644);
+    node.contents = data.subarray(offset, offset + sizes[i]);
+    node.usedBytes = sizes[i];
+    node.mtime = node.ctime = node.atime = mtimes[i];
+    offset += sizes[i];
+  });
+}
+
+function openFiles(FS) {
+  return FS.streams
+    .map((stream, fd) => stream && fd > 2 && stream.path ? { fd, path: stream.path, flags: stream.flags, position: stream.position } : null)
+    .filter(Boolean);
+}
+
+function reopenFiles(FS, files) {
+  for (const { fd, path, flags, position } of files) {
+    const stream = FS.open(path, flags);
+    if (stream.fd !== fd) {
+      throw new Error(`restored ${path} at fd ${stream.fd}, expected ${fd}`);
+    }
+    stream.position = position;
+  }
+}
+
+// ---- hardening -------------------------------------------------------------
+
+// Once booted, the worker needs no network, no storage and no way to start
+// other workers. Remove them from the global scope user code can reach
+// (`import js`), as one more layer under the CSP, the request routing and the
+// empty network namespace: even a same-origin request is then impossible,
+// and nothing (IndexedDB, Cache Storage, BroadcastChannel) can carry state
+// from one job to another.
+const SEALED = [
+  "fetch", "XMLHttpRequest", "WebSocket", "WebSocketStream", "EventSource", "WebTransport",
+  "importScripts", "Worker", "SharedWorker", "BroadcastChannel",
+  "indexedDB", "caches", "cookieStore",
+];
+
+function sealGlobalScope() {
+  for (let scope = self; scope && scope !== Object.prototype; scope = Object.getPrototypeOf(scope)) {
+    for (const name of SEALED) {
+      if (Object.prototype.hasOwnProperty.call(scope, name)) {
+        try {
+          delete scope[name];
+        } catch {}
+      }
+    }
+  }
+  for (const name of SEALED) {
+    try {
+      Object.defineProperty(self, name, { value: undefined, writable: false, configurable: false });
+    } catch {}
+  }
+  const nav = self.navigator;
+  if (nav) {
+    for (const name of ["sendBeacon", "storage", "locks", "serviceWorker"]) {
+      try {
+        Object.defineProperty(Object.getPrototypeOf(nav), name, { value: undefined, configurable: false });
+      } catch {}
+    }
+  }
+}
+
+// ---- running -------------------------------------------------------------
+
+function handleRun(message, run, interruptBuffer, heap, send) {
   if (!message || message.type !== "run") return;
   const { runId, code, limits } = message;
   if (interruptBuffer) new Uint8Array(interruptBuffer)[0] = 0;
@@ -79,7 +308,7 @@ function handleRun(message, run, interruptBuffer, send) {
       error: { type: err.type || "InterpreterError", message: String(err.message || err), traceback: String(err) },
     });
   }
-  send({ type: "result", runId, payload, execMs: performance.now() - started });
+  send({ type: "result", runId, payload, execMs: performance.now() - started, heapBytes: heap() });
 }
 
 async function fetchBytes(url) {
