@@ -38,9 +38,10 @@ def summary(name: str, values: list[float], unit: str = "ms") -> str:
     )
 
 
-async def warm_latency(api: Api, jobs: int) -> dict[str, list[float]]:
-    client, server_total, run, svg = [], [], [], []
+async def warm_latency(api: Api, jobs: int, pause: float) -> dict[str, list[float]]:
+    client, server_total, run, svg, wait = [], [], [], [], []
     for _ in range(jobs):
+        await asyncio.sleep(pause)
         started = time.perf_counter()
         result = await api.render(SEED)
         client.append((time.perf_counter() - started) * 1000)
@@ -48,8 +49,9 @@ async def warm_latency(api: Api, jobs: int) -> dict[str, list[float]]:
         server_total.append(result["timings"]["total_ms"])
         run.append(result["timings"]["run_ms"])
         svg.append(result["timings"]["svg_ms"])
+        wait.append(result["timings"].get("wait_ms", 0.0))
     return {"client submit -> result": client, "server total (accept -> result)": server_total,
-            "python run": run, "svg": svg}
+            "wait for a fresh interpreter": wait, "python run": run, "svg": svg}
 
 
 async def throughput(api: Api, jobs: int) -> tuple[float, float]:
@@ -66,7 +68,7 @@ async def measure(gateway_url: str, args) -> None:
         api = Api(session, gateway_url)
         for _ in range(3):  # let every interpreter run once
             await api.render(SEED)
-        for name, values in (await warm_latency(api, args.jobs)).items():
+        for name, values in (await warm_latency(api, args.jobs, args.pause)).items():
             print(summary(name, values))
         rate, elapsed = await throughput(api, args.burst)
         print(f"{'throughput (burst of ' + str(args.burst) + ')':<34} {rate:.1f} jobs/s ({elapsed:.1f} s)")
@@ -78,7 +80,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=50, help="sequential jobs for the latency figures")
     parser.add_argument("--burst", type=int, default=200, help="jobs submitted at once for throughput")
     parser.add_argument("--renderers", type=int, default=1)
-    parser.add_argument("--concurrency", type=int, default=2, help="interpreters per renderer")
+    parser.add_argument("--concurrency", type=int, default=2, help="jobs in flight per renderer")
+    parser.add_argument("--isolation", default="job", choices=["job", "tenant", "none"])
+    parser.add_argument("--parallel-boots", type=int, default=1)
+    parser.add_argument("--spares", type=int, default=0, help="fresh interpreters kept ready (0: = concurrency)")
+    parser.add_argument("--pause", type=float, default=0.0, help="seconds between sequential jobs")
     args = parser.parse_args()
     if args.gateway:
         asyncio.run(measure(args.gateway, args))
@@ -88,7 +94,9 @@ def main() -> None:
     namespace = new_namespace()
     stack = Stack(amqp_url, namespace, Path(tempfile.mkdtemp(prefix="plotfarm-bench-")),
                   {"PLOTFARM_AMQP_URL": amqp_url, "PLOTFARM_NAMESPACE": namespace, "PLOTFARM_LOG_FORMAT": "json",
-                   "PLOTFARM_RENDERER_CONCURRENCY": str(args.concurrency)})
+                   "PLOTFARM_RENDERER_CONCURRENCY": str(args.concurrency), "PLOTFARM_ISOLATION": args.isolation,
+                   "PLOTFARM_PARALLEL_BOOTS": str(args.parallel_boots), "PLOTFARM_SPARE_INTERPRETERS": str(args.spares),
+                   "PLOTFARM_RATE_LIMIT_PER_MINUTE": "0"})
     try:
         gateway = stack.start_gateway()
         stack.wait_ready(gateway)
@@ -98,7 +106,8 @@ def main() -> None:
             renderer = stack.start_renderer(f"bench-renderer-{n + 1}")
             stack.wait_ready(renderer)
             cold.append((time.perf_counter() - started) * 1000)
-        print(f"renderers={args.renderers} interpreters each={args.concurrency} logs={stack.log_dir}")
+        print(f"renderers={args.renderers} concurrency={args.concurrency} isolation={args.isolation} "
+              f"parallel_boots={args.parallel_boots} spares={args.spares or args.concurrency} pause={args.pause}s logs={stack.log_dir}")
         print(summary("renderer cold start (to ready)", cold))
         asyncio.run(measure(gateway.url, args))
     finally:

