@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     spare_interpreters: int = Field(0, ge=0, le=64, description="Fresh interpreters kept ready; 0 = concurrency.")
     parallel_boots: int = Field(1, ge=1, le=16, description="Interpreters restored at the same time.")
     interpreter_heap_limit_mb: int = Field(512, ge=64, description="A reused interpreter past this heap is recycled.")
+    js_heap_mb: int = Field(
+        1024, ge=128, description="V8 heap per JavaScript context; a job exhausting it crashes its page, not the host."
+    )
     interrupt_grace_s: float = Field(1.0, gt=0, description="From interrupt to worker.terminate().")
     boot_timeout_s: float = Field(120.0, gt=0, description="Longest an interpreter may take to boot.")
     renderer_health_port: int = Field(8001, ge=0, description="Liveness/readiness HTTP port; 0 turns it off.")

@@ -141,7 +141,7 @@ class HeadlessBrowser:
             executable_path=executable,
             headless=True,
             chromium_sandbox=sandbox,
-            args=CHROMIUM_FLAGS,
+            args=[*CHROMIUM_FLAGS, f"--js-flags=--max-old-space-size={self.settings.js_heap_mb}"],
         )
         self.disconnected.clear()
         self.browser.on("disconnected", self._on_disconnected)

@@ -31,6 +31,44 @@ from shared.settings import Settings
 log = structlog.get_logger(__name__)
 
 
+class Admission:
+    """Jobs share the page, except suspects, which run alone.
+
+    A redelivered job is a suspect: its last renderer may have died under it.
+    When a page crashes, every job on it is handed back, innocent or not, and
+    each delivery counts towards the dead-letter limit. Running suspects alone
+    means a job that keeps crashing pages takes no bystander down with it a
+    second time, so only the guilty job reaches the limit.
+    """
+
+    def __init__(self):
+        self._changed = asyncio.Condition()
+        self._sharing = 0
+        self._alone = False
+        self._waiting_alone = 0
+
+    @contextlib.asynccontextmanager
+    async def enter(self, *, alone: bool):
+        async with self._changed:
+            if alone:
+                self._waiting_alone += 1
+                await self._changed.wait_for(lambda: not self._alone and self._sharing == 0)
+                self._waiting_alone -= 1
+                self._alone = True
+            else:
+                await self._changed.wait_for(lambda: not self._alone and self._waiting_alone == 0)
+                self._sharing += 1
+        try:
+            yield
+        finally:
+            async with self._changed:
+                if alone:
+                    self._alone = False
+                else:
+                    self._sharing -= 1
+                self._changed.notify_all()
+
+
 def delivery_attempt(message: AbstractIncomingMessage) -> int:
     """1 for the first delivery; quorum queues count earlier returns in x-delivery-count."""
     return int((message.headers or {}).get("x-delivery-count", 0)) + 1
@@ -84,6 +122,7 @@ class Renderer:
         self.page = page
         self.in_flight = 0
         self.completed = 0
+        self.admission = Admission()
 
     async def start_consuming(self) -> None:
         channel = await self.broker.connection.channel()
@@ -119,7 +158,8 @@ class Renderer:
                 JobStarted(job_id=job.job_id, renderer_id=self.settings.renderer_id, attempt=attempt, started_at=started)
             )
         try:
-            output = await self.page.render(job)
+            async with self.admission.enter(alone=attempt > 1):
+                output = await self.page.render(job)
         except InterpreterCrashed as exc:
             log.warning("interpreter crashed under the job; handing it back", error=str(exc))
             await self._settle(message, requeue=True)

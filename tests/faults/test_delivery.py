@@ -1,0 +1,209 @@
+"""Nothing lost: every accepted job reaches exactly one final result, whatever crashes.
+
+Each test prints one summary line
+(``submitted=… final=… lost=… duplicates=… seconds=…``). Run them alone with
+``pytest -m faults``; ``make chaos`` runs them with larger counts
+(``PLOTFARM_CHAOS_SCALE``).
+"""
+
+import asyncio
+import os
+import shutil
+import signal
+import time
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.faults.conftest import new_run
+from tests.faults.load import scaled
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+POISON = (
+    "import js\nkeep = js.Array.new()\nchunk = '[' + '{\"a\": [1, 2, 3]},' * 500_000 + '{}]'\n"
+    "while True:\n    keep.push(js.JSON.parse(chunk))\n"
+)
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    children.setdefault(int(handle.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    found, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def chromium_root(renderer_pid: int) -> int | None:
+    """The main Chromium process a renderer started (its parent is not Chromium)."""
+    for pid in descendants(renderer_pid):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                argv0 = handle.read().split(b"\0")[0]
+            with open(f"/proc/{pid}/stat") as handle:
+                parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{parent}/cmdline", "rb") as handle:
+                parent_argv0 = handle.read().split(b"\0")[0]
+        except (OSError, ValueError, IndexError):
+            continue
+        if argv0.endswith(b"chromium") and not parent_argv0.endswith(b"chromium"):
+            return pid
+    return None
+
+
+async def is_ready(session, process) -> bool:
+    try:
+        async with session.get(f"{process.url}/readyz") as response:
+            return response.status == 200
+    except Exception:  # noqa: BLE001
+        return False
+
+
+@pytest.mark.timeout(900)
+async def test_burst_of_jobs_all_reach_one_final_result(fault_stack, session):
+    stack = fault_stack(renderers=2)
+    run = new_run("burst", stack)
+    count = scaled(1000)
+    async with run.watching(session):
+        await run.submit_many(session, count, seconds_each=0, parallel=200)
+        submitted_s = time.monotonic() - run.started
+        await run.wait_all_final(session, timeout=600 * max(1, count / 1000))
+    run.extra.update(throughput_jobs_s=f"{len(run.final) / run.seconds:.1f}", accept_s=f"{submitted_s:.1f}")
+    run.summary()
+    assert len(run.accepted) == count and run.refused == 0
+    assert run.lost == 0 and run.duplicates == 0
+    assert all(result["status"] == "done" for result in run.final.values())
+    assert len(run.reported_final) == count  # the viewer reported every job
+
+
+@pytest.mark.timeout(1200)
+async def test_killing_renderers_loses_nothing(fault_stack, session):
+    stack = fault_stack(renderers=2)
+    run = new_run("kill -9", stack)
+    stop = asyncio.Event()
+    kills = {"renderer": 0, "chromium": 0}
+
+    async def chaos() -> None:
+        """kill -9 renderer-a each time it is up and working (it restarts, as compose or
+        `make run` would restart it), and once, mid-run, kill -9 renderer-b's Chromium."""
+        while not stop.is_set():
+            await asyncio.sleep(3)
+            victim = stack.processes["renderer-a"]
+            if not stop.is_set() and await is_ready(session, victim):
+                victim.proc.kill()
+                victim.stop()
+                kills["renderer"] += 1
+                stack.start_renderer("renderer-a")
+            survivor = stack.processes["renderer-b"]
+            root = chromium_root(survivor.proc.pid)
+            if root and not kills["chromium"] and time.monotonic() - run.started > 20:
+                os.kill(root, signal.SIGKILL)
+                kills["chromium"] += 1
+
+    async with run.watching(session):
+        chaos_task = asyncio.create_task(chaos())
+        await run.submit_many(session, scaled(300), seconds_each=0.3, parallel=20, spread_s=30 * scaled(300) / 300)
+        await run.wait_all_final(session, timeout=900)
+        stop.set()
+        await chaos_task
+    redelivered = sum(1 for result in run.final.values() if (result.get("attempt") or 1) > 1)
+    run.extra.update(renderer_kills=kills["renderer"], chromium_kills=kills["chromium"], redelivered=redelivered)
+    run.summary()
+    assert kills["renderer"] >= 1 and kills["chromium"] >= 1
+    assert run.lost == 0 and run.duplicates == 0
+    assert all(result["status"] == "done" for result in run.final.values()), [
+        r["error"] for r in run.final.values() if r["status"] != "done"
+    ]
+
+
+@pytest.mark.timeout(900)
+async def test_poison_job_is_dead_lettered_and_others_succeed(fault_stack, session):
+    stack = fault_stack(renderers=2, PLOTFARM_JS_HEAP_MB=256)
+    run = new_run("poison", stack)
+    async with run.watching(session):
+        run.attempted += 1
+        await run.submit(session, POISON, -1)
+        poison_id = next(iter(run.accepted))
+        await run.submit_many(session, scaled(20), seconds_each=0.5, parallel=20, spread_s=20)
+        await run.wait_all_final(session, timeout=600)
+    run.summary()
+    poison = run.final[poison_id]
+    assert poison["status"] == "failed"
+    assert poison["error"]["type"] == "RendererCrashed"
+    assert "crashed 3 times" in poison["error"]["message"]
+    others = [result for job_id, result in run.final.items() if job_id != poison_id]
+    assert run.lost == 0 and run.duplicates == 0 and len(others) == scaled(20)
+    assert all(result["status"] == "done" for result in others), [r["error"] for r in others if r["status"] != "done"]
+
+
+def _local_broker(amqp_url: str) -> bool:
+    return urlsplit(amqp_url).hostname in ("127.0.0.1", "localhost") and shutil.which("rabbitmqctl") is not None
+
+
+@pytest.mark.timeout(900)
+async def test_broker_restart_under_load(fault_stack, session, amqp_url):
+    if not _local_broker(amqp_url):
+        pytest.fail("this test stops and starts RabbitMQ with rabbitmqctl: run it against the local broker")
+    stack = fault_stack(renderers=2)
+    run = new_run("broker restart", stack)
+    downtime = {}
+
+    async def restart_broker() -> None:
+        await asyncio.sleep(4)
+        started = time.monotonic()
+        await (await asyncio.create_subprocess_exec("rabbitmqctl", "stop_app", stdout=asyncio.subprocess.DEVNULL)).wait()
+        downtime["stopped_at"] = time.monotonic() - run.started
+        await asyncio.sleep(10)
+        await (await asyncio.create_subprocess_exec("rabbitmqctl", "start_app", stdout=asyncio.subprocess.DEVNULL)).wait()
+        downtime["seconds"] = time.monotonic() - started
+
+    async with run.watching(session):
+        restart = asyncio.create_task(restart_broker())
+        try:
+            await run.submit_many(session, scaled(200), seconds_each=0.2, parallel=10, retry_for=120, spread_s=25)
+        finally:
+            await restart  # never leave the shared broker stopped
+        await run.wait_all_final(session, timeout=600)
+    slowest_refusal = max(run.refusal_seconds, default=0.0)
+    run.extra.update(broker_down_s=f"{downtime['seconds']:.1f}", slowest_503_s=f"{slowest_refusal:.1f}")
+    run.summary()
+    assert run.refused > 0, "the broker stop should have refused some submissions"
+    assert slowest_refusal < 6, f"a refused submission took {slowest_refusal:.1f} s (should be a quick 503)"
+    assert run.lost == 0 and run.duplicates == 0
+    assert len(run.accepted) == scaled(200)
+    assert all(result["status"] == "done" for result in run.final.values())
+    # Every service is still the same process: they reconnected by themselves.
+    assert all(process.proc.poll() is None for process in stack.processes.values())
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("grace_s", [30, 1], ids=["finishes-in-flight", "hands-back-in-flight"])
+async def test_sigterm_drains_a_renderer(fault_stack, session, grace_s):
+    stack = fault_stack(renderers=2, PLOTFARM_SHUTDOWN_GRACE_S=grace_s)
+    run = new_run(f"sigterm grace={grace_s}s", stack)
+    victim = stack.processes["renderer-a"]
+    async with run.watching(session):
+        submitting = asyncio.create_task(run.submit_many(session, scaled(40), seconds_each=3, parallel=40))
+        await asyncio.sleep(6)  # jobs of 3 s each are now in flight on both renderers
+        victim.signal(signal.SIGTERM)
+        exit_code = await asyncio.to_thread(victim.proc.wait, 60)
+        await submitting
+        await run.wait_all_final(session, timeout=600)
+    by_renderer = {}
+    for result in run.final.values():
+        by_renderer[result["renderer_id"]] = by_renderer.get(result["renderer_id"], 0) + 1
+    run.extra.update(exit_code=exit_code, done_by=by_renderer)
+    run.summary()
+    assert exit_code == 0
+    assert run.lost == 0 and run.duplicates == 0
+    assert all(result["status"] == "done" for result in run.final.values())
+    assert by_renderer.get("renderer-a", 0) >= 1  # it was working when told to stop

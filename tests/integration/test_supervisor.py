@@ -1,0 +1,66 @@
+"""`make run`'s supervisor: restarts a service that dies, and stops everything on Ctrl-C."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.support import ROOT, delete_namespace, free_port, new_namespace, wait_http_ok
+
+pytestmark = pytest.mark.integration
+
+
+def child_pids(parent: int) -> dict[int, str]:
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    cmdline = handle.read().replace(b"\0", b" ").decode()
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == parent:
+                found[int(entry)] = cmdline
+    return found
+
+
+def test_supervisor_restarts_a_dead_service_and_stops_cleanly(amqp_url, tmp_path):
+    gateway_port, viewer_port, namespace = free_port(), free_port(), new_namespace()
+    env = {
+        **os.environ,
+        "PLOTFARM_AMQP_URL": amqp_url,
+        "PLOTFARM_NAMESPACE": namespace,
+        "PLOTFARM_GATEWAY_PORT": str(gateway_port),
+        "PLOTFARM_VIEWER_PORT": str(viewer_port),
+        "RENDERERS": "0",
+    }
+    log = open(tmp_path / "supervisor.log", "wb")
+    supervisor = subprocess.Popen([sys.executable, "-m", "services.supervisor"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_http_ok(f"http://127.0.0.1:{gateway_port}/healthz", 60)
+        wait_http_ok(f"http://127.0.0.1:{viewer_port}/healthz", 60)
+        gateway = next(pid for pid, cmd in child_pids(supervisor.pid).items() if "services.gateway" in cmd)
+        os.kill(gateway, signal.SIGKILL)
+        time.sleep(0.5)
+        wait_http_ok(f"http://127.0.0.1:{gateway_port}/healthz", 60)
+        restarted = next(pid for pid, cmd in child_pids(supervisor.pid).items() if "services.gateway" in cmd)
+        assert restarted != gateway
+        supervisor.send_signal(signal.SIGINT)
+        assert supervisor.wait(60) == 0
+        assert child_pids(supervisor.pid) == {}
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{gateway_port}/healthz", timeout=2)
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+        log.close()
+        asyncio.run(delete_namespace(amqp_url, namespace))
+    output = (tmp_path / "supervisor.log").read_text()
+    assert "exited with -9; restart 1" in output and "plotfarm: stopped" in output
