@@ -14,12 +14,13 @@ WHEELS := build/wheels
 export PLOTFARM_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv assets chromium broker run test test-unit bench clean distclean images compose-up
+.PHONY: help setup venv assets chromium broker run test test-unit bench chaos clean distclean images
 
 help:
 	@echo "make run        install what is missing, then start gateway, viewer and renderer(s) (RENDERERS=N)"
 	@echo "make test       install what is missing, then run the test suite against RabbitMQ and Chromium"
 	@echo "make bench      measure latency and throughput (prints medians, p95)"
+	@echo "make chaos      the fault-injection tests with larger counts (CHAOS_SCALE, default 3)"
 	@echo "make images     build the container images (docker or podman)"
 
 setup: venv assets chromium
@@ -31,7 +32,9 @@ $(VENV)/.installed: requirements/dev.txt
 	$(PIP) install --quiet --require-hashes -r requirements/dev.txt
 	touch $@
 
-assets: $(WEB)/node_modules/.package-lock.json $(WHEELS)/.installed
+PRECOMPILED := build/precompiled
+
+assets: $(WEB)/node_modules/.package-lock.json $(WHEELS)/.installed $(PRECOMPILED)/.installed
 
 $(WEB)/node_modules/.package-lock.json: $(WEB)/package.json $(WEB)/package-lock.json
 	cd $(WEB) && npm ci --no-audit --no-fund --ignore-scripts
@@ -41,6 +44,13 @@ $(WHEELS)/.installed: requirements/pyodide-wheels.txt | venv
 	rm -rf $(WHEELS) && mkdir -p $(WHEELS)
 	$(PIP) download --quiet --no-deps --only-binary=:all: --require-hashes \
 		-r requirements/pyodide-wheels.txt -d $(WHEELS)
+	touch $@
+
+# Bytecode for the stdlib and the wheels, compiled inside Pyodide itself (Node runs it),
+# so interpreters start in about a second instead of compiling for five.
+$(PRECOMPILED)/.installed: $(WHEELS)/.installed $(WEB)/node_modules/.package-lock.json web/build/precompile.mjs web/build/precompile.py
+	rm -rf $(PRECOMPILED)
+	node web/build/precompile.mjs $(PRECOMPILED) $(WHEELS)/*.whl
 	touch $@
 
 # Debian's Chromium; Playwright's own browser download is never used.
@@ -66,7 +76,11 @@ test-unit: venv
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 bench: setup broker
-	$(PY) -m scripts.bench
+	$(PY) -m scripts.bench $(BENCH_ARGS)
+
+# Kills renderers and Chromium, restarts the local RabbitMQ: run it alone.
+chaos: setup broker
+	PLOTFARM_CHAOS_SCALE=$(or $(CHAOS_SCALE),3) $(PY) -m pytest tests/faults -m faults -s -p no:cacheprovider $(PYTEST_ARGS)
 
 images:
 	deploy/build-images.sh

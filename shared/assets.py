@@ -24,6 +24,8 @@ from pathlib import Path
 from shared.settings import Settings
 
 PYODIDE_FILES = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json")
+# Made by `make assets` (web/build/precompile.mjs): bytecode compiled ahead of time.
+PRECOMPILED_FILES = ("python_stdlib.zip", "site-packages.json", "site-packages.bin")
 WEB_DIRS = ("runtime", "renderer", "viewer", "client")
 CONTENT_TYPES = {
     ".mjs": "text/javascript",
@@ -55,6 +57,7 @@ class AssetStore:
         self.web_dir = settings.web_dir
         self.modules_dir = settings.web_dir / "node_modules"
         self.wheels_dir = settings.wheels_dir
+        self.precompiled_dir = settings.wheels_dir.parent / "precompiled"
         self._cache: dict[str, Asset] = {}
 
     def check(self) -> None:
@@ -75,16 +78,33 @@ class AssetStore:
         def npm_version(package: str) -> str:
             return json.loads((self.modules_dir / package / "package.json").read_text())["version"]
 
-        return {
+        manifest = {
             "pyodide": npm_version("pyodide"),
             "plotly_js": npm_version("plotly.js-dist-min"),
             "wheels": self.wheels(),
         }
+        if all((self.precompiled_dir / name).is_file() for name in PRECOMPILED_FILES):
+            manifest["precompiled"] = {name: f"precompiled/{name}" for name in PRECOMPILED_FILES}
+        return manifest
 
     @cached_property
     def version(self) -> str:
         """A short hash of the pinned asset versions, for cache-busting URLs."""
         return hashlib.sha256(json.dumps(self.manifest, sort_keys=True).encode()).hexdigest()[:12]
+
+    def digest(self, *heads: str) -> str:
+        """A short hash of :attr:`version` and every file under the given web/ dirs.
+
+        Changes whenever a pinned version or one of our own files does, so URLs
+        carrying it can be cached forever (``immutable``).
+        """
+        hasher = hashlib.sha256(self.version.encode())
+        for head in heads:
+            root = self.web_dir / head
+            for file in sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []:
+                hasher.update(file.relative_to(self.web_dir).as_posix().encode() + b"\0")
+                hasher.update(hashlib.sha256(file.read_bytes()).digest())
+        return hasher.hexdigest()[:12]
 
     def resolve(self, path: str) -> Path | None:
         """The file behind a URL path relative to the asset root, if it is one of ours."""
@@ -98,6 +118,8 @@ class AssetStore:
             return self.modules_dir / "plotly.js-dist-min" / "plotly.min.js"
         if head == "wheels" and len(rest) == 1 and rest[0] in self.wheels():
             return self.wheels_dir / rest[0]
+        if head == "precompiled" and len(rest) == 1 and rest[0] in PRECOMPILED_FILES:
+            return self.precompiled_dir / rest[0]
         if head in WEB_DIRS and rest:
             candidate = (self.web_dir / head).joinpath(*rest).resolve()
             if candidate.is_relative_to((self.web_dir / head).resolve()) and candidate.is_file():

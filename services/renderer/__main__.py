@@ -23,13 +23,12 @@ async def main() -> None:
     settings = get_settings()
     configure_logging(settings, "renderer")
     structlog.contextvars.bind_contextvars(renderer_id=settings.renderer_id)
-    assets = AssetStore(settings)
-    assets.check()
+    AssetStore(settings).check()  # fail now, with the command to run, if the build step was skipped
 
     stop = stop_event()
 
     broker = await Broker(settings).connect()
-    page = RendererPage(HeadlessBrowser(settings, assets), settings)
+    page = RendererPage(HeadlessBrowser(settings), settings)
     renderer = Renderer(settings, broker, page)
     health = None
     if settings.renderer_health_port:

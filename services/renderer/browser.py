@@ -1,52 +1,31 @@
 """One headless Chromium whose pages can reach nothing but plotfarm's own assets.
 
-Pages load from a made-up origin (``http://plotfarm.invalid``) that no DNS
-resolves and no socket serves: Playwright's routing answers every request for
-it from :class:`~shared.assets.AssetStore` and aborts every other request.
-Every response carries a strict Content-Security-Policy (workers take theirs
-from their own script's response) and the cross-origin-isolation headers that
-give workers the SharedArrayBuffer used to interrupt runaway code.
+Chromium starts inside an empty network namespace when the kernel allows
+(``unshare``), next to the asset server (see launcher.py and
+asset_server.py), the only thing it can connect to. On top of that,
+Playwright's request routing lets through only requests for the asset
+server's origin and aborts everything else, and every asset carries a
+strict Content-Security-Policy.
 """
 
 import asyncio
 import os
+import shlex
 import shutil
+import socket
+import sys
 import tempfile
-from urllib.parse import urlsplit
 
 import structlog
 from playwright.async_api import Browser, BrowserContext, Page, Playwright, Route, async_playwright
 
-from shared.assets import AssetStore
-from shared.settings import Settings
+from shared.settings import PROJECT_ROOT, Settings
 
 log = structlog.get_logger(__name__)
 
-ASSET_ORIGIN = "https://plotfarm.invalid"
-RENDERER_PAGE = f"{ASSET_ORIGIN}/renderer/index.html"
+# Inside a network namespace of its own nothing else can hold this port.
+NAMESPACED_ASSET_PORT = 8731
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'none'",
-        "script-src 'self' 'wasm-unsafe-eval'",
-        "worker-src 'self'",
-        "connect-src 'self'",
-        "img-src 'self' data: blob:",
-        "style-src 'self' 'unsafe-inline'",
-        "font-src 'self' data:",
-        "base-uri 'none'",
-        "form-action 'none'",
-        "frame-ancestors 'none'",
-    ]
-)
-ISOLATION_HEADERS = {
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Embedder-Policy": "require-corp",
-    "Cross-Origin-Resource-Policy": "same-origin",
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-store",
-}
 CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "chromium", "chromium-browser", "google-chrome")
 CHROMIUM_FLAGS = [
     "--disable-gpu",
@@ -106,9 +85,8 @@ def sandbox_enabled(settings: Settings) -> bool:
 
 
 class HeadlessBrowser:
-    def __init__(self, settings: Settings, assets: AssetStore):
+    def __init__(self, settings: Settings):
         self.settings = settings
-        self.assets = assets
         self.playwright: Playwright | None = None
         self.browser: Browser | None = None
         self.context: BrowserContext | None = None
@@ -116,20 +94,29 @@ class HeadlessBrowser:
         self.disconnected = asyncio.Event()
         self.running = asyncio.Event()
         self.network_namespace = "not started"
+        self.asset_origin = ""
         self._launcher: str | None = None
 
     async def _executable(self) -> str:
-        """Chromium itself, or a one-line launcher that puts it in an empty network namespace."""
+        """A one-line launcher: [network namespace] -> asset server + Chromium."""
         chromium = find_chromium(self.settings)
         prefix, self.network_namespace = await network_namespace_prefix(self.settings)
-        if not prefix:
-            return chromium
+        if prefix:
+            port, loopback = NAMESPACED_ASSET_PORT, ["--loopback"]
+        else:
+            with socket.socket() as probe:  # host loopback: take a free port
+                probe.bind(("127.0.0.1", 0))
+                port, loopback = probe.getsockname()[1], []
+        self.asset_origin = f"http://127.0.0.1:{port}"
+        command = [*prefix, sys.executable, "-m", "services.renderer.launcher", "--port", str(port), *loopback,
+                   "--chromium", chromium, "--"]
         if self._launcher is None:
             handle, self._launcher = tempfile.mkstemp(prefix="plotfarm-chromium-", suffix=".sh")
-            command = " ".join(f"'{part}'" for part in [*prefix, chromium])
-            os.write(handle, f'#!/bin/sh\nexec {command} "$@"\n'.encode())
             os.close(handle)
             os.chmod(self._launcher, 0o755)
+        with open(self._launcher, "w") as script:
+            script.write(f"#!/bin/sh\nexport PYTHONPATH={shlex.quote(str(PROJECT_ROOT))}\n")
+            script.write(f'exec {shlex.join(command)} "$@"\n')
         return self._launcher
 
     async def start(self) -> None:
@@ -175,21 +162,19 @@ class HeadlessBrowser:
         page = await self.context.new_page()
         page.on("console", lambda msg: log.debug("page console", text=msg.text[:500]))
         page.on("pageerror", lambda err: log.warning("page error", error=str(err)[:500]))
-        await page.goto(RENDERER_PAGE)
+        await page.goto(f"{self.asset_origin}/renderer/index.html")
         await page.wait_for_function("window.plotfarm !== undefined")
         return page
 
     async def _answer(self, route: Route) -> None:
-        url = urlsplit(route.request.url)
-        asset = None
-        if f"{url.scheme}://{url.netloc}" == ASSET_ORIGIN and route.request.method == "GET":
-            asset = await asyncio.to_thread(self.assets.get, url.path)
-        if asset is None:
-            self.blocked_requests += 1
-            log.warning("blocked request from renderer page", url=route.request.url[:200])
-            await route.abort("blockedbyclient")
+        """Let requests for the asset server through; abort everything else."""
+        request = route.request
+        if request.url.startswith(f"{self.asset_origin}/") and request.method == "GET":
+            await route.continue_()
             return
-        await route.fulfill(status=200, body=asset.body, headers={**ISOLATION_HEADERS, "Content-Type": asset.content_type})
+        self.blocked_requests += 1
+        log.warning("blocked request from renderer page", url=request.url[:200])
+        await route.abort("blockedbyclient")
 
     async def close(self) -> None:
         self.running.clear()

@@ -1,8 +1,13 @@
-"""A fresh plotfarm per fault test: its own namespace, gateway, viewer and renderers.
+"""One plotfarm for all the fault-injection tests, put back together between them.
 
-The renderers reuse interpreters (``PLOTFARM_ISOLATION=none``) so a run of
-hundreds of jobs finishes in about a minute on two cores: delivery does not
-depend on the isolation setting, and the sandbox suite covers isolation.
+Gateway, viewer and two renderers in a namespace of their own. Tests kill,
+stop and restart its parts; :func:`healthy_stack` hands each test the stack
+with every part running and ready again, the way an operator's restart
+policy would leave it. The renderers reuse interpreters
+(``PLOTFARM_ISOLATION=none``) so runs of hundreds of jobs finish in about a
+minute on two cores (delivery does not depend on isolation; the sandbox suite
+covers that), and their JavaScript heap is small so the poison job crashes
+its page within seconds.
 """
 
 import asyncio
@@ -13,37 +18,43 @@ import pytest
 from tests.faults.load import Run
 from tests.support import Stack, delete_namespace, new_namespace
 
+RENDERERS = ("renderer-a", "renderer-b")
+
+
+@pytest.fixture(scope="module")
+def fault_stack(amqp_url, tmp_path_factory):
+    namespace = new_namespace()
+    env = {
+        "PLOTFARM_AMQP_URL": amqp_url,
+        "PLOTFARM_NAMESPACE": namespace,
+        "PLOTFARM_LOG_FORMAT": "json",
+        "PLOTFARM_ISOLATION": "none",
+        "PLOTFARM_RENDERER_CONCURRENCY": "2",
+        "PLOTFARM_RATE_LIMIT_PER_MINUTE": "0",
+        "PLOTFARM_JS_HEAP_MB": "256",
+    }
+    stack = Stack(amqp_url, namespace, tmp_path_factory.mktemp("fault-logs"), env)
+    try:
+        gateway, viewer = stack.start_gateway(), stack.start_viewer()
+        stack.gateway_url, stack.viewer_url = gateway.url, viewer.url
+        for name in RENDERERS:
+            stack.start_renderer(name)
+        yield stack
+    finally:
+        stack.stop_all()
+        asyncio.run(delete_namespace(amqp_url, namespace))
+
 
 @pytest.fixture
-def fault_stack(amqp_url, tmp_path):
-    stacks = []
-
-    def make(renderers: int = 2, **env) -> Stack:
-        namespace = new_namespace()
-        base = {
-            "PLOTFARM_AMQP_URL": amqp_url,
-            "PLOTFARM_NAMESPACE": namespace,
-            "PLOTFARM_LOG_FORMAT": "json",
-            "PLOTFARM_ISOLATION": "none",
-            "PLOTFARM_RENDERER_CONCURRENCY": "2",
-            "PLOTFARM_RATE_LIMIT_PER_MINUTE": "0",
-            **{k: str(v) for k, v in env.items()},
-        }
-        stack = Stack(amqp_url, namespace, tmp_path, base)
-        stacks.append(stack)
-        gateway, viewer = stack.start_gateway(), stack.start_viewer()
-        names = [f"renderer-{chr(ord('a') + i)}" for i in range(renderers)]
-        for name in names:
-            stack.start_renderer(name)
-        for process in stack.processes.values():
-            stack.wait_ready(process)
-        stack.gateway_url, stack.viewer_url = gateway.url, viewer.url
-        return stack
-
-    yield make
-    for stack in stacks:
-        stack.stop_all()
-        asyncio.run(delete_namespace(stack.amqp_url, stack.namespace))
+def healthy_stack(fault_stack):
+    for name in RENDERERS:
+        process = fault_stack.processes[name]
+        if process.proc.poll() is not None:
+            process.stop()
+            fault_stack.start_renderer(name)
+    for process in fault_stack.processes.values():
+        fault_stack.wait_ready(process)
+    return fault_stack
 
 
 @pytest.fixture

@@ -16,9 +16,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.faults.conftest import new_run
-from tests.faults.load import scaled
+from tests.faults.load import SCALE, scaled
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
+LIMIT_S = int(1200 * max(1.0, SCALE))  # per test; counts grow with PLOTFARM_CHAOS_SCALE
 
 POISON = (
     "import js\nkeep = js.Array.new()\nchunk = '[' + '{\"a\": [1, 2, 3]},' * 500_000 + '{}]'\n"
@@ -68,9 +69,9 @@ async def is_ready(session, process) -> bool:
         return False
 
 
-@pytest.mark.timeout(900)
-async def test_burst_of_jobs_all_reach_one_final_result(fault_stack, session):
-    stack = fault_stack(renderers=2)
+@pytest.mark.timeout(LIMIT_S)
+async def test_burst_of_jobs_all_reach_one_final_result(healthy_stack, session):
+    stack = healthy_stack
     run = new_run("burst", stack)
     count = scaled(1000)
     async with run.watching(session):
@@ -85,9 +86,9 @@ async def test_burst_of_jobs_all_reach_one_final_result(fault_stack, session):
     assert len(run.reported_final) == count  # the viewer reported every job
 
 
-@pytest.mark.timeout(1200)
-async def test_killing_renderers_loses_nothing(fault_stack, session):
-    stack = fault_stack(renderers=2)
+@pytest.mark.timeout(LIMIT_S)
+async def test_killing_renderers_loses_nothing(healthy_stack, session):
+    stack = healthy_stack
     run = new_run("kill -9", stack)
     stop = asyncio.Event()
     kills = {"renderer": 0, "chromium": 0}
@@ -125,9 +126,9 @@ async def test_killing_renderers_loses_nothing(fault_stack, session):
     ]
 
 
-@pytest.mark.timeout(900)
-async def test_poison_job_is_dead_lettered_and_others_succeed(fault_stack, session):
-    stack = fault_stack(renderers=2, PLOTFARM_JS_HEAP_MB=256)
+@pytest.mark.timeout(LIMIT_S)
+async def test_poison_job_is_dead_lettered_and_others_succeed(healthy_stack, session):
+    stack = healthy_stack
     run = new_run("poison", stack)
     async with run.watching(session):
         run.attempted += 1
@@ -149,11 +150,11 @@ def _local_broker(amqp_url: str) -> bool:
     return urlsplit(amqp_url).hostname in ("127.0.0.1", "localhost") and shutil.which("rabbitmqctl") is not None
 
 
-@pytest.mark.timeout(900)
-async def test_broker_restart_under_load(fault_stack, session, amqp_url):
+@pytest.mark.timeout(LIMIT_S)
+async def test_broker_restart_under_load(healthy_stack, session, amqp_url):
     if not _local_broker(amqp_url):
         pytest.fail("this test stops and starts RabbitMQ with rabbitmqctl: run it against the local broker")
-    stack = fault_stack(renderers=2)
+    stack = healthy_stack
     run = new_run("broker restart", stack)
     downtime = {}
 
@@ -185,12 +186,14 @@ async def test_broker_restart_under_load(fault_stack, session, amqp_url):
     assert all(process.proc.poll() is None for process in stack.processes.values())
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(LIMIT_S)
 @pytest.mark.parametrize("grace_s", [30, 1], ids=["finishes-in-flight", "hands-back-in-flight"])
-async def test_sigterm_drains_a_renderer(fault_stack, session, grace_s):
-    stack = fault_stack(renderers=2, PLOTFARM_SHUTDOWN_GRACE_S=grace_s)
+async def test_sigterm_drains_a_renderer(healthy_stack, session, grace_s):
+    stack = healthy_stack
+    stack.processes["renderer-a"].stop()
+    victim = stack.start_renderer("renderer-a", PLOTFARM_SHUTDOWN_GRACE_S=grace_s)
+    stack.wait_ready(victim)
     run = new_run(f"sigterm grace={grace_s}s", stack)
-    victim = stack.processes["renderer-a"]
     async with run.watching(session):
         submitting = asyncio.create_task(run.submit_many(session, scaled(40), seconds_each=3, parallel=40))
         await asyncio.sleep(6)  # jobs of 3 s each are now in flight on both renderers

@@ -52,13 +52,18 @@ async function onBoot(event) {
 async function bootInterpreter(assetBase, makeTemplate) {
   const t0 = performance.now();
   const captured = captureDownloads();
-  // Start every download at once; the interpreter boots while they arrive.
-  const wheelBytes = fetchJson(new URL("manifest.json", assetBase)).then((manifest) =>
-    Promise.all(manifest.wheels.map((name) => fetchBytes(new URL(`wheels/${name}`, assetBase)))),
-  );
+  const manifest = await fetchJson(new URL("manifest.json", assetBase));
   const captureSource = fetchText(new URL(`runtime/${CAPTURE_MODULE}.py`, assetBase));
+  const precompiled = manifest.precompiled;
+  // With the build's precompiled bytecode, the stdlib zip carries .pyc files
+  // and site-packages arrive ready-made; otherwise install the wheels.
+  const sitePackagesTree = precompiled ? fetchTree(assetBase, precompiled) : null;
+  const wheelBytes = precompiled
+    ? null
+    : Promise.all(manifest.wheels.map((name) => fetchBytes(new URL(`wheels/${name}`, assetBase))));
   const pyodide = await loadPyodide({
     indexURL: new URL("pyodide/", assetBase).href,
+    stdLibURL: precompiled ? new URL(precompiled["python_stdlib.zip"], assetBase).href : undefined,
     createPyodideModule,
     stdout: () => {},
     stderr: () => {},
@@ -67,10 +72,15 @@ async function bootInterpreter(assetBase, makeTemplate) {
   const t1 = performance.now();
 
   const site = sitePackages(pyodide);
-  for (const bytes of await wheelBytes) {
-    pyodide.unpackArchive(bytes, "wheel", { extractDir: site });
+  // Installed after start-up, not before: Pyodide would otherwise record the
+  // packages it finds at start-up in a way a memory snapshot cannot hold.
+  if (sitePackagesTree) importTree(pyodide.FS, await sitePackagesTree);
+  if (wheelBytes) {
+    for (const bytes of await wheelBytes) {
+      pyodide.unpackArchive(bytes, "wheel", { extractDir: site });
+    }
+    removeUnused(pyodide, site);
   }
-  removeUnused(pyodide, site);
   pyodide.FS.writeFile(`${site}/${CAPTURE_MODULE}.py`, await captureSource);
   const t2 = performance.now();
 
@@ -309,6 +319,14 @@ function handleRun(message, run, interruptBuffer, heap, send) {
     });
   }
   send({ type: "result", runId, payload, execMs: performance.now() - started, heapBytes: heap() });
+}
+
+async function fetchTree(assetBase, precompiled) {
+  const [index, data] = await Promise.all([
+    fetchJson(new URL(precompiled["site-packages.json"], assetBase)),
+    fetchBytes(new URL(precompiled["site-packages.bin"], assetBase)),
+  ]);
+  return { ...index, data };
 }
 
 async function fetchBytes(url) {

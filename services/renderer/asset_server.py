@@ -1,0 +1,58 @@
+"""The only server the renderer's Chromium can reach: plotfarm's own assets, read-only.
+
+It runs beside Chromium, inside Chromium's network namespace when there is
+one (see launcher.py), on loopback. Pages and workers load everything from
+it, so a worker's boot reads tens of megabytes at local speed. (Answering
+from Playwright's request routing instead moves bodies through the DevTools
+protocol at a few MB/s.)
+
+Every response carries a strict Content-Security-Policy (workers take theirs
+from their own script's response) and the cross-origin-isolation headers
+that give workers the SharedArrayBuffer used to interrupt runaway code.
+"""
+
+from aiohttp import web
+
+from shared.assets import AssetStore
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self' 'wasm-unsafe-eval'",
+        "worker-src 'self'",
+        "connect-src 'self'",
+        "img-src 'self' data: blob:",
+        "style-src 'self' 'unsafe-inline'",
+        "font-src 'self' data:",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
+ISOLATION_HEADERS = {
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+
+
+def make_app(assets: AssetStore) -> web.Application:
+    async def answer(request: web.Request) -> web.Response:
+        asset = assets.get(request.match_info["path"])
+        if asset is None:
+            raise web.HTTPNotFound(headers=ISOLATION_HEADERS)
+        return web.Response(body=asset.body, headers={**ISOLATION_HEADERS, "Content-Type": asset.content_type})
+
+    app = web.Application()
+    app.router.add_get("/{path:.*}", answer)
+    return app
+
+
+def serve_forever(port: int) -> None:
+    """Serve on 127.0.0.1:``port`` until killed."""
+    from shared.settings import get_settings  # noqa: PLC0415  (read in the child process)
+
+    web.run_app(make_app(AssetStore(get_settings())), host="127.0.0.1", port=port, print=None, access_log=None)
