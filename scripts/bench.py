@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--renderers", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=2, help="jobs in flight per renderer")
     parser.add_argument("--isolation", default="job", choices=["job", "tenant", "none"])
-    parser.add_argument("--parallel-boots", type=int, default=1)
+    parser.add_argument("--parallel-boots", type=int, default=2)
     parser.add_argument("--spares", type=int, default=0, help="fresh interpreters kept ready (0: = concurrency)")
     parser.add_argument("--pause", type=float, default=0.0, help="seconds between sequential jobs")
     args = parser.parse_args()

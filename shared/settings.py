@@ -80,7 +80,7 @@ class Settings(BaseSettings):
         description="job: a fresh interpreter per job; tenant: reuse within one tenant; none: reuse freely.",
     )
     spare_interpreters: int = Field(0, ge=0, le=64, description="Fresh interpreters kept ready; 0 = concurrency.")
-    parallel_boots: int = Field(1, ge=1, le=16, description="Interpreters restored at the same time.")
+    parallel_boots: int = Field(2, ge=1, le=16, description="Interpreters restored at the same time.")
     interpreter_heap_limit_mb: int = Field(512, ge=64, description="A reused interpreter past this heap is recycled.")
     js_heap_mb: int = Field(
         1024, ge=128, description="V8 heap per JavaScript context; a job exhausting it crashes its page, not the host."

@@ -35,7 +35,7 @@ async function start(options = {}) {
   const maker = new PyodideWorker({ assetBase });
   try {
     const made = await maker.boot({ makeTemplate: true });
-    template = made.template;
+    template = inSharedMemory(made.template);
     stats.templateMs = performance.now() - started;
     stats.templateTimings = { ...made, template: undefined };
   } finally {
@@ -45,6 +45,22 @@ async function start(options = {}) {
   const first = await takeFresh();
   fresh.unshift(first);
   return { template_ms: stats.templateMs, first_interpreter_ms: performance.now() - started - stats.templateMs, ...stats.templateTimings };
+}
+
+// Workers receive the template by reference and copy it themselves, in
+// parallel and off this thread (which also renders every job's SVG).
+function inSharedMemory(template) {
+  const share = (view) => {
+    const shared = new Uint8Array(new SharedArrayBuffer(view.length));
+    shared.set(view);
+    return shared;
+  };
+  return {
+    ...template,
+    snapshot: share(template.snapshot),
+    stdlib: share(template.stdlib),
+    files: { ...template.files, data: share(template.files.data) },
+  };
 }
 
 function refill() {
@@ -78,7 +94,7 @@ async function bootOne() {
 function takeFresh() {
   if (fresh.length) {
     const interpreter = fresh.shift();
-    refill();
+    setTimeout(refill, 0); // after the job has started
     return Promise.resolve(interpreter);
   }
   const promise = new Promise((resolve) => waiting.push(resolve));

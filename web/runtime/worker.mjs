@@ -105,9 +105,14 @@ async function bootInterpreter(assetBase, makeTemplate) {
   return { pyodide, run: null, timings: { ...timings, template_ms: t4 - t3, total_ms: t4 - t0 }, template };
 }
 
-async function restoreInterpreter(assetBase, template) {
+async function restoreInterpreter(assetBase, shared) {
   const t0 = performance.now();
   const marks = {};
+  // The template may arrive in shared memory (the host copies it once, not
+  // once per worker): take private copies here, off the host's thread, so no
+  // two interpreters ever share a byte they could write.
+  const template = privateCopy(shared);
+  marks.copy_ms = performance.now() - t0;
   serveFromTemplate(template);
   const pyodide = await loadPyodide({
     indexURL: new URL("pyodide/", assetBase).href,
@@ -157,6 +162,20 @@ for pattern in ${JSON.stringify(UNUSED_PATHS)}:
 
 function sitePackages(pyodide) {
   return pyodide.runPython("import sysconfig; sysconfig.get_paths()['purelib']").replace(/^\/+/, "/");
+}
+
+function privateCopy(template) {
+  const own = (view) => {
+    const copy = new Uint8Array(view.length);
+    copy.set(view);
+    return copy;
+  };
+  return {
+    ...template,
+    snapshot: own(template.snapshot),
+    stdlib: own(template.stdlib),
+    files: { ...template.files, data: own(template.files.data) },
+  };
 }
 
 // Keep the compiled wasm module and the stdlib zip a plain boot downloads, to
