@@ -8,9 +8,15 @@ job's whole current state, tagged with the stream offset it came from.
 A page that reconnects says which offset it saw last; it gets the current
 state of every job that changed after it, so nothing published during the gap
 is missed and, because pages upsert by job id, nothing is shown twice.
+
+Every ``job`` message carries ``received_at``: when this viewer read the
+event from the stream (Unix time, milliseconds), so a page can tell how long
+a result took from being published to reaching it, and which part of that was
+the broker and which the WebSocket.
 """
 
 import asyncio
+import time
 from collections import deque
 
 import structlog
@@ -40,7 +46,7 @@ class LiveJobs:
         if not self.index.apply(event):
             return
         self.changes.append((offset, event.job_id))
-        message = {"type": "job", "offset": offset, "job": self.view(event.job_id)}
+        message = {"type": "job", "offset": offset, "received_at": time.time() * 1000, "job": self.view(event.job_id)}
         for outbox in list(self.subscribers):
             try:
                 outbox.put_nowait(message)
@@ -59,7 +65,14 @@ class LiveJobs:
         else:
             job_ids = list(dict.fromkeys(job_id for offset, job_id in self.changes if offset > since))
         jobs = [view for view in map(self.view, job_ids) if view is not None]
-        return {"type": "hello", "offset": self.last_offset, "resumed": since is not None, "jobs": jobs}
+        return {
+            "type": "hello",
+            "offset": self.last_offset,
+            "resumed": since is not None,
+            "history": self.history,
+            "server_time": time.time() * 1000,
+            "jobs": jobs,
+        }
 
     def subscribe(self) -> asyncio.Queue:
         outbox: asyncio.Queue = asyncio.Queue(maxsize=OUTBOX_SIZE)

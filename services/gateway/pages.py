@@ -1,0 +1,217 @@
+"""The client-side page, served by the gateway.
+
+``GET /client-plot``                 the page (web/client/index.html); never cached
+``GET /assets/{build}/{path}``       what the page and its Web Worker load: our
+                                     runtime and page scripts, Pyodide, plotly.js,
+                                     the wheels. ``build`` is a hash of the pinned
+                                     versions and of our own files, so these URLs
+                                     are cached for a year as ``immutable`` and a
+                                     second visit loads nothing over the network
+
+The page runs the user's code in Pyodide in a Web Worker in the user's own
+browser, with the same runtime (web/runtime/) the renderers use. Everything
+comes from this server: no CDN, and a CSP that allows nothing else.
+
+Every response here is cross-origin isolated (COOP + COEP), which gives the
+page the SharedArrayBuffer the runtime interrupts runaway code with, and
+carries the page's CSP: a module worker takes its CSP from its own script's
+response, so the worker is held to the same rules as the page.
+"""
+
+import asyncio
+import gzip
+import hashlib
+import json
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from shared.assets import AssetStore
+from shared.settings import PROJECT_ROOT, Settings
+
+log = structlog.get_logger(__name__)
+
+# The least the page needs, found by running every example with a
+# securitypolicyviolation listener (tests/e2e/test_client_page.py keeps it so):
+# - its own scripts, and WebAssembly compilation for Pyodide ('wasm-unsafe-eval',
+#   not 'unsafe-eval'); a same-origin worker; fetches to this server only;
+# - images from blob: (the server's SVGs) and data: (plotly.js's own);
+# - plotly.js's styles: it creates an empty <style> and fills it through the
+#   CSSOM (allowed by the hash of the empty string), injects maplibre's CSS once
+#   (its hash, for the pinned plotly.js-dist-min), and sets style attributes
+#   (d3's .attr("style")), which only 'unsafe-inline' for attributes allows;
+#   inline <style> elements with any other content stay blocked;
+# - Trusted Types, so every HTML-from-string sink throws; the page's one policy
+#   ("default", in client.mjs) only lets same-origin URLs become worker scripts.
+PLOTLY_STYLE_HASHES = (
+    "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='",  # "" (plotly.js-style-global, filled via insertRule)
+    "'sha256-2GF9hCGTDj/GGFNlQA54jDdMGl2fvoeZmZjAvBSiAtM='",  # maplibre-gl's CSS in plotly.js-dist-min 4.1.2
+)
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self' 'wasm-unsafe-eval'",
+        "worker-src 'self'",
+        "connect-src 'self'",
+        "img-src 'self' blob: data:",
+        "style-src 'self'",
+        f"style-src-elem 'self' {' '.join(PLOTLY_STYLE_HASHES)}",
+        "style-src-attr 'unsafe-inline'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+        "require-trusted-types-for 'script'",
+        "trusted-types default",
+    ]
+)
+ISOLATION_HEADERS = {
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+COMMON_HEADERS = {
+    **ISOLATION_HEADERS,
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+IMMUTABLE = "public, max-age=31536000, immutable"
+
+# What the page may load under /assets/{build}/: whatever the AssetStore serves
+# (it knows the runtime's needs), except the renderer's and the viewer's pages.
+OTHER_PAGES = ("renderer", "viewer")
+# Our own files, hashed into the build id (the pinned ones are covered by AssetStore.version).
+OWN_DIRS = ("runtime", "client")
+# Sent gzipped when the browser accepts it and it pays (zips and wheels are compressed already).
+COMPRESSIBLE = ("text/", "application/javascript", "application/json", "application/wasm", "application/octet-stream")
+
+EXAMPLES_DIR = PROJECT_ROOT / "examples"
+# The README's scatter and bar, then the rest; (file, label).
+EXAMPLES = (
+    ("scatter.py", "Scatter"),
+    ("bar.py", "Bar chart"),
+    ("pie.py", "Pie"),
+    ("heatmap.py", "Heatmap"),
+    ("subplots.py", "Subplots"),
+    ("two_figures.py", "Two figures"),
+)
+FALLBACK_EXAMPLE = (
+    "import plotly.graph_objects as go\n\n"
+    'fig = go.Figure(data=go.Scatter(x=[1, 2, 3, 4], y=[10, 11, 12, 13], mode="lines+markers"))\n'
+    'fig.update_layout(title="Example scatter")\nfig.show()\n'
+)
+
+
+def load_examples(directory: Path = EXAMPLES_DIR) -> list[dict]:
+    examples = []
+    for name, label in EXAMPLES:
+        path = directory / name
+        if path.is_file():
+            examples.append({"id": path.stem, "label": label, "code": path.read_text(encoding="utf-8")})
+    return examples or [{"id": "scatter", "label": "Scatter", "code": FALLBACK_EXAMPLE}]
+
+
+def json_for_html(value) -> str:
+    """JSON that is safe inside a <script type="application/json"> block."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+class ClientPages:
+    def __init__(self, settings: Settings, assets: AssetStore):
+        self.settings = settings
+        self.assets = assets
+        self._build: str | None = None
+        self._page: bytes | None = None
+        self._gzipped: dict[str, bytes | None] = {}  # None: gzip would not pay
+        self._compressing: dict[str, asyncio.Task] = {}
+
+    @property
+    def build(self) -> str:
+        """Computed on first use: the files are read once, and unit tests without assets never get here."""
+        if self._build is None:
+            hasher = hashlib.sha256(self.assets.digest(*OWN_DIRS).encode())
+            # Files `make assets` generates keep their names from build to build: hash their bytes.
+            generated = getattr(self.assets, "precompiled_dir", None)
+            for file in sorted(generated.glob("*")) if generated and generated.is_dir() else []:
+                if file.is_file():
+                    hasher.update(file.name.encode() + b"\0" + hashlib.sha256(file.read_bytes()).digest())
+            self._build = hasher.hexdigest()[:12]
+        return self._build
+
+    @property
+    def asset_base(self) -> str:
+        return f"/assets/{self.build}/"
+
+    def render_page(self) -> bytes:
+        if self._page is None:
+            template = self.assets.get("client/index.html")
+            if template is None:
+                raise web.HTTPNotFound(text="the client page is missing (web/client/index.html)")
+            settings = self.settings
+            config = {
+                "assetBase": self.asset_base,
+                "viewerUrl": settings.public_viewer_url,
+                "examples": load_examples(),
+                "timeoutMs": int(settings.max_timeout_s * 1000),
+                "graceMs": int(settings.interrupt_grace_s * 1000),
+                "limits": settings.job_limits(),
+                "serverWaitS": min(30, settings.max_wait_s),
+            }
+            html = template.body.decode()
+            html = html.replace("{{assets}}", self.asset_base).replace("{{config}}", json_for_html(config))
+            self._page = html.encode()
+        return self._page
+
+    async def page(self, _request: web.Request) -> web.Response:
+        body = await asyncio.to_thread(self.render_page)  # the first call hashes the assets
+        return web.Response(
+            body=body,
+            content_type="text/html",
+            charset="utf-8",
+            headers={**COMMON_HEADERS, "Cache-Control": "no-cache"},
+        )
+
+    async def asset(self, request: web.Request) -> web.Response:
+        path = request.match_info["path"]
+        head = path.split("/", 1)[0]
+        build = request.match_info["build"]
+        asset = await asyncio.to_thread(self.assets.get, path) if head not in OTHER_PAGES else None
+        if asset is None or build != self.build:
+            # An old build's URL (a page loaded before a deploy) is not served new bytes to cache forever.
+            return web.Response(status=404, text="not found", headers={**COMMON_HEADERS, "Cache-Control": "no-store"})
+        headers = {**COMMON_HEADERS, "Cache-Control": IMMUTABLE, "Content-Type": asset.content_type}
+        body = asset.body
+        if asset.content_type.startswith(COMPRESSIBLE) and len(body) > 1024:
+            headers["Vary"] = "Accept-Encoding"
+            if "gzip" in request.headers.get("Accept-Encoding", ""):
+                compressed = self._gzip(path, body)
+                if compressed is not None:
+                    body = compressed
+                    headers["Content-Encoding"] = "gzip"
+        return web.Response(body=body, headers=headers)
+
+    def _gzip(self, path: str, body: bytes) -> bytes | None:
+        """The gzipped bytes once they exist; the first request starts compressing and gets them plain."""
+        if path in self._gzipped:
+            return self._gzipped[path]
+        if path not in self._compressing:
+            task = asyncio.create_task(asyncio.to_thread(gzip.compress, body, 6))
+            self._compressing[path] = task
+            task.add_done_callback(lambda done: self._compressed(path, done))
+        return None
+
+    def _compressed(self, path: str, task: asyncio.Task) -> None:
+        self._compressing.pop(path, None)
+        if not task.cancelled() and task.exception() is None:
+            compressed = task.result()
+            plain = self.assets.get(path)
+            self._gzipped[path] = compressed if plain and len(compressed) < 0.9 * len(plain.body) else None
+        else:
+            log.warning("asset compression failed", path=path)
+
+
+def add_page_routes(app: web.Application, settings: Settings, assets: AssetStore) -> None:
+    pages = ClientPages(settings, assets)
+    app.router.add_get("/client-plot", pages.page)
+    app.router.add_get(r"/assets/{build:[0-9a-f]{12}}/{path:[A-Za-z0-9_./-]+}", pages.asset)

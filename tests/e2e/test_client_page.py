@@ -1,0 +1,279 @@
+"""The client-side page (http://localhost:3000/client-plot) in a real browser.
+
+The user's code runs in Pyodide in a Web Worker in the page, through the same
+runtime the renderers use. Booting it takes ~10 s, so one page (in a browser
+profile with a disk cache, as a visitor's would be) serves most tests, and a
+second page in the same profile measures the repeat visit.
+"""
+
+import re
+import tempfile
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import expect
+
+from services.gateway.pages import CONTENT_SECURITY_POLICY
+from tests.e2e.conftest import CHROMIUM, RECORDER, VIEWPORT, chromium_args, csp_violations, record, screenshot
+
+pytestmark = pytest.mark.integration
+
+BOOT = 180_000  # ms: Pyodide + plotly on a busy 2-core machine
+RUN = 60_000
+PAYLOAD = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=1</script>'
+
+
+@pytest.fixture(scope="module")
+def profile(playwright):
+    """A browser profile with a disk cache, like a visitor's (incognito contexts cache little in memory)."""
+    with tempfile.TemporaryDirectory(prefix="plotfarm-profile-") as user_data_dir:
+        context = playwright.chromium.launch_persistent_context(
+            user_data_dir, executable_path=CHROMIUM, args=chromium_args(), viewport=VIEWPORT
+        )
+        context.add_init_script(RECORDER)
+        yield context
+        context.close()
+
+
+def visit(profile, e2e):
+    """Open /client-plot and wait until Python is ready; the page, its init timings, and where its files came from."""
+    page = profile.new_page()
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    foreign = []
+    gateway_origin = "{0.scheme}://{0.netloc}".format(urlsplit(e2e.gateway_url))
+    page.on(
+        "request",
+        lambda request: (
+            foreign.append(request.url)
+            if not request.url.startswith((gateway_origin + "/", "blob:", "data:"))
+            else None
+        ),
+    )
+    page.foreign_requests = foreign
+    page.goto(f"{e2e.gateway_url}/client-plot")
+    expect(page.locator("#engine")).to_have_attribute("data-state", "ready", timeout=BOOT)
+    init = page.evaluate("() => window.plotfarmClient.inits()[0]")
+    # Resource Timing: transferSize 0 means the browser's cache answered.
+    page_files = page.evaluate("() => performance.getEntriesByType('resource').map((e) => e.transferSize)")
+    worker_files = page.workers[0].evaluate("() => performance.getEntriesByType('resource').map((e) => e.transferSize)")
+    files = page_files + worker_files
+    network = sum(1 for size in files if size > 0)
+    return page, init, network, len(files), sum(files)
+
+
+@pytest.fixture(scope="module")
+def first_visit(profile, e2e):
+    return visit(profile, e2e)
+
+
+@pytest.fixture(scope="module")
+def client_page(first_visit):
+    return first_visit[0]
+
+
+def run_local(page, code: str | None = None, example: str | None = None, *, keyboard: bool = False):
+    """Run code (or an example) in the page; the run's record from window.plotfarmClient."""
+    count = page.evaluate("() => window.plotfarmClient.runs().length")
+    if example:
+        page.select_option("#examples", example)
+    if code is not None:
+        page.fill("#code", code)
+    expect(page.locator("#engine")).to_have_attribute("data-state", "ready", timeout=BOOT)
+    if keyboard:
+        page.locator("#code").press("Control+Enter")
+    else:
+        page.click("#run")
+    page.wait_for_function("(n) => window.plotfarmClient.runs().length > n", arg=count, timeout=RUN)
+    return page.evaluate("() => window.plotfarmClient.runs().at(-1)")
+
+
+def test_client_page_headers_and_cached_versioned_assets(e2e, playwright):
+    request = playwright.request.new_context()
+    try:
+        response = request.get(f"{e2e.gateway_url}/client-plot")
+        assert response.status == 200
+        headers = response.headers
+        assert headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        directives = dict(d.strip().split(" ", 1) for d in CONTENT_SECURITY_POLICY.split(";"))
+        assert directives["default-src"] == "'none'"
+        assert directives["script-src"] == "'self' 'wasm-unsafe-eval'"  # no 'unsafe-eval', no 'unsafe-inline'
+        assert directives["connect-src"] == "'self'" and directives["worker-src"] == "'self'"
+        assert "unsafe-inline" not in directives["style-src-elem"]
+        assert directives["require-trusted-types-for"] == "'script'"
+        assert headers["cross-origin-opener-policy"] == "same-origin"
+        assert headers["cross-origin-embedder-policy"] == "require-corp"
+        assert headers["cache-control"] == "no-cache"
+
+        html = response.text()
+        urls = sorted(set(re.findall(r'(?:src|href)="(/assets/[0-9a-f]{12}/[^"]+)"', html)))
+        assert any(u.endswith("/plotly/plotly.min.js") for u in urls) and any(
+            u.endswith("/client/client.mjs") for u in urls
+        )
+        assert "http://" not in html.replace(e2e.viewer_url, "") and "https://" not in html  # no CDN
+        build = urls[0].split("/")[2]
+        for path in ("client/client.mjs", "runtime/worker.mjs", "pyodide/pyodide.asm.wasm", "manifest.json"):
+            asset = request.get(f"{e2e.gateway_url}/assets/{build}/{path}")
+            assert asset.status == 200, path
+            assert asset.headers["cache-control"] == "public, max-age=31536000, immutable"
+            assert asset.headers["content-security-policy"] == CONTENT_SECURITY_POLICY  # the worker's own CSP
+            assert asset.headers["cross-origin-embedder-policy"] == "require-corp"
+        assert (
+            request.get(f"{e2e.gateway_url}/assets/{build}/pyodide/pyodide.asm.wasm").headers["content-type"]
+            == "application/wasm"
+        )
+        for missing in (
+            "assets/000000000000/client/client.mjs",
+            f"assets/{build}/renderer/index.html",
+            f"assets/{build}/client/..%2F..%2Fshared%2Fsettings.py",
+            f"assets/{build}/pyodide/package.json",
+        ):
+            assert request.get(f"{e2e.gateway_url}/{missing}").status == 404, missing
+    finally:
+        request.dispose()
+
+
+def test_scatter_example_runs_in_the_browser_and_is_interactive(client_page):
+    page = client_page
+    assert page.evaluate("() => crossOriginIsolated") is True
+    run = run_local(page, example="scatter", keyboard=True)  # Ctrl+Enter
+    assert run["error"] is None and run["figures"] == 1
+    plot = page.locator("#local-plots .js-plotly-plot")
+    expect(plot).to_have_count(1)
+    expect(plot.locator(".gtitle")).to_have_text("Example scatter")
+    for metric in ("#metric-init", "#metric-exec", "#metric-total"):
+        expect(page.locator(metric)).to_have_text(re.compile(r"^\d+(\.\d+)? (ms|s)$"))
+
+    # Interactive: hover shows a value, dragging zooms.
+    point = plot.locator(".scatterlayer .point").nth(1).bounding_box()
+    page.mouse.move(point["x"] + point["width"] / 2, point["y"] + point["height"] / 2)
+    expect(plot.locator(".hoverlayer .hovertext")).to_have_count(1)
+    before = plot.evaluate("(div) => div._fullLayout.xaxis.range.slice()")
+    area = plot.locator(".nsewdrag").first.bounding_box()
+    page.mouse.move(area["x"] + area["width"] * 0.2, area["y"] + area["height"] * 0.3)
+    page.mouse.down()
+    page.mouse.move(area["x"] + area["width"] * 0.6, area["y"] + area["height"] * 0.7, steps=8)
+    page.mouse.up()
+    page.wait_for_function(
+        "([div, x0]) => div._fullLayout.xaxis.range[0] !== x0", arg=[plot.element_handle(), before[0]]
+    )
+    expect(plot.locator(".modebar")).to_have_count(1)
+
+
+def test_every_example_runs_and_output_is_text(client_page):
+    page = client_page
+    for name, figures in (("bar", 1), ("pie", 1), ("heatmap", 1), ("subplots", 1), ("two_figures", 2)):
+        run = run_local(page, example=name)
+        assert run["error"] is None and run["figures"] == figures, (name, run)
+        expect(page.locator("#local-plots .js-plotly-plot")).to_have_count(figures)
+
+    run = run_local(page, code=f"print({PAYLOAD!r})\nraise ValueError({PAYLOAD!r})\n")
+    assert run["error"] == "ValueError"
+    expect(page.locator("#local-stdout pre")).to_have_text(PAYLOAD + "\n")
+    expect(page.locator("#local-error")).to_have_text(f"ValueError: {PAYLOAD}")
+    expect(page.locator("#local-traceback pre")).to_contain_text("ValueError")
+
+    code = (
+        "import plotly.graph_objects as go\n"
+        f"fig = go.Figure(go.Scatter(y=[1, 2]))\nfig.update_layout(title={PAYLOAD!r})\n"
+        f"fig.add_annotation(text={PAYLOAD!r}, x=1, y=2)\nfig.show()\n"
+    )
+    assert run_local(page, code=code)["error"] is None
+    page.wait_for_timeout(300)
+    assert page.evaluate("() => window.__pwned") is None
+    assert page.locator("#local script, #local [onerror]").count() == 0
+
+    # Every example above, hover and zoom included, stayed inside the CSP and the page's own origin.
+    assert csp_violations(page) == [] and page.errors == []
+    assert page.foreign_requests == []
+
+
+def test_editor_tab_indents_and_dedents(client_page):
+    page = client_page
+    page.fill("#code", "")
+    editor = page.locator("#code")
+    editor.focus()
+    page.keyboard.type("for x in range(3):")
+    page.keyboard.press("Enter")  # keeps the block's indentation
+    page.keyboard.type("print(x)")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.type("y = 1")
+    page.keyboard.press("Tab")
+    assert editor.input_value() == "for x in range(3):\n    print(x)\ny = 1    "
+    page.keyboard.press("Escape")
+    page.keyboard.press("Tab")  # Esc, then Tab, leaves the editor
+    assert page.evaluate("() => document.activeElement.id") != "code"
+
+
+def test_run_on_server_shows_the_server_result_beside_the_local_one(client_page, e2e):
+    page = client_page
+    run = run_local(page, example="subplots")
+    assert run["error"] is None
+    page.click("#run-server")
+    page.wait_for_function("() => window.plotfarmClient.server().length > 0", timeout=RUN)
+    server = page.evaluate("() => window.plotfarmClient.server().at(-1)")
+    assert server.get("status") == "done", server
+    image = page.locator("#server-plots img.svg")
+    expect(image).to_have_count(1)
+    assert image.get_attribute("src").startswith("blob:")
+    page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    for metric in ("#server-queued", "#server-run", "#server-svg", "#server-total", "#server-roundtrip"):
+        expect(page.locator(metric)).to_have_text(re.compile(r"^\d+(\.\d+)? (ms|s)$"))
+    expect(page.locator("#server-state")).to_contain_text("renderer-e2e")
+    expect(page.locator("#server-detail a")).to_have_attribute("href", f"{e2e.viewer_url}/?job={server['jobId']}")
+    assert csp_violations(page) == [] and page.errors == []
+    for note in page.locator(".notifier-close").all():  # plotly.js's "double-click to zoom back out", from before
+        note.click()
+    expect(page.locator(".notifier-note")).to_have_count(0)
+    page.evaluate("() => window.scrollTo(0, 0)")
+    screenshot(page, e2e, "client-plot.png")
+    timings = server["timings"]
+    record(
+        "client page, subplots example: in the browser "
+        f"exec {run['execMs']:.0f} ms, total {run['totalMs']:.0f} ms; "
+        f"on the server queue {timings['queued_ms']:.0f} ms, "
+        f"run {timings['run_ms']:.0f} ms, SVG {timings['svg_ms']:.0f} ms, total {timings['total_ms']:.0f} ms, "
+        f"round trip from the page {server['roundTripMs']:.0f} ms"
+    )
+
+
+def test_stop_recovers_from_a_runaway_loop(client_page):
+    page = client_page
+    page.fill("#code", "while True:\n    pass\n")
+    page.click("#run")
+    expect(page.locator("#engine")).to_have_attribute("data-state", "running")
+    expect(page.locator("#stop")).to_be_enabled()
+    page.wait_for_timeout(500)  # let it spin
+    page.click("#stop")
+    expect(page.locator("#local-error")).to_contain_text("Stopped")
+    expect(page.locator("#engine")).to_have_attribute("data-state", "ready", timeout=BOOT)
+    stopped = page.evaluate("() => window.plotfarmClient.runs().at(-1)")
+    assert stopped["stopped"] is True and stopped["terminated"] is True
+    restart = page.evaluate("() => window.plotfarmClient.inits().at(-1)")
+    assert restart["reason"] == "restart"
+
+    run = run_local(page, example="scatter")
+    assert run["error"] is None
+    expect(page.locator("#local-plots .js-plotly-plot .gtitle")).to_have_text("Example scatter")
+    record(f"client page: a fresh interpreter after Stop was ready in {restart['initMs'] / 1000:.1f} s")
+
+
+def test_repeat_visit_loads_from_the_cache(profile, e2e, first_visit):
+    _page, first, first_network, first_files, first_bytes = first_visit
+    page, repeat, repeat_network, repeat_files, repeat_bytes = visit(profile, e2e)
+    try:
+        run = run_local(page, example="scatter")
+        assert run["error"] is None
+        assert repeat_network == 0, "a repeat visit fetched files over the network"
+        assert page.foreign_requests == [] and csp_violations(page) == []
+    finally:
+        page.close()
+    record(
+        f"client page init (page load -> Pyodide + plotly ready): first visit {first['initMs'] / 1000:.1f} s "
+        f"({first_network} of {first_files} files, {first_bytes / 1e6:.1f} MB over the network); "
+        f"repeat visit {repeat['initMs'] / 1000:.1f} s ({repeat_network} of {repeat_files} files over the network). "
+        f"Pyodide start {first['pyodide_ms'] / 1000:.1f} -> {repeat['pyodide_ms'] / 1000:.1f} s, "
+        f"packages {first['packages_ms'] / 1000:.1f} -> {repeat['packages_ms'] / 1000:.1f} s, "
+        f"import plotly {first['import_ms'] / 1000:.1f} -> {repeat['import_ms'] / 1000:.1f} s"
+    )

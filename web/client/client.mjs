@@ -1,0 +1,400 @@
+// The client-side page: runs the user's code in Pyodide in a Web Worker in
+// this tab, through the same runtime the renderers use (web/runtime/host.mjs),
+// shows the figures with plotly.js (interactive: zoom, pan, hover), and can
+// send the same code to the plotfarm gateway to compare with the server's SVG.
+//
+// Output is treated as untrusted text: stdout, stderr, errors and tracebacks go
+// in with textContent, the server's SVGs only as <img> from blob: URLs. The
+// page's CSP has Trusted Types on, so no HTML-from-string sink works anyway.
+
+import { PyodideWorker } from "../runtime/host.mjs";
+
+// Trusted Types (required by the page's CSP) turn every string-to-code and
+// string-to-HTML sink into an error unless a policy lets the value through.
+// This page has one policy, the default one, and it lets through only:
+// - same-origin script URLs: the runtime's `new Worker(url)` (our assets);
+// - HTML that is empty or one character entity: plotly.js decodes entities in
+//   text with `div.html("&eacute;").text()` and writes "&times;" on its
+//   notifier's close button. No tag can pass, so no markup and no handler.
+const SINGLE_ENTITY = /^(&(#[0-9]{1,7}|#x[0-9a-f]{1,6}|[a-z][a-z0-9]{1,31});)?$/i;
+if (window.trustedTypes && window.trustedTypes.createPolicy) {
+  window.trustedTypes.createPolicy("default", {
+    createScriptURL(url) {
+      const parsed = new URL(url, location.href);
+      return parsed.origin === location.origin ? parsed.href : null;
+    },
+    createHTML(html) {
+      return SINGLE_ENTITY.test(html) ? html : null;
+    },
+  });
+}
+
+const $ = (id) => document.getElementById(id);
+const config = JSON.parse($("plotfarm-config").textContent);
+const editor = $("code");
+const FINAL = new Set(["done", "failed"]);
+const INDENT = "    ";
+
+const interpreter = new PyodideWorker({ assetBase: new URL("../", import.meta.url) });
+let engine = "booting"; // booting | ready | running | restarting | failed
+let stopRequested = false;
+let serverBusy = false;
+let serverUrls = [];
+const history = { inits: [], runs: [], server: [] };
+
+// plotly.js is a deferred classic script after this module, so it runs later.
+const plotlyReady = new Promise((resolve, reject) => {
+  const script = document.getElementById("plotly-js");
+  const settle = () => (window.Plotly ? resolve(window.Plotly) : reject(new Error("plotly.js did not load")));
+  if (window.Plotly || !script) settle();
+  else {
+    script.addEventListener("load", settle, { once: true });
+    script.addEventListener("error", settle, { once: true });
+  }
+});
+plotlyReady.catch(() => {}); // reported by boot()
+
+// ---- small helpers ---------------------------------------------------------------
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (value !== undefined && value !== null) node[key] = value;
+  }
+  node.append(...children.filter((c) => c !== null && c !== undefined));
+  return node;
+}
+
+function formatMs(ms) {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return "–";
+  if (ms >= 10000) return `${(ms / 1000).toFixed(1)} s`;
+  if (ms >= 1000) return `${(ms / 1000).toFixed(2)} s`;
+  return `${Math.round(ms)} ms`;
+}
+
+function setEngine(state, text) {
+  engine = state;
+  $("engine").dataset.state = state;
+  $("engine").textContent = text;
+  $("run").disabled = state !== "ready";
+  $("stop").disabled = state !== "running";
+}
+
+function showOutput(side, result) {
+  for (const name of ["stdout", "stderr"]) {
+    const box = $(`${side}-${name}`);
+    const text = result ? result[name] || "" : "";
+    box.querySelector("pre").textContent = text;
+    box.hidden = !text;
+  }
+  const error = result && result.error;
+  const message = $(`${side}-error`);
+  message.replaceChildren();
+  message.hidden = !error;
+  if (error) message.append(el("strong", { textContent: error.type }), document.createTextNode(`: ${error.message}`));
+  const traceback = $(`${side}-traceback`);
+  traceback.querySelector("pre").textContent = (error && error.traceback) || "";
+  traceback.hidden = !(error && error.traceback);
+  traceback.open = Boolean(error && error.traceback);
+}
+
+// ---- the interpreter -----------------------------------------------------------------
+
+function boot(reason) {
+  // On the first visit "initialisation" counts from navigation start: what a
+  // visitor waits for. After Stop it counts from the new worker's start.
+  const started = reason === "page" ? 0 : performance.now();
+  setEngine(reason === "page" ? "booting" : "restarting", reason === "page" ? "starting Python…" : "starting a fresh interpreter…");
+  return Promise.all([interpreter.boot(), plotlyReady]).then(
+    ([timings]) => {
+      const initMs = performance.now() - started;
+      history.inits.push({ reason, initMs, ...timings });
+      $("metric-init").textContent = formatMs(initMs);
+      $("init-detail").textContent =
+        `${reason === "page" ? "page load to ready" : "fresh interpreter after Stop"}: ` +
+        `Pyodide ${formatMs(timings.pyodide_ms)} · packages ${formatMs(timings.packages_ms)} · ` +
+        `import plotly ${formatMs(timings.import_ms)}` +
+        (timings.interruptible ? "" : " · not cross-origin isolated: time limits terminate instead of interrupting");
+      setEngine("ready", "Python ready");
+    },
+    (error) => {
+      history.inits.push({ reason, error: String(error.message || error) });
+      setEngine("failed", "Python failed to start");
+      showOutput("local", { error: { type: "BootError", message: String(error.message || error), traceback: "" } });
+    },
+  );
+}
+
+function clearPlots() {
+  for (const plot of $("local-plots").querySelectorAll(".plot")) window.Plotly.purge(plot);
+  $("local-plots").replaceChildren();
+}
+
+async function showFigures(figures) {
+  const Plotly = await plotlyReady;
+  for (const [n, json] of figures.entries()) {
+    const figure = JSON.parse(json);
+    const plot = el("div", { className: "plot", ariaLabel: `figure ${n + 1} of ${figures.length}` });
+    $("local-plots").append(plot);
+    await Plotly.newPlot(plot, {
+      data: figure.data || [],
+      layout: figure.layout || {},
+      frames: figure.frames || [],
+      config: { responsive: true, displaylogo: false },
+    });
+  }
+}
+
+async function runLocal() {
+  if (engine !== "ready") return;
+  const code = editor.value;
+  const started = performance.now();
+  stopRequested = false;
+  setEngine("running", "running…");
+  clearPlots();
+  showOutput("local", null);
+  $("metric-exec").textContent = "…";
+  $("metric-total").textContent = "…";
+  $("local-state").textContent = "running…";
+  const { result, execMs, timedOut, terminated } = await interpreter.run(code, {
+    timeoutMs: config.timeoutMs,
+    graceMs: config.graceMs,
+    limits: config.limits,
+  });
+  const stopped = stopRequested;
+  let error = result.error;
+  if (stopped) {
+    error = { type: "Stopped", message: "you stopped the run; its interpreter was terminated and a fresh one is starting", traceback: "" };
+  }
+  const execAt = performance.now();
+  if (!error) {
+    try {
+      await showFigures(result.figures);
+    } catch (err) {
+      clearPlots();
+      error = { type: "PlotlyError", message: String(err.message || err), traceback: "" };
+    }
+  }
+  showOutput("local", { ...result, error });
+  const totalMs = performance.now() - started;
+  $("metric-exec").textContent = stopped ? "stopped" : formatMs(execMs);
+  $("metric-total").textContent = formatMs(totalMs);
+  const count = error ? 0 : result.figures.length;
+  $("local-state").textContent = error
+    ? `${stopped ? "stopped" : "failed"} after ${formatMs(execAt - started)}`
+    : `${count} figure${count === 1 ? "" : "s"} · drag to zoom, double-click to reset, hover for values`;
+  history.runs.push({ execMs, totalMs, timedOut, terminated, stopped, figures: count, error: error ? error.type : null });
+  if (terminated) await boot("restart");
+  else setEngine("ready", "Python ready");
+}
+
+function stop() {
+  if (engine !== "running") return;
+  stopRequested = true;
+  interpreter.terminate(); // the pending run answers "terminated"; runLocal boots a fresh worker
+}
+
+// ---- the same code on the server -------------------------------------------------------
+
+// A gateway with API keys on (PLOTFARM_API_KEYS) answers 401 without one:
+// then the page asks for a key and sends it, kept only in this tab's memory.
+function apiHeaders(extra = {}) {
+  const key = $("api-key").value.trim();
+  return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
+}
+
+async function requestJson(url, options = {}) {
+  const response = await fetch(url, { cache: "no-store", ...options, headers: apiHeaders(options.headers) });
+  if (response.status === 401) {
+    $("api-key-field").hidden = false;
+    $("api-key").focus();
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    body = { error: `HTTP ${response.status}` };
+  }
+  return { status: response.status, body };
+}
+
+function setServerTimings(timings, roundTripMs) {
+  const t = timings || {};
+  $("server-queued").textContent = formatMs(t.queued_ms);
+  $("server-run").textContent = formatMs(t.run_ms);
+  $("server-svg").textContent = formatMs(t.svg_ms);
+  $("server-total").textContent = formatMs(t.total_ms);
+  $("server-roundtrip").textContent = formatMs(roundTripMs);
+}
+
+function clearServer() {
+  for (const url of serverUrls) URL.revokeObjectURL(url);
+  serverUrls = [];
+  $("server-plots").replaceChildren();
+  $("server-detail").replaceChildren();
+  showOutput("server", null);
+  setServerTimings(null, null);
+}
+
+function safeHttpUrl(text) {
+  try {
+    const url = new URL(text, location.href);
+    return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
+  } catch {
+    return null;
+  }
+}
+
+async function runServer() {
+  if (serverBusy) return;
+  serverBusy = true;
+  $("run-server").disabled = true;
+  clearServer();
+  const started = performance.now();
+  const state = $("server-state");
+  try {
+    state.textContent = "submitting…";
+    const accepted = await requestJson("/api/jobs", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ code: editor.value }),
+    });
+    if (accepted.status !== 202) throw new Error(accepted.body.error || `the gateway answered ${accepted.status}`);
+    const jobId = accepted.body.job_id;
+    let job = { status: "queued" };
+    while (!FINAL.has(job.status)) {
+      state.textContent = `${job.status}…`;
+      const answer = await requestJson(`/api/jobs/${encodeURIComponent(jobId)}?wait=${config.serverWaitS}&include=svg`);
+      if (answer.status !== 200) throw new Error(answer.body.error || `the gateway answered ${answer.status}`);
+      job = answer.body;
+    }
+    const roundTripMs = performance.now() - started;
+    setServerTimings(job.timings, roundTripMs);
+    for (const [n, figure] of (job.figures || []).entries()) {
+      const url = URL.createObjectURL(new Blob([figure.svg], { type: "image/svg+xml" }));
+      serverUrls.push(url);
+      $("server-plots").append(el("img", { src: url, alt: `server figure ${n + 1}`, className: "svg" }));
+    }
+    showOutput("server", job);
+    const count = (job.figures || []).length;
+    state.textContent = job.status === "done" ? `${count} SVG${count === 1 ? "" : "s"} from ${job.renderer_id}` : `failed on ${job.renderer_id || "the server"}`;
+    const viewer = safeHttpUrl(job.viewer_url);
+    $("server-detail").append(
+      document.createTextNode(`job ${job.job_id.slice(0, 12)} · `),
+      viewer ? el("a", { href: viewer, textContent: "open in the viewer", rel: "noreferrer", target: "_blank" }) : null,
+    );
+    history.server.push({ jobId, status: job.status, roundTripMs, timings: job.timings, figures: count });
+  } catch (err) {
+    state.textContent = "not rendered";
+    showOutput("server", { error: { type: "GatewayError", message: String(err.message || err), traceback: "" } });
+    history.server.push({ error: String(err.message || err) });
+  } finally {
+    serverBusy = false;
+    $("run-server").disabled = false;
+  }
+}
+
+// ---- the editor: a textarea that knows Tab, Shift+Tab and Python's indentation ----------
+
+function replaceRange(start, end, text, select = false) {
+  editor.focus();
+  editor.setSelectionRange(start, end);
+  // insertText keeps the browser's undo history; setRangeText is the fallback.
+  if (!document.execCommand("insertText", false, text)) editor.setRangeText(text, start, end, "end");
+  if (select) editor.setSelectionRange(start, start + text.length);
+}
+
+function selectedLines() {
+  const value = editor.value;
+  const start = value.lastIndexOf("\n", editor.selectionStart - 1) + 1;
+  let end = value.indexOf("\n", Math.max(editor.selectionEnd - 1, editor.selectionStart));
+  if (end === -1) end = value.length;
+  return { start, end, lines: value.slice(start, end).split("\n") };
+}
+
+function indent() {
+  if (!editor.value.slice(editor.selectionStart, editor.selectionEnd).includes("\n")) {
+    replaceRange(editor.selectionStart, editor.selectionEnd, INDENT);
+    return;
+  }
+  const { start, end, lines } = selectedLines();
+  replaceRange(start, end, lines.map((line) => INDENT + line).join("\n"), true);
+}
+
+function dedent() {
+  const { start, end, lines } = selectedLines();
+  const caret = editor.selectionStart;
+  const single = editor.selectionStart === editor.selectionEnd;
+  const dedented = lines.map((line) => line.replace(/^ {1,4}|^\t/, ""));
+  const text = dedented.join("\n");
+  if (text === lines.join("\n")) return;
+  replaceRange(start, end, text, !single);
+  if (single) {
+    const removed = lines[0].length - dedented[0].length;
+    editor.setSelectionRange(Math.max(start, caret - removed), Math.max(start, caret - removed));
+  }
+}
+
+function newline() {
+  const value = editor.value;
+  const lineStart = value.lastIndexOf("\n", editor.selectionStart - 1) + 1;
+  const before = value.slice(lineStart, editor.selectionStart);
+  let indentation = before.match(/^[ \t]*/)[0];
+  if (/:\s*(#.*)?$/.test(before)) indentation += INDENT;
+  replaceRange(editor.selectionStart, editor.selectionEnd, `\n${indentation}`);
+}
+
+let escaped = false;
+editor.addEventListener("keydown", (event) => {
+  if ((event.ctrlKey || event.metaKey) && event.key === "Enter") return; // the document handler runs it
+  if (event.key === "Escape") {
+    escaped = true; // Esc, then Tab: leave the editor (keyboard users must not be trapped)
+    return;
+  }
+  const plain = !event.ctrlKey && !event.metaKey && !event.altKey;
+  if (event.key === "Tab" && plain && !escaped) {
+    event.preventDefault();
+    if (event.shiftKey) dedent();
+    else indent();
+  } else if (event.key === "Enter" && plain && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    newline();
+  }
+  escaped = false;
+});
+
+document.addEventListener("keydown", (event) => {
+  if ((event.ctrlKey || event.metaKey) && event.key === "Enter") {
+    event.preventDefault();
+    runLocal();
+  }
+});
+
+// ---- examples and wiring ---------------------------------------------------------------
+
+const examples = new Map(config.examples.map((example) => [example.id, example]));
+for (const example of config.examples) {
+  $("examples").append(el("option", { value: example.id, textContent: example.label }));
+}
+$("examples").addEventListener("change", () => {
+  const example = examples.get($("examples").value);
+  if (example) editor.value = example.code;
+});
+editor.value = config.examples[0].code;
+$("examples").value = config.examples[0].id;
+
+$("run").addEventListener("click", runLocal);
+$("stop").addEventListener("click", stop);
+$("run-server").addEventListener("click", runServer);
+const viewerUrl = safeHttpUrl(config.viewerUrl);
+if (viewerUrl) $("viewer-link").href = viewerUrl;
+else $("viewer-link").hidden = true;
+
+window.plotfarmClient = Object.freeze({
+  state: () => engine,
+  inits: () => structuredClone(history.inits),
+  runs: () => structuredClone(history.runs),
+  server: () => structuredClone(history.server),
+});
+
+boot("page");
