@@ -12,10 +12,12 @@ Every error is JSON: ``{"error": "...", "details": [...]}``.
 import structlog
 from aiohttp import web
 
-from shared.jobs import JobIndex, JobRecord
+from services.gateway.access import CALLER, ApiKeys, RateLimiter, access_middleware
+from services.gateway.pages import AssetStore, add_page_routes
 from services.gateway.validation import InvalidRequest, parse_job_request, request_body_limit
 from shared.broker import Broker, BrokerUnavailable, EventFollower
 from shared.health import add_health_routes
+from shared.jobs import JobIndex, JobRecord
 from shared.messages import JobQueued, RenderJob
 from shared.settings import Settings
 
@@ -25,6 +27,8 @@ SETTINGS = web.AppKey("settings", Settings)
 BROKER = web.AppKey("broker", Broker)
 INDEX = web.AppKey("index", JobIndex)
 FOLLOWER = web.AppKey("follower", EventFollower)
+KEYS = web.AppKey("keys", ApiKeys)
+API_PREFIXES = ("/api/", "/execute")
 
 RETRY_AFTER_S = "5"
 
@@ -37,7 +41,9 @@ async def json_errors(request: web.Request, handler):
         return web.json_response(exc.body(), status=exc.status)
     except BrokerUnavailable as exc:
         return web.json_response(
-            {"error": f"the job was not accepted: {exc}; retry later"}, status=503, headers={"Retry-After": RETRY_AFTER_S}
+            {"error": f"the job was not accepted: {exc}; retry later"},
+            status=503,
+            headers={"Retry-After": RETRY_AFTER_S},
         )
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -89,7 +95,7 @@ async def _read_job(request: web.Request) -> RenderJob:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise InvalidRequest(413, f"the request body is larger than {limit} bytes") from exc
-    return parse_job_request(raw, settings)
+    return parse_job_request(raw, settings, tenant=request[CALLER].tenant)
 
 
 async def submit_job(request: web.Request) -> web.Response:
@@ -115,6 +121,8 @@ def _wait_seconds(request: web.Request, default: float = 0.0) -> float:
 async def _find(request: web.Request, wait: float = 0.0) -> JobRecord:
     job_id = request.match_info["job_id"]
     record = await request.app[INDEX].wait_final(job_id, wait)
+    if record is not None and request.app[KEYS].enabled and record.tenant != request[CALLER].tenant:
+        record = None  # another tenant's job: as good as unknown
     if record is None:
         if not request.app[FOLLOWER].caught_up.is_set():
             raise web.HTTPServiceUnavailable(text="the gateway is still reading job history; retry shortly")
@@ -134,7 +142,9 @@ async def get_figure(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(text=f"job {record.job_id} is {record.status}; it has no figures yet")
     index = int(request.match_info["index"])
     if index >= len(record.result.figures):
-        raise web.HTTPNotFound(text=f"job {record.job_id} has {len(record.result.figures)} figure(s); {index} is out of range")
+        raise web.HTTPNotFound(
+            text=f"job {record.job_id} has {len(record.result.figures)} figure(s); {index} is out of range"
+        )
     return web.Response(
         text=record.result.figures[index],
         content_type="image/svg+xml",
@@ -173,12 +183,18 @@ async def index_page(request: web.Request) -> web.Response:
 
 
 def create_app(settings: Settings, broker: Broker, index: JobIndex, follower: EventFollower) -> web.Application:
-    app = web.Application(middlewares=[json_errors], client_max_size=request_body_limit(settings))
-    app[SETTINGS], app[BROKER], app[INDEX], app[FOLLOWER] = settings, broker, index, follower
+    keys = ApiKeys.from_settings(settings)
+    limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    app = web.Application(
+        middlewares=[json_errors, access_middleware(keys, limiter, API_PREFIXES)],
+        client_max_size=request_body_limit(settings),
+    )
+    app[SETTINGS], app[BROKER], app[INDEX], app[FOLLOWER], app[KEYS] = settings, broker, index, follower, keys
     app.router.add_get("/", index_page)
     app.router.add_post("/api/jobs", submit_job)
     app.router.add_get("/api/jobs/{job_id}", get_job)
     app.router.add_get(r"/api/jobs/{job_id}/figures/{index:\d+}.svg", get_figure)
     app.router.add_post("/execute", execute)
+    add_page_routes(app, settings, AssetStore(settings))
     add_health_routes(app, {"broker": lambda: broker.ready, "history": follower.caught_up.is_set})
     return app
