@@ -124,10 +124,16 @@ def main(argv=None):
     source.add_argument("--code", help='Python code, or "-" to read it from stdin')
     source.add_argument("--file", help="a Python file to run")
     source.add_argument("stdin", nargs="?", choices=["-"], help="read the code from stdin")
-    parser.add_argument("--gateway", default=DEFAULT_GATEWAY, help="gateway URL (default %(default)s, or $PLOTFARM_GATEWAY)")
+    parser.add_argument(
+        "--gateway", default=DEFAULT_GATEWAY, help="gateway URL (default %(default)s, or $PLOTFARM_GATEWAY)"
+    )
     parser.add_argument("--out", default="output", help="directory for the SVGs (default %(default)s)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the result (default %(default)s)")
-    parser.add_argument("--job-timeout", type=float, help="the job's own time limit in the sandbox (server default 10 s, max 60)")
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds to wait for the result (default %(default)s)"
+    )
+    parser.add_argument(
+        "--job-timeout", type=float, help="the job's own time limit in the sandbox (server default 10 s, max 60)"
+    )
     parser.add_argument("--width", type=int, help="figure width in pixels when the figure does not set one")
     parser.add_argument("--height", type=int, help="figure height in pixels when the figure does not set one")
     parser.add_argument("--no-wait", action="store_true", help="print the job id and exit")

@@ -50,8 +50,13 @@ async def warm_latency(api: Api, jobs: int, pause: float) -> dict[str, list[floa
         run.append(result["timings"]["run_ms"])
         svg.append(result["timings"]["svg_ms"])
         wait.append(result["timings"].get("wait_ms", 0.0))
-    return {"client submit -> result": client, "server total (accept -> result)": server_total,
-            "wait for a fresh interpreter": wait, "python run": run, "svg": svg}
+    return {
+        "client submit -> result": client,
+        "server total (accept -> result)": server_total,
+        "wait for a fresh interpreter": wait,
+        "python run": run,
+        "svg": svg,
+    }
 
 
 async def throughput(api: Api, jobs: int) -> tuple[float, float]:
@@ -92,11 +97,21 @@ def main() -> None:
 
     amqp_url = os.environ.get("PLOTFARM_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
     namespace = new_namespace()
-    stack = Stack(amqp_url, namespace, Path(tempfile.mkdtemp(prefix="plotfarm-bench-")),
-                  {"PLOTFARM_AMQP_URL": amqp_url, "PLOTFARM_NAMESPACE": namespace, "PLOTFARM_LOG_FORMAT": "json",
-                   "PLOTFARM_RENDERER_CONCURRENCY": str(args.concurrency), "PLOTFARM_ISOLATION": args.isolation,
-                   "PLOTFARM_PARALLEL_BOOTS": str(args.parallel_boots), "PLOTFARM_SPARE_INTERPRETERS": str(args.spares),
-                   "PLOTFARM_RATE_LIMIT_PER_MINUTE": "0"})
+    stack = Stack(
+        amqp_url,
+        namespace,
+        Path(tempfile.mkdtemp(prefix="plotfarm-bench-")),
+        {
+            "PLOTFARM_AMQP_URL": amqp_url,
+            "PLOTFARM_NAMESPACE": namespace,
+            "PLOTFARM_LOG_FORMAT": "json",
+            "PLOTFARM_RENDERER_CONCURRENCY": str(args.concurrency),
+            "PLOTFARM_ISOLATION": args.isolation,
+            "PLOTFARM_PARALLEL_BOOTS": str(args.parallel_boots),
+            "PLOTFARM_SPARE_INTERPRETERS": str(args.spares),
+            "PLOTFARM_RATE_LIMIT_PER_MINUTE": "0",
+        },
+    )
     try:
         gateway = stack.start_gateway()
         stack.wait_ready(gateway)
@@ -106,8 +121,10 @@ def main() -> None:
             renderer = stack.start_renderer(f"bench-renderer-{n + 1}")
             stack.wait_ready(renderer)
             cold.append((time.perf_counter() - started) * 1000)
-        print(f"renderers={args.renderers} concurrency={args.concurrency} isolation={args.isolation} "
-              f"parallel_boots={args.parallel_boots} spares={args.spares or args.concurrency} pause={args.pause}s logs={stack.log_dir}")
+        print(
+            f"renderers={args.renderers} concurrency={args.concurrency} isolation={args.isolation} "
+            f"parallel_boots={args.parallel_boots} spares={args.spares or args.concurrency} pause={args.pause}s logs={stack.log_dir}"
+        )
         print(summary("renderer cold start (to ready)", cold))
         asyncio.run(measure(gateway.url, args))
     finally:

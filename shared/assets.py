@@ -137,7 +137,9 @@ class AssetStore:
             file = self.resolve(path)
             if file is None:
                 return None
-            content_type = CONTENT_TYPES.get(file.suffix) or mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+            content_type = (
+                CONTENT_TYPES.get(file.suffix) or mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+            )
             asset = Asset(file.read_bytes(), content_type)
         self._cache[path] = asset
         return asset

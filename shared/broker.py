@@ -90,7 +90,7 @@ class Broker:
             await asyncio.wait_for(
                 exchange.publish(message, routing_key, mandatory=True), self.settings.publish_timeout_s
             )
-        except (TimeoutError, asyncio.TimeoutError) as exc:
+        except TimeoutError as exc:
             raise BrokerUnavailable("RabbitMQ did not confirm the message in time") from exc
         except aio_pika.exceptions.DeliveryError as exc:
             raise BrokerUnavailable(f"RabbitMQ refused the message: {exc}") from exc
@@ -142,7 +142,9 @@ class EventFollower:
             except Exception as exc:  # noqa: BLE001  (any failure: reconnect and resume)
                 attempt += 1
                 delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS)) - 1]
-                log.warning("events stream lost, resuming", error=repr(exc), resume_from=self.next_offset, retry_in_s=delay)
+                log.warning(
+                    "events stream lost, resuming", error=repr(exc), resume_from=self.next_offset, retry_in_s=delay
+                )
             finally:
                 self.connected.clear()
             await asyncio.sleep(RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS)) - 1] if attempt else 0.5)
@@ -194,7 +196,7 @@ class EventFollower:
                 got.clear()
                 try:
                     await asyncio.wait_for(got.wait(), 0.3)
-                except (TimeoutError, asyncio.TimeoutError):
+                except TimeoutError:
                     break
             await stream.cancel(tag)
             return max(offsets) if offsets else None

@@ -59,7 +59,10 @@ class JobRecord:
                 stdout=result.stdout,
                 stderr=result.stderr,
                 error=result.error.model_dump() if result.error else None,
-                figures=[{"index": n, "bytes": len(svg), **({"svg": svg} if include_svg else {})} for n, svg in enumerate(result.figures)],
+                figures=[
+                    {"index": n, "bytes": len(svg), **({"svg": svg} if include_svg else {})}
+                    for n, svg in enumerate(result.figures)
+                ],
             )
         return view
 
@@ -129,6 +132,6 @@ class JobIndex:
             return record
         try:
             await asyncio.wait_for(record.finished.wait(), timeout)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             pass
         return self.records.get(job_id, record)

@@ -67,9 +67,7 @@ class Settings(BaseSettings):
     max_figures: int = 20
     max_figure_bytes: int = Field(8_000_000, description="JSON of one captured figure.")
     max_svg_bytes: int = Field(8_000_000, description="One rendered SVG.")
-    max_result_bytes: int = Field(
-        32_000_000, description="A whole result message; RabbitMQ's own limit is 128 MiB."
-    )
+    max_result_bytes: int = Field(32_000_000, description="A whole result message; RabbitMQ's own limit is 128 MiB.")
     max_output_chars: int = Field(64_000, description="Captured stdout and stderr, each.")
 
     # Renderer

@@ -123,7 +123,9 @@ class Stack:
 
     def start_gateway(self, name: str = "gateway", **extra) -> ServiceProcess:
         port = free_port()
-        env = self.service_env(PLOTFARM_GATEWAY_PORT=port, PLOTFARM_PUBLIC_GATEWAY_URL=f"http://127.0.0.1:{port}", **extra)
+        env = self.service_env(
+            PLOTFARM_GATEWAY_PORT=port, PLOTFARM_PUBLIC_GATEWAY_URL=f"http://127.0.0.1:{port}", **extra
+        )
         process = ServiceProcess(name, "services.gateway", env, self.log_dir / f"{name}.log").start()
         process.url = f"http://127.0.0.1:{port}"
         self.processes[name] = process

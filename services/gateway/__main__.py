@@ -5,8 +5,8 @@ import asyncio
 import structlog
 
 from services.gateway.app import create_app
-from shared.jobs import JobIndex
 from shared.broker import Broker, EventFollower
+from shared.jobs import JobIndex
 from shared.logging import configure_logging
 from shared.service import serve, stop_event
 from shared.settings import get_settings

@@ -57,7 +57,9 @@ def parse_job_request(raw: bytes, settings: Settings, *, tenant: str | None = No
     timeout_s = request.timeout_s if request.timeout_s is not None else settings.default_timeout_s
     if timeout_s > settings.max_timeout_s:
         raise InvalidRequest(
-            400, "timeout_s is too long", [{"field": "timeout_s", "message": f"must be at most {settings.max_timeout_s}"}]
+            400,
+            "timeout_s is too long",
+            [{"field": "timeout_s", "message": f"must be at most {settings.max_timeout_s}"}],
         )
     return RenderJob(
         job_id=new_job_id(),

@@ -11,8 +11,8 @@ from services.renderer.worker import Renderer
 from shared.assets import AssetStore
 from shared.broker import Broker
 from shared.health import serve_health
-from shared.service import stop_event
 from shared.logging import configure_logging
+from shared.service import stop_event
 from shared.settings import get_settings
 
 log = structlog.get_logger("services.renderer")
@@ -33,7 +33,9 @@ async def main() -> None:
     health = None
     if settings.renderer_health_port:
         health = await serve_health(
-            "0.0.0.0", settings.renderer_health_port, {"broker": lambda: broker.ready, "interpreters": page.ready.is_set}
+            "0.0.0.0",
+            settings.renderer_health_port,
+            {"broker": lambda: broker.ready, "interpreters": page.ready.is_set},
         )
     # Warm up first (no job is taken before an interpreter is ready), but let
     # Ctrl-C / SIGTERM interrupt a slow start.

@@ -42,13 +42,11 @@ CHROMIUM_FLAGS = [
 
 
 def find_chromium(settings: Settings) -> str:
-    for candidate in ((settings.chromium_path,) if settings.chromium_path else CHROMIUM_CANDIDATES):
+    for candidate in (settings.chromium_path,) if settings.chromium_path else CHROMIUM_CANDIDATES:
         path = candidate if os.path.isabs(candidate) else shutil.which(candidate)
         if path and os.access(path, os.X_OK):
             return path
-    raise FileNotFoundError(
-        "no Chromium found; install Debian's `chromium` package or set PLOTFARM_CHROMIUM_PATH"
-    )
+    raise FileNotFoundError("no Chromium found; install Debian's `chromium` package or set PLOTFARM_CHROMIUM_PATH")
 
 
 async def network_namespace_prefix(settings: Settings) -> tuple[list[str], str]:
@@ -108,8 +106,18 @@ class HeadlessBrowser:
                 probe.bind(("127.0.0.1", 0))
                 port, loopback = probe.getsockname()[1], []
         self.asset_origin = f"http://127.0.0.1:{port}"
-        command = [*prefix, sys.executable, "-m", "services.renderer.launcher", "--port", str(port), *loopback,
-                   "--chromium", chromium, "--"]
+        command = [
+            *prefix,
+            sys.executable,
+            "-m",
+            "services.renderer.launcher",
+            "--port",
+            str(port),
+            *loopback,
+            "--chromium",
+            chromium,
+            "--",
+        ]
         if self._launcher is None:
             handle, self._launcher = tempfile.mkstemp(prefix="plotfarm-chromium-", suffix=".sh")
             os.close(handle)

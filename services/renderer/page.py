@@ -136,13 +136,20 @@ class RendererPage:
         deadline = job.timeout_s + self.settings.interrupt_grace_s + PAGE_ALLOWANCE_S
         try:
             out = await asyncio.wait_for(page.evaluate("job => plotfarm.render(job)", payload), deadline)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             # The page's main thread stopped answering: only replacing it helps.
             self._on_page_lost("hung")
             return PageOutput(
-                [], "", "",
-                {"type": "TimeoutError", "message": f"the job hung the renderer page for {deadline:.0f} s; the page was replaced"},
-                exec_ms=deadline * 1000, svg_ms=0, timed_out=True,
+                [],
+                "",
+                "",
+                {
+                    "type": "TimeoutError",
+                    "message": f"the job hung the renderer page for {deadline:.0f} s; the page was replaced",
+                },
+                exec_ms=deadline * 1000,
+                svg_ms=0,
+                timed_out=True,
             )
         except PlaywrightError as exc:
             if page is self.page and self.ready.is_set():

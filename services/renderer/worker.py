@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from services.renderer.page import InterpreterCrashed, PageOutput, RendererPage
 from services.renderer.sanitize import UnsafeSvg, sanitize_svg
+from shared import topology
 from shared.broker import Broker, BrokerUnavailable
 from shared.messages import JobError, JobStarted, RenderJob, RenderResult, Timings, ms_between, utcnow
 from shared.settings import Settings
@@ -127,13 +128,14 @@ class Renderer:
     async def start_consuming(self) -> None:
         channel = await self.broker.connection.channel()
         await channel.set_qos(prefetch_count=self.settings.renderer_concurrency)
-        names = self.broker.topology.names
+        # Declared (not merely looked up) on this channel, so that after a
+        # reconnect aio-pika re-declares the queues and resumes the consumers.
+        declared = await topology.declare(channel, self.settings)
         self.channel = channel
         self.consumers = []
-        for queue_name, callback in ((names.jobs_queue, self.on_job), (names.dead_letter_queue, self.on_dead_letter)):
-            queue = await channel.get_queue(queue_name, ensure=False)
+        for queue, callback in ((declared.jobs_queue, self.on_job), (declared.dead_letter_queue, self.on_dead_letter)):
             self.consumers.append((queue, await queue.consume(callback)))
-        log.info("consuming jobs", queue=names.jobs_queue, prefetch=self.settings.renderer_concurrency)
+        log.info("consuming jobs", queue=declared.jobs_queue.name, prefetch=self.settings.renderer_concurrency)
 
     async def on_job(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -155,7 +157,9 @@ class Renderer:
         log.info("job started", queued_ms=ms_between(job.submitted_at, started))
         with contextlib.suppress(BrokerUnavailable):
             await self.broker.publish_event(
-                JobStarted(job_id=job.job_id, renderer_id=self.settings.renderer_id, attempt=attempt, started_at=started)
+                JobStarted(
+                    job_id=job.job_id, renderer_id=self.settings.renderer_id, attempt=attempt, started_at=started
+                )
             )
         try:
             async with self.admission.enter(alone=attempt > 1):
@@ -216,7 +220,9 @@ class Renderer:
                     f"(RabbitMQ dead-lettered it: {reason}); it will not be retried"
                 ),
             )
-            result = RenderResult.failure(job, error, renderer_id=self.settings.renderer_id, attempt=self.settings.delivery_limit)
+            result = RenderResult.failure(
+                job, error, renderer_id=self.settings.renderer_id, attempt=self.settings.delivery_limit
+            )
             log.error("job dead-lettered", reason=reason)
             await self._publish_and_ack(result, message)
 

@@ -73,8 +73,13 @@ class Supervisor:
             env = {**os.environ, "PLOTFARM_LOG_FORMAT": os.environ.get("PLOTFARM_LOG_FORMAT", "console"), **child.env}
             started = time.monotonic()
             child.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-u", "-m", child.module,
-                env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                sys.executable,
+                "-u",
+                "-m",
+                child.module,
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches only us; we pass SIGTERM on
             )
             async for raw in child.process.stdout:
@@ -94,7 +99,7 @@ class Supervisor:
             child.process.send_signal(signal.SIGTERM)
         try:
             await asyncio.wait_for(asyncio.gather(*(c.process.wait() for c in running)), STOP_GRACE_S)
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             for child in running:
                 if child.process.returncode is None:
                     self.say(child.name, "*** did not stop in time; killing it")
@@ -105,9 +110,12 @@ async def main() -> int:
     settings = get_settings()
     renderers = int(os.environ.get("RENDERERS", "1"))
     supervisor = Supervisor(children(renderers))
-    print(f"plotfarm: gateway {settings.public_gateway_url}  viewer {settings.public_viewer_url}  "
-          f"client-side page {settings.public_gateway_url}/client-plot  broker {settings.amqp_url.split('@')[-1]}  "
-          f"renderers {renderers}   (Ctrl-C stops everything)", flush=True)
+    print(
+        f"plotfarm: gateway {settings.public_gateway_url}  viewer {settings.public_viewer_url}  "
+        f"client-side page {settings.public_gateway_url}/client-plot  broker {settings.amqp_url.split('@')[-1]}  "
+        f"renderers {renderers}   (Ctrl-C stops everything)",
+        flush=True,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -64,7 +64,7 @@ class Run:
         while not stop.is_set():
             try:
                 url = f"{self.viewer}/ws" + (f"?since={since}" if since is not None else "")
-                async with session.ws_connect(url, heartbeat=10) as ws:
+                async with session.ws_connect(url, heartbeat=10, max_msg_size=0) as ws:
                     async for message in ws:
                         data = message.json()
                         jobs = data["jobs"] if data["type"] == "hello" else [data["job"]]
@@ -76,7 +76,7 @@ class Run:
                                 self.reported_final[job["job_id"]] += 1
                         if stop.is_set():
                             return
-            except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError):
+            except (TimeoutError, aiohttp.ClientError, ConnectionError):
                 await asyncio.sleep(0.5)
 
     async def submit(self, session: aiohttp.ClientSession, code: str, n: int, retry_until: float | None = None) -> None:
@@ -90,7 +90,7 @@ class Run:
                         return
                     body = await response.text()
                     assert response.status == 503, f"{response.status}: {body}"
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientConnectionError):
                 pass
             self.refused += 1
             self.refusal_seconds.append(time.monotonic() - started)
@@ -98,8 +98,16 @@ class Run:
                 return
             await asyncio.sleep(0.5)
 
-    async def submit_many(self, session, count: int, *, seconds_each: float = 0.3, parallel: int = 50,
-                          retry_for: float | None = None, spread_s: float = 0.0) -> None:
+    async def submit_many(
+        self,
+        session,
+        count: int,
+        *,
+        seconds_each: float = 0.3,
+        parallel: int = 50,
+        retry_for: float | None = None,
+        spread_s: float = 0.0,
+    ) -> None:
         gate = asyncio.Semaphore(parallel)
         self.attempted += count
 
@@ -121,7 +129,9 @@ class Run:
                 while time.monotonic() < deadline:
                     try:
                         wait = max(0.0, min(20.0, deadline - time.monotonic()))
-                        async with session.get(f"{self.gateway}/api/jobs/{job_id}", params={"wait": f"{wait:.1f}"}) as r:
+                        async with session.get(
+                            f"{self.gateway}/api/jobs/{job_id}", params={"wait": f"{wait:.1f}"}
+                        ) as r:
                             if r.status == 200:
                                 status = await r.json()
                                 if status["status"] in ("done", "failed"):
@@ -129,7 +139,7 @@ class Run:
                                     return
                             elif r.status not in (404, 503):
                                 raise AssertionError(f"{r.status}: {await r.text()}")
-                    except (aiohttp.ClientError, asyncio.TimeoutError):
+                    except (TimeoutError, aiohttp.ClientError):
                         await asyncio.sleep(1)
 
         await asyncio.gather(*(wait_one(job_id) for job_id in list(self.accepted)))

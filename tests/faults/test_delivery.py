@@ -161,10 +161,14 @@ async def test_broker_restart_under_load(healthy_stack, session, amqp_url):
     async def restart_broker() -> None:
         await asyncio.sleep(4)
         started = time.monotonic()
-        await (await asyncio.create_subprocess_exec("rabbitmqctl", "stop_app", stdout=asyncio.subprocess.DEVNULL)).wait()
+        await (
+            await asyncio.create_subprocess_exec("rabbitmqctl", "stop_app", stdout=asyncio.subprocess.DEVNULL)
+        ).wait()
         downtime["stopped_at"] = time.monotonic() - run.started
         await asyncio.sleep(10)
-        await (await asyncio.create_subprocess_exec("rabbitmqctl", "start_app", stdout=asyncio.subprocess.DEVNULL)).wait()
+        await (
+            await asyncio.create_subprocess_exec("rabbitmqctl", "start_app", stdout=asyncio.subprocess.DEVNULL)
+        ).wait()
         downtime["seconds"] = time.monotonic() - started
 
     async with run.watching(session):

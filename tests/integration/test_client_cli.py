@@ -18,7 +18,11 @@ SEED = (
 def client(stack, *args, stdin=None, timeout=120):
     return subprocess.run(
         [sys.executable, str(ROOT / "client.py"), "--gateway", stack.gateway_url, *args],
-        input=stdin, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
     )
 
 
@@ -66,7 +70,9 @@ def test_refused_request_exits_2(stack):
 def test_unreachable_gateway_exits_3(tmp_path):
     run = subprocess.run(
         [sys.executable, str(ROOT / "client.py"), "--gateway", "http://127.0.0.1:1", "--code", SEED],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert run.returncode == 3
     assert "cannot reach the gateway" in run.stderr

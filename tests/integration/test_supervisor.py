@@ -42,7 +42,9 @@ def test_supervisor_restarts_a_dead_service_and_stops_cleanly(amqp_url, tmp_path
         "RENDERERS": "0",
     }
     log = open(tmp_path / "supervisor.log", "wb")
-    supervisor = subprocess.Popen([sys.executable, "-m", "services.supervisor"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "services.supervisor"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         wait_http_ok(f"http://127.0.0.1:{gateway_port}/healthz", 60)
         wait_http_ok(f"http://127.0.0.1:{viewer_port}/healthz", 60)

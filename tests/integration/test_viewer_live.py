@@ -7,7 +7,9 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-SEED = "import plotly.graph_objects as go\nfig = go.Figure(go.Scatter(y=[3, 1, 2]))\nfig.update_layout(title='Live one')\n"
+SEED = (
+    "import plotly.graph_objects as go\nfig = go.Figure(go.Scatter(y=[3, 1, 2]))\nfig.update_layout(title='Live one')\n"
+)
 
 
 async def test_viewer_pushes_a_result_submitted_through_the_gateway(stack, api):

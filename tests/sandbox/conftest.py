@@ -117,7 +117,9 @@ def pytest_terminal_summary(terminalreporter):
     if not OUTCOMES:
         return
     terminalreporter.section("sandbox attacks")
-    terminalreporter.write_line(f"{'attack':<30} {'status':<7} {'error type':<24} {'attack s':>8} {'next job s':>10}  canary")
+    terminalreporter.write_line(
+        f"{'attack':<30} {'status':<7} {'error type':<24} {'attack s':>8} {'next job s':>10}  canary"
+    )
     for row in OUTCOMES:
         terminalreporter.write_line(
             f"{row['name']:<30} {row['status']:<7} {row['error_type']:<24} {row['seconds']:>8.1f} {row['next_seconds']:>10.1f}  {row['canary_hits']}"

@@ -53,25 +53,63 @@ class Attack:
 ATTACKS = [
     # --- network, one channel at a time -----------------------------------
     Attack("net_js_fetch", "import js\njs.fetch('{canary}/fetch')", "failed", "TypeError"),
-    Attack("net_pyodide_open_url", "from pyodide.http import open_url\nopen_url('{canary}/xhr')", "failed", "AttributeError"),
+    Attack(
+        "net_pyodide_open_url",
+        "from pyodide.http import open_url\nopen_url('{canary}/xhr')",
+        "failed",
+        "AttributeError",
+    ),
     Attack(
         "net_pyodide_pyfetch",
         "import asyncio\nfrom pyodide.http import pyfetch\nasyncio.run(pyfetch('{canary}/pyfetch'))",
         "failed",
     ),
-    Attack("net_sync_xhr", "import js\nx = js.XMLHttpRequest.new()\nx.open('GET', '{canary}/xhr', False)\nx.send()", "failed", "AttributeError"),
-    Attack("net_websocket", "import js\njs.WebSocket.new('ws://127.0.0.1:{canary_port}/ws')", "failed", "AttributeError"),
+    Attack(
+        "net_sync_xhr",
+        "import js\nx = js.XMLHttpRequest.new()\nx.open('GET', '{canary}/xhr', False)\nx.send()",
+        "failed",
+        "AttributeError",
+    ),
+    Attack(
+        "net_websocket", "import js\njs.WebSocket.new('ws://127.0.0.1:{canary_port}/ws')", "failed", "AttributeError"
+    ),
     Attack("net_eventsource", "import js\njs.EventSource.new('{canary}/events')", "failed", "AttributeError"),
     Attack("net_send_beacon", "import js\njs.navigator.sendBeacon('{canary}/beacon', 'data')", "failed", "TypeError"),
-    Attack("net_img_element", "import js\nimg = js.document.createElement('img')\nimg.src = '{canary}/img'", "failed", "AttributeError"),
+    Attack(
+        "net_img_element",
+        "import js\nimg = js.document.createElement('img')\nimg.src = '{canary}/img'",
+        "failed",
+        "AttributeError",
+    ),
     Attack("net_import_scripts", "import js\njs.importScripts('{canary}/s.js')", "failed", "TypeError"),
     Attack("net_nested_worker", "import js\njs.Worker.new('{canary}/w.js')", "failed", "AttributeError"),
     Attack("net_micropip", "import micropip\nmicropip.install('{canary}/x.whl')", "failed", "ModuleNotFoundError"),
     Attack("net_load_package", "import pyodide_js\npyodide_js.loadPackage('{canary}/x.whl')" + SHOW, "done"),
-    Attack("net_socket_loopback", "import socket\nsocket.create_connection(('127.0.0.1', {canary_port}), timeout=2)", "failed", "OSError"),
-    Attack("net_socket_broker", "import socket\nsocket.create_connection(('127.0.0.1', {broker_port}), timeout=2)", "failed", "OSError"),
-    Attack("net_public_address", "import urllib.request\nurllib.request.urlopen('http://1.1.1.1/', timeout=2)", "failed", "URLError"),
-    Attack("net_eval_new_code", "import js\njs.eval('fetch(\"{canary}/eval\")')", "failed", "JsException", message="Content Security Policy"),
+    Attack(
+        "net_socket_loopback",
+        "import socket\nsocket.create_connection(('127.0.0.1', {canary_port}), timeout=2)",
+        "failed",
+        "OSError",
+    ),
+    Attack(
+        "net_socket_broker",
+        "import socket\nsocket.create_connection(('127.0.0.1', {broker_port}), timeout=2)",
+        "failed",
+        "OSError",
+    ),
+    Attack(
+        "net_public_address",
+        "import urllib.request\nurllib.request.urlopen('http://1.1.1.1/', timeout=2)",
+        "failed",
+        "URLError",
+    ),
+    Attack(
+        "net_eval_new_code",
+        "import js\njs.eval('fetch(\"{canary}/eval\")')",
+        "failed",
+        "JsException",
+        message="Content Security Policy",
+    ),
     Attack(
         "net_recover_fetch_from_prototypes",
         "import js\nfound = []\nproto = js.Object.getPrototypeOf(js.self)\nwhile proto:\n"
@@ -93,7 +131,9 @@ ATTACKS = [
     Attack(
         "time_loop_swallows_interrupt",
         "while True:\n    try:\n        while True:\n            pass\n    except BaseException:\n        pass",
-        "failed", "TimeoutError", message="did not stop when interrupted",
+        "failed",
+        "TimeoutError",
+        message="did not stop when interrupted",
     ),
     Attack("time_catastrophic_regex", "import re\nre.match(r'(a+)+$', 'a' * 40 + 'b')", "failed", "TimeoutError"),
     Attack("time_c_level_bigint", "x = 10 ** (10 ** 9)", "failed", "TimeoutError"),
@@ -108,36 +148,51 @@ ATTACKS = [
     Attack(
         "memory_bomb",
         "chunks = []\nwhile True:\n    chunks.append(bytearray(256 * 1024 * 1024))",
-        "failed", "MemoryError", message="out of memory", timeout_s=40,
+        "failed",
+        "MemoryError",
+        message="out of memory",
+        timeout_s=40,
     ),
     # --- output ---------------------------------------------------------------
     Attack(
         "output_too_many_figures",
         "import plotly.graph_objects as go\nfor i in range(25):\n    go.Figure(go.Bar(y=[i])).show()",
-        "failed", "OutputLimitExceeded", message="at most 20 figures",
+        "failed",
+        "OutputLimitExceeded",
+        message="at most 20 figures",
     ),
     Attack(
         "output_huge_figure",
         "import plotly.graph_objects as go\ngo.Figure(go.Scatter(y=list(range(1_200_000)))).show()",
-        "failed", "OutputLimitExceeded", message="bytes of JSON", timeout_s=40,
+        "failed",
+        "OutputLimitExceeded",
+        message="bytes of JSON",
+        timeout_s=40,
     ),
     Attack(
         "output_huge_svg",
         "import random\nimport plotly.graph_objects as go\nn = 60000\n"
         "go.Figure(go.Scatter(x=[random.random() for _ in range(n)], y=[random.random() for _ in range(n)], mode='markers')).show()",
-        "failed", "OutputLimitExceeded", message="bytes of SVG", timeout_s=40,
+        "failed",
+        "OutputLimitExceeded",
+        message="bytes of SVG",
+        timeout_s=40,
     ),
     Attack(
         "output_stdout_flood",
         "for i in range(100_000):\n    print('x' * 100)" + SHOW,
-        "done", stdout="[plotfarm: output truncated", timeout_s=20,
+        "done",
+        stdout="[plotfarm: output truncated",
+        timeout_s=20,
     ),
     # --- the host ---------------------------------------------------------------
     Attack("host_read_passwd", "print(open('/etc/passwd').read())", "failed", "FileNotFoundError"),
     Attack(
         "host_listing_and_environment",
-        "import os\nprint(sorted(os.listdir('/')))\nprint('amqp' in str(os.environ).lower(), 'PLOTFARM' in str(os.environ))" + SHOW,
-        "done", stdout="['dev', 'home', 'lib', 'proc', 'tmp']\nFalse False",
+        "import os\nprint(sorted(os.listdir('/')))\nprint('amqp' in str(os.environ).lower(), 'PLOTFARM' in str(os.environ))"
+        + SHOW,
+        "done",
+        stdout="['dev', 'home', 'lib', 'proc', 'tmp']\nFalse False",
     ),
     Attack("host_exit_process", "import os\nos._exit(1)", "failed"),
     # --- results are untrusted ----------------------------------------------------
@@ -147,21 +202,27 @@ ATTACKS = [
         "fig.update_layout(title='<script>alert(1)</script><img src=x onerror=alert(2)>')\n"
         "fig.add_annotation(text='<a href=\"javascript:alert(3)\">click</a> <iframe src=x></iframe>', x=0, y=1)\n"
         "print('<script>alert(4)</script>')\nfig.show()",
-        "done", figures_clean=True,
+        "done",
+        figures_clean=True,
     ),
     Attack(
         "xss_forged_post_to_page",
         "import js\nfor run_id in range(1, 50):\n"
-        "    js.postMessage(js.JSON.parse('{{\"type\": \"result\", \"runId\": ' + str(run_id) + ', \"payload\": \"{{}}\"}}'))" + SHOW,
+        '    js.postMessage(js.JSON.parse(\'{{"type": "result", "runId": \' + str(run_id) + \', "payload": "{{}}"}}\'))'
+        + SHOW,
         "done",
     ),
 ]
 
 
 def fill(code: str, canary, broker_port: int) -> str:
-    return code.replace("{canary}", canary.url).replace("{canary_port}", str(canary.port)).replace(
-        "{broker_port}", str(broker_port)
-    ).replace("{{", "{").replace("}}", "}")
+    return (
+        code.replace("{canary}", canary.url)
+        .replace("{canary_port}", str(canary.port))
+        .replace("{broker_port}", str(broker_port))
+        .replace("{{", "{")
+        .replace("}}", "}")
+    )
 
 
 @pytest.mark.parametrize("attack", ATTACKS, ids=lambda a: a.name)
@@ -177,8 +238,14 @@ async def test_attack_is_contained(attack, sandbox_api, sandbox_stack, canary):
     ordinary = await sandbox_api.render(ORDINARY, timeout=60)
     next_seconds = time.monotonic() - started
     OUTCOMES.append(
-        {"name": attack.name, "status": result["status"], "error_type": error.get("type", ""), "seconds": seconds,
-         "next_seconds": next_seconds, "canary_hits": len(canary.hits) - hits_before}
+        {
+            "name": attack.name,
+            "status": result["status"],
+            "error_type": error.get("type", ""),
+            "seconds": seconds,
+            "next_seconds": next_seconds,
+            "canary_hits": len(canary.hits) - hits_before,
+        }
     )
 
     assert result["status"] == attack.status, error

@@ -105,7 +105,11 @@ async def test_wait_must_be_a_sane_number(gateway, wait):
 
 async def test_errors_are_json(gateway):
     client, _ = await gateway()
-    for method, path, status in [("GET", "/api/jobs/nope", 404), ("GET", "/nothing-here", 404), ("PUT", "/api/jobs", 405)]:
+    for method, path, status in [
+        ("GET", "/api/jobs/nope", 404),
+        ("GET", "/nothing-here", 404),
+        ("PUT", "/api/jobs", 405),
+    ]:
         response = await client.request(method, path)
         assert response.status == status
         assert "error" in await response.json()

@@ -1,6 +1,6 @@
 """The message models: what travels through RabbitMQ round-trips unchanged."""
 
-from shared.messages import JobQueued, JobStarted, RenderJob, RenderResult, JobError, parse_event, utcnow
+from shared.messages import JobError, JobQueued, JobStarted, RenderJob, RenderResult, parse_event, utcnow
 
 
 def make_job(**fields) -> RenderJob:

@@ -13,7 +13,16 @@ EVIL = """<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org
 def test_active_content_is_removed():
     clean = sanitize_svg(EVIL)
     lowered = clean.lower()
-    for bad in ("<script", "onload", "onerror", "onmouseover", "javascript:", "foreignobject", "evil.example", "text/html"):
+    for bad in (
+        "<script",
+        "onload",
+        "onerror",
+        "onmouseover",
+        "javascript:",
+        "foreignobject",
+        "evil.example",
+        "text/html",
+    ):
         assert bad not in lowered, (bad, clean)
 
 
@@ -33,5 +42,12 @@ def test_plotly_markup_survives():
         '<text class="gtitle" x="35" y="50">a<tspan style="font-weight:bold">b</tspan>c</text></svg>'
     )
     clean = sanitize_svg(svg)
-    for kept in ('class="main-svg"', 'viewBox="0 0 700 450"', 'clip-path="url(#c1)"', "M0,0L5,5", "a<tspan", "</tspan>c"):
+    for kept in (
+        'class="main-svg"',
+        'viewBox="0 0 700 450"',
+        'clip-path="url(#c1)"',
+        "M0,0L5,5",
+        "a<tspan",
+        "</tspan>c",
+    ):
         assert kept in clean, (kept, clean)

@@ -84,8 +84,7 @@ class Capture:
         text = json.dumps(fig_dict, cls=PlotlyJSONEncoder)
         if len(text) > self.max_figure_bytes:
             raise OutputLimitExceeded(
-                f"figure {len(self.figures) + 1} is {len(text)} bytes of JSON; "
-                f"the limit is {self.max_figure_bytes}"
+                f"figure {len(self.figures) + 1} is {len(text)} bytes of JSON; the limit is {self.max_figure_bytes}"
             )
         if self.total_bytes + len(text) > self.max_total_bytes:
             raise OutputLimitExceeded(f"the figures add up to more than {self.max_total_bytes} bytes of JSON")
@@ -139,7 +138,9 @@ def run(code, limits_json):
     """Execute ``code`` and return a JSON string with figures, output and error."""
     limits = json.loads(limits_json)
     capture = Capture(
-        limits["max_figures"], limits["max_figure_bytes"], limits.get("max_total_figure_bytes", 4 * limits["max_figure_bytes"])
+        limits["max_figures"],
+        limits["max_figure_bytes"],
+        limits.get("max_total_figure_bytes", 4 * limits["max_figure_bytes"]),
     )
     _install(capture)
     stdout = BoundedText(limits["max_output_chars"])
@@ -160,8 +161,7 @@ def run(code, limits_json):
             leftover = _left_in_namespace(namespace)
             if leftover is None:
                 raise NoFigureError(
-                    "the code ran but produced no figure: call fig.show() "
-                    "or leave the figure in a variable named fig"
+                    "the code ran but produced no figure: call fig.show() or leave the figure in a variable named fig"
                 )
             capture.show(leftover)
     except BaseException as exc:  # noqa: BLE001  (user code may raise anything, even SystemExit)
