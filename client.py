@@ -32,10 +32,12 @@ class GatewayError(Exception):
         self.status = status
 
 
-def request_json(url, body=None, timeout=60.0):
+def request_json(url, body=None, timeout=60.0, api_key=None):
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method="POST" if data else "GET")
     request.add_header("Accept", "application/json")
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
     if data:
         request.add_header("Content-Type", "application/json")
     try:
@@ -73,7 +75,7 @@ def submit(args, code):
             body[field] = getattr(args, field)
     if args.job_timeout:
         body["timeout_s"] = args.job_timeout
-    return request_json(f"{args.gateway}/api/jobs", body)
+    return request_json(f"{args.gateway}/api/jobs", body, api_key=args.api_key)
 
 
 def wait_for(args, job_id):
@@ -81,7 +83,9 @@ def wait_for(args, job_id):
     while True:
         remaining = deadline - time.monotonic()
         wait = max(0.0, min(POLL_S, remaining))
-        status = request_json(f"{args.gateway}/api/jobs/{job_id}?wait={wait:.1f}&include=svg", timeout=wait + 30)
+        status = request_json(
+            f"{args.gateway}/api/jobs/{job_id}?wait={wait:.1f}&include=svg", timeout=wait + 30, api_key=args.api_key
+        )
         if status["status"] in ("done", "failed") or remaining <= 0:
             return status
 
@@ -137,6 +141,11 @@ def main(argv=None):
     parser.add_argument("--width", type=int, help="figure width in pixels when the figure does not set one")
     parser.add_argument("--height", type=int, help="figure height in pixels when the figure does not set one")
     parser.add_argument("--no-wait", action="store_true", help="print the job id and exit")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("PLOTFARM_API_KEY"),
+        help="API key, when the gateway requires one (default $PLOTFARM_API_KEY)",
+    )
     args = parser.parse_args(argv)
     args.gateway = args.gateway.rstrip("/")
 

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     viewer_host: str = "0.0.0.0"
     viewer_port: int = 8000
     viewer_history: int = Field(500, ge=100, description="Results the viewer keeps for newly opened pages.")
+    viewer_require_key: bool = Field(
+        False, description="With API keys set, the viewer asks for one and shows only that key's tenant's jobs."
+    )
 
     # Jobs and their limits
     max_code_bytes: int = 64 * 1024

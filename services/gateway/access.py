@@ -12,35 +12,16 @@ anonymous callers: a token bucket refilled at ``PLOTFARM_RATE_LIMIT_PER_MINUTE``
 with room for ``PLOTFARM_RATE_LIMIT_BURST``; beyond it, 429 with Retry-After.
 """
 
-import hashlib
-import hmac
 import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 
 from aiohttp import web
 
-from shared.settings import Settings
+from shared.auth import ApiKeys, presented_key
 
 MAX_TRACKED_CALLERS = 100_000
-
-
-def _digest(key: str) -> bytes:
-    return hashlib.sha256(key.encode()).digest()
-
-
-def _parse_entry(entry: str) -> tuple[str, str] | None:
-    """``tenant=key`` or a bare ``key`` (its tenant is then a hash of it)."""
-    entry = entry.strip()
-    if not entry or entry.startswith("#"):
-        return None
-    tenant, sep, key = entry.partition("=")
-    if not sep:
-        tenant, key = "", entry
-    tenant, key = tenant.strip(), key.strip()
-    return (tenant or f"key-{_digest(key).hex()[:12]}"), key
 
 
 @dataclass(frozen=True)
@@ -50,31 +31,6 @@ class Caller:
 
 
 CALLER = web.RequestKey("caller", Caller)
-
-
-class ApiKeys:
-    def __init__(self, entries: list[tuple[str, str]]):
-        self._tenants = {_digest(key): tenant for tenant, key in entries}
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> "ApiKeys":
-        raw = [e for e in settings.api_keys.split(",")]
-        if settings.api_keys_file:
-            raw += Path(settings.api_keys_file).read_text().splitlines()
-        return cls([parsed for parsed in map(_parse_entry, raw) if parsed])
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self._tenants)
-
-    def tenant_for(self, key: str | None) -> str | None:
-        if not key:
-            return None
-        digest = _digest(key)
-        for known, tenant in self._tenants.items():  # constant-time comparisons
-            if hmac.compare_digest(known, digest):
-                return tenant
-        return None
 
 
 class RateLimiter:
@@ -102,13 +58,6 @@ class RateLimiter:
         while len(self._buckets) > MAX_TRACKED_CALLERS:
             self._buckets.popitem(last=False)
         return wait
-
-
-def presented_key(headers) -> str | None:
-    auth = headers.get("Authorization", "")
-    if auth[:7].lower() == "bearer ":
-        return auth[7:].strip() or None
-    return headers.get("X-API-Key") or None
 
 
 def access_middleware(keys: ApiKeys, limiter: RateLimiter, protected_prefixes: tuple[str, ...]):

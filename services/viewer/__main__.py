@@ -7,6 +7,7 @@ import structlog
 from services.viewer.app import create_app
 from services.viewer.live import LiveJobs
 from shared.assets import AssetStore
+from shared.auth import ApiKeys
 from shared.broker import EventFollower
 from shared.logging import configure_logging
 from shared.service import serve, stop_event
@@ -21,7 +22,8 @@ async def main() -> None:
     stop = stop_event()
     live = LiveJobs(settings.viewer_history, settings.gateway_cache_bytes)
     follower = EventFollower(settings, live.apply)
-    runner = await serve(create_app(live, follower, AssetStore(settings)), settings.viewer_host, settings.viewer_port)
+    app = create_app(live, follower, AssetStore(settings), ApiKeys.from_settings(settings), settings.viewer_require_key)
+    runner = await serve(app, settings.viewer_host, settings.viewer_port)
     log.info("viewer listening", url=settings.public_viewer_url, port=settings.viewer_port)
     follower.start()
     await stop.wait()

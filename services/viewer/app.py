@@ -20,8 +20,10 @@ import contextlib
 import structlog
 from aiohttp import WSMsgType, web
 
+from services.viewer.access import access_middleware, tenant_filter
 from services.viewer.live import LiveJobs
 from shared.assets import AssetStore
+from shared.auth import ApiKeys
 from shared.broker import EventFollower
 from shared.health import add_health_routes
 
@@ -80,7 +82,7 @@ async def static(request: web.Request) -> web.Response:
 
 
 async def job(request: web.Request) -> web.Response:
-    view = request.app[LIVE].view(request.match_info["job_id"])
+    view = request.app[LIVE].view(request.match_info["job_id"], tenant_filter(request))
     if view is None:
         message = "no such job (unknown, not yet queued, or older than this viewer keeps)"
         return web.json_response({"error": message}, status=404)
@@ -99,10 +101,11 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
             await asyncio.wait_for(follower.caught_up.wait(), CATCH_UP_WAIT_S)
     # Subscribing and taking the catch-up happen with no await between them, so
     # every change lands either in the hello or in the outbox, never in neither.
-    outbox = live.subscribe()
+    tenant = tenant_filter(request)
+    outbox = live.subscribe(tenant)
     sender = None
     try:
-        await ws.send_json(live.catch_up(since))
+        await ws.send_json(live.catch_up(since, tenant))
 
         async def send_changes() -> None:
             while (message := await outbox.get()) is not None:
@@ -122,8 +125,10 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
-def create_app(live: LiveJobs, follower: EventFollower, assets: AssetStore) -> web.Application:
-    app = web.Application(middlewares=[security_headers])
+def create_app(
+    live: LiveJobs, follower: EventFollower, assets: AssetStore, keys: ApiKeys | None = None, require_key: bool = False
+) -> web.Application:
+    app = web.Application(middlewares=[security_headers, access_middleware(keys or ApiKeys([]), require_key)])
     app[LIVE], app[ASSETS], app[FOLLOWER] = live, assets, follower
     app.router.add_get("/", page)
     app.router.add_get("/ws", websocket)

@@ -35,11 +35,14 @@ class LiveJobs:
         self.index = JobIndex(max_bytes)
         self.changes: deque[tuple[int, str]] = deque(maxlen=history * 8)
         self.last_offset = -1
-        self.subscribers: set[asyncio.Queue] = set()
+        self.subscribers: dict[asyncio.Queue, str | None] = {}  # outbox -> the tenant it may see (None: all)
 
-    def view(self, job_id: str) -> dict | None:
+    def view(self, job_id: str, tenant: str | None = None) -> dict | None:
+        """The job as pages show it; None if unknown, or another tenant's when ``tenant`` is given."""
         record = self.index.get(job_id)
-        return record.public_view(include_code=True, include_svg=True) if record else None
+        if record is None or (tenant is not None and record.tenant != tenant):
+            return None
+        return record.public_view(include_code=True, include_svg=True)
 
     def apply(self, event: JobEvent, offset: int) -> None:
         self.last_offset = max(self.last_offset, offset)
@@ -47,24 +50,27 @@ class LiveJobs:
             return
         self.changes.append((offset, event.job_id))
         message = {"type": "job", "offset": offset, "received_at": time.time() * 1000, "job": self.view(event.job_id)}
-        for outbox in list(self.subscribers):
+        owner = self.index.get(event.job_id).tenant
+        for outbox, tenant in list(self.subscribers.items()):
+            if tenant is not None and owner != tenant:
+                continue
             try:
                 outbox.put_nowait(message)
             except asyncio.QueueFull:
                 # A page too slow to keep up is told to go (None); it reconnects and resumes.
-                self.subscribers.discard(outbox)
+                self.subscribers.pop(outbox, None)
                 while not outbox.empty():
                     outbox.get_nowait()
                 outbox.put_nowait(None)
 
-    def catch_up(self, since: int | None) -> dict:
+    def catch_up(self, since: int | None, tenant: str | None = None) -> dict:
         """What a page opening (since=None) or reconnecting (since=offset) needs first."""
         oldest = self.changes[0][0] if self.changes else self.last_offset + 1
         if since is None or since < oldest - 1:
             job_ids = list(self.index.records)[-self.history :]
         else:
             job_ids = list(dict.fromkeys(job_id for offset, job_id in self.changes if offset > since))
-        jobs = [view for view in map(self.view, job_ids) if view is not None]
+        jobs = [view for view in (self.view(job_id, tenant) for job_id in job_ids) if view is not None]
         return {
             "type": "hello",
             "offset": self.last_offset,
@@ -74,10 +80,10 @@ class LiveJobs:
             "jobs": jobs,
         }
 
-    def subscribe(self) -> asyncio.Queue:
+    def subscribe(self, tenant: str | None = None) -> asyncio.Queue:
         outbox: asyncio.Queue = asyncio.Queue(maxsize=OUTBOX_SIZE)
-        self.subscribers.add(outbox)
+        self.subscribers[outbox] = tenant
         return outbox
 
     def unsubscribe(self, outbox: asyncio.Queue) -> None:
-        self.subscribers.discard(outbox)
+        self.subscribers.pop(outbox, None)

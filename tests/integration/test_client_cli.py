@@ -76,3 +76,19 @@ def test_unreachable_gateway_exits_3(tmp_path):
     )
     assert run.returncode == 3
     assert "cannot reach the gateway" in run.stderr
+
+
+def test_api_key_is_sent_when_the_gateway_requires_one(stack, tmp_path):
+    keyed = stack.start_gateway("gateway-with-keys", PLOTFARM_API_KEYS="cli=cli-key")
+    try:
+        stack.wait_ready(keyed)
+        base = [sys.executable, str(ROOT / "client.py"), "--gateway", keyed.url, "--out", str(tmp_path), "--code", SEED]
+        refused = subprocess.run(base, capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert refused.returncode == 2 and "API key" in refused.stderr
+        accepted = subprocess.run(
+            [*base, "--api-key", "cli-key"], capture_output=True, text=True, timeout=120, cwd=ROOT
+        )
+        assert accepted.returncode == 0, accepted.stderr
+        assert "Example" in (tmp_path / f"{accepted.stdout.split()[1]}.svg").read_text()
+    finally:
+        keyed.stop()

@@ -3,8 +3,9 @@
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from services.gateway.access import ApiKeys, RateLimiter, _parse_entry
+from services.gateway.access import RateLimiter
 from services.gateway.app import BROKER, INDEX, create_app
+from shared.auth import ApiKeys, _parse_entry
 from shared.jobs import JobIndex
 from shared.messages import RenderResult
 from shared.settings import Settings
