@@ -48,7 +48,8 @@ $(WHEELS)/.installed: requirements/pyodide-wheels.txt | venv
 
 # Bytecode for the stdlib and the wheels, compiled inside Pyodide itself (Node runs it),
 # so interpreters start in about a second instead of compiling for five.
-$(PRECOMPILED)/.installed: $(WHEELS)/.installed $(WEB)/node_modules/.package-lock.json web/build/precompile.mjs web/build/precompile.py
+$(PRECOMPILED)/.installed: $(WHEELS)/.installed $(WEB)/node_modules/.package-lock.json \
+		web/build/precompile.mjs web/build/precompile.py web/runtime/fstree.mjs
 	rm -rf $(PRECOMPILED)
 	node web/build/precompile.mjs $(PRECOMPILED) $(WHEELS)/*.whl
 	touch $@

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.support import Api, Stack, delete_namespace, new_namespace
+from tests.support import Api, new_stack
 
 SEED = Path(__file__).resolve().parent.parent.joinpath("examples", "scatter.py").read_text()
 
@@ -96,21 +96,13 @@ def main() -> None:
         return
 
     amqp_url = os.environ.get("PLOTFARM_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-    namespace = new_namespace()
-    stack = Stack(
+    stack = new_stack(
         amqp_url,
-        namespace,
         Path(tempfile.mkdtemp(prefix="plotfarm-bench-")),
-        {
-            "PLOTFARM_AMQP_URL": amqp_url,
-            "PLOTFARM_NAMESPACE": namespace,
-            "PLOTFARM_LOG_FORMAT": "json",
-            "PLOTFARM_RENDERER_CONCURRENCY": str(args.concurrency),
-            "PLOTFARM_ISOLATION": args.isolation,
-            "PLOTFARM_PARALLEL_BOOTS": str(args.parallel_boots),
-            "PLOTFARM_SPARE_INTERPRETERS": str(args.spares),
-            "PLOTFARM_RATE_LIMIT_PER_MINUTE": "0",
-        },
+        PLOTFARM_RENDERER_CONCURRENCY=args.concurrency,
+        PLOTFARM_ISOLATION=args.isolation,
+        PLOTFARM_PARALLEL_BOOTS=args.parallel_boots,
+        PLOTFARM_SPARE_INTERPRETERS=args.spares,
     )
     try:
         gateway = stack.start_gateway()
@@ -128,8 +120,7 @@ def main() -> None:
         print(summary("renderer cold start (to ready)", cold))
         asyncio.run(measure(gateway.url, args))
     finally:
-        stack.stop_all()
-        asyncio.run(delete_namespace(amqp_url, namespace))
+        stack.close()
 
 
 if __name__ == "__main__":

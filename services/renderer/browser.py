@@ -15,6 +15,7 @@ import shutil
 import socket
 import sys
 import tempfile
+from dataclasses import dataclass
 
 import structlog
 from playwright.async_api import Browser, BrowserContext, Page, Playwright, Route, async_playwright
@@ -49,30 +50,47 @@ def find_chromium(settings: Settings) -> str:
     raise FileNotFoundError("no Chromium found; install Debian's `chromium` package or set PLOTFARM_CHROMIUM_PATH")
 
 
-async def network_namespace_prefix(settings: Settings) -> tuple[list[str], str]:
-    """The command that starts Chromium in an empty network namespace, and why (or why not).
+@dataclass
+class Namespace:
+    """How to start the launcher in an empty network namespace (or why it cannot be)."""
 
-    In a namespace with no interfaces but a downed loopback, nothing in the
-    browser can open a connection to anything, whatever else fails. Root can
-    make one directly; other users need an unprivileged user namespace, which
-    some kernels and most container runtimes refuse.
+    prefix: list[str]  # the unshare command to run the launcher under; empty: no namespace
+    as_user: str | None  # "uid:gid" the launcher maps back to before starting Chromium
+    description: str
+
+
+async def network_namespace(settings: Settings) -> Namespace:
+    """An empty network namespace for Chromium and its asset server, where the kernel allows.
+
+    Nothing in it but a loopback the launcher brings up: no route to the host,
+    its loopback, or anywhere else. Root makes one directly. Other users need
+    unprivileged user namespaces: the launcher runs as root *inside* a new
+    user namespace (bringing loopback up takes that), then maps back to the
+    real user in a nested one, so Chromium never sees uid 0 and keeps its own
+    sandbox. Some kernels and container runtimes (Docker's default seccomp
+    profile) refuse this; then the renderer says so and relies on the other layers.
     """
     if settings.network_namespace == "off":
-        return [], "off (PLOTFARM_NETWORK_NAMESPACE=off)"
+        return Namespace([], None, "off (PLOTFARM_NETWORK_NAMESPACE=off)")
     unshare = shutil.which("unshare")
-    args = ["--net"] if os.geteuid() == 0 else ["--user", "--map-current-user", "--net"]
+    if os.geteuid() == 0:
+        args, as_user, inner = ["--net"], None, []
+    else:
+        args = ["--user", "--map-root-user", "--net"]
+        as_user = f"{os.getuid()}:{os.getgid()}"
+        inner = [unshare or "unshare", "--user", f"--map-user={os.getuid()}", f"--map-group={os.getgid()}", "--"]
     reason = "the unshare command is missing"
     if unshare:
         probe = await asyncio.create_subprocess_exec(
-            unshare, *args, "true", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+            unshare, *args, "--", *inner, "true", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
         )
         _, err = await probe.communicate()
         if probe.returncode == 0:
-            return [unshare, *args, "--"], f"on ({' '.join(['unshare', *args])})"
+            return Namespace([unshare, *args, "--"], as_user, f"on (unshare {' '.join(args)})")
         reason = err.decode(errors="replace").strip() or f"unshare exited with {probe.returncode}"
     if settings.network_namespace == "on":
         raise RuntimeError(f"PLOTFARM_NETWORK_NAMESPACE=on but no network namespace can be made: {reason}")
-    return [], f"unavailable: {reason}"
+    return Namespace([], None, f"unavailable: {reason}")
 
 
 def sandbox_enabled(settings: Settings) -> bool:
@@ -98,22 +116,25 @@ class HeadlessBrowser:
     async def _executable(self) -> str:
         """A one-line launcher: [network namespace] -> asset server + Chromium."""
         chromium = find_chromium(self.settings)
-        prefix, self.network_namespace = await network_namespace_prefix(self.settings)
-        if prefix:
-            port, loopback = NAMESPACED_ASSET_PORT, ["--loopback"]
+        namespace = await network_namespace(self.settings)
+        self.network_namespace = namespace.description
+        if namespace.prefix:
+            port, extra = NAMESPACED_ASSET_PORT, ["--loopback"]
+            if namespace.as_user:
+                extra += ["--as-user", namespace.as_user]
         else:
             with socket.socket() as probe:  # host loopback: take a free port
                 probe.bind(("127.0.0.1", 0))
-                port, loopback = probe.getsockname()[1], []
+                port, extra = probe.getsockname()[1], []
         self.asset_origin = f"http://127.0.0.1:{port}"
         command = [
-            *prefix,
+            *namespace.prefix,
             sys.executable,
             "-m",
             "services.renderer.launcher",
             "--port",
             str(port),
-            *loopback,
+            *extra,
             "--chromium",
             chromium,
             "--",

@@ -10,7 +10,12 @@ the kernel allows). Here we:
 3. wait until it answers, then become Chromium (exec), keeping the pipes
    Playwright talks to it through.
 
-    python -m services.renderer.launcher --port P [--loopback] --chromium PATH -- CHROMIUM-ARGS...
+    python -m services.renderer.launcher --port P [--loopback [--as-user UID:GID]] --chromium PATH -- CHROMIUM-ARGS...
+
+``--as-user``: the launcher runs as root inside a user namespace of its own
+(needed to bring loopback up); Chromium is started in a nested user
+namespace mapped back to the real user, so it never sees uid 0 and keeps
+its own sandbox.
 """
 
 import argparse
@@ -65,13 +70,19 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(allow_abbrev=False)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--loopback", action="store_true", help="bring lo up (a fresh network namespace)")
+    parser.add_argument("--as-user", help="UID:GID to map back to before starting Chromium")
     parser.add_argument("--chromium", required=True)
     args, chromium_args = parser.parse_args(argv[:split]), argv[split + 1 :]
     if args.loopback:
         bring_loopback_up()
     start_asset_server(args.port)
     wait_until_listening(args.port)
-    os.execv(args.chromium, [args.chromium, *chromium_args])
+    argv = [args.chromium, *chromium_args]
+    if args.as_user:
+        uid, gid = args.as_user.split(":")
+        argv = ["unshare", "--user", f"--map-user={uid}", f"--map-group={gid}", "--", *argv]
+        os.execvp("unshare", argv)
+    os.execv(args.chromium, argv)
 
 
 if __name__ == "__main__":

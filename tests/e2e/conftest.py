@@ -11,7 +11,6 @@ and, when ``PLOTFARM_E2E_SCREENSHOTS=DIR`` is set, also to DIR (``docs`` for the
 README's).
 """
 
-import asyncio
 import os
 import time
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import APIRequestContext, Browser, Page, sync_playwright
 
-from tests.support import ROOT, ServiceProcess, Stack, delete_namespace, free_port, new_namespace
+from tests.support import ROOT, ServiceProcess, Stack, free_port, new_stack
 
 CHROMIUM = "/usr/lib/chromium/chromium"
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -78,18 +77,15 @@ class E2EStack:
 
 @pytest.fixture(scope="package")
 def e2e(amqp_url, tmp_path_factory):
-    namespace = new_namespace()
     log_dir = tmp_path_factory.mktemp("e2e-logs")
     MEASUREMENTS_FILE[:] = [log_dir / "e2e-measurements.txt"]
     viewer_port = free_port()
-    env = {
-        "PLOTFARM_AMQP_URL": amqp_url,
-        "PLOTFARM_NAMESPACE": namespace,
-        "PLOTFARM_LOG_FORMAT": "json",
-        "PLOTFARM_RENDERER_CONCURRENCY": "1",
-        "PLOTFARM_PUBLIC_VIEWER_URL": f"http://127.0.0.1:{viewer_port}",
-    }
-    stack = Stack(amqp_url, namespace, log_dir, env)
+    stack = new_stack(
+        amqp_url,
+        log_dir,
+        PLOTFARM_RENDERER_CONCURRENCY=1,
+        PLOTFARM_PUBLIC_VIEWER_URL=f"http://127.0.0.1:{viewer_port}",
+    )
     e2e = E2EStack(stack, viewer_port, log_dir)
     try:
         gateway = stack.start_gateway()
@@ -100,8 +96,7 @@ def e2e(amqp_url, tmp_path_factory):
         stack.gateway_url, stack.viewer_url = gateway.url, viewer.url
         yield e2e
     finally:
-        stack.stop_all()
-        asyncio.run(delete_namespace(amqp_url, namespace))
+        stack.close()
 
 
 @pytest.fixture(scope="package")

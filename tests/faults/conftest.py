@@ -10,30 +10,24 @@ covers that), and their JavaScript heap is small so the poison job crashes
 its page within seconds.
 """
 
-import asyncio
-
 import aiohttp
 import pytest
 
 from tests.faults.load import Run
-from tests.support import Stack, delete_namespace, new_namespace
+from tests.support import Stack, new_stack
 
 RENDERERS = ("renderer-a", "renderer-b")
 
 
 @pytest.fixture(scope="module")
 def fault_stack(amqp_url, tmp_path_factory):
-    namespace = new_namespace()
-    env = {
-        "PLOTFARM_AMQP_URL": amqp_url,
-        "PLOTFARM_NAMESPACE": namespace,
-        "PLOTFARM_LOG_FORMAT": "json",
-        "PLOTFARM_ISOLATION": "none",
-        "PLOTFARM_RENDERER_CONCURRENCY": "2",
-        "PLOTFARM_RATE_LIMIT_PER_MINUTE": "0",
-        "PLOTFARM_JS_HEAP_MB": "256",
-    }
-    stack = Stack(amqp_url, namespace, tmp_path_factory.mktemp("fault-logs"), env)
+    stack = new_stack(
+        amqp_url,
+        tmp_path_factory.mktemp("fault-logs"),
+        PLOTFARM_ISOLATION="none",
+        PLOTFARM_RENDERER_CONCURRENCY=2,
+        PLOTFARM_JS_HEAP_MB=256,
+    )
     try:
         gateway, viewer = stack.start_gateway(), stack.start_viewer()
         stack.gateway_url, stack.viewer_url = gateway.url, viewer.url
@@ -41,8 +35,7 @@ def fault_stack(amqp_url, tmp_path_factory):
             stack.start_renderer(name)
         yield stack
     finally:
-        stack.stop_all()
-        asyncio.run(delete_namespace(amqp_url, namespace))
+        stack.close()
 
 
 @pytest.fixture

@@ -4,27 +4,17 @@ All of it runs as separate processes against the real broker, real Chromium
 and real Pyodide, in a namespace of its own that is deleted afterwards.
 """
 
-import asyncio
-
 import aiohttp
 import pytest
 
-from tests.support import Api, Stack, delete_namespace, new_namespace
+from tests.support import Api, new_stack
 
 RENDERERS = ("renderer-a", "renderer-b")
 
 
 @pytest.fixture(scope="session")
 def stack(amqp_url, tmp_path_factory):
-    namespace = new_namespace()
-    log_dir = tmp_path_factory.mktemp("logs")
-    env = {
-        "PLOTFARM_AMQP_URL": amqp_url,
-        "PLOTFARM_NAMESPACE": namespace,
-        "PLOTFARM_LOG_FORMAT": "json",
-        "PLOTFARM_RENDERER_CONCURRENCY": "1",
-    }
-    stack = Stack(amqp_url, namespace, log_dir, env)
+    stack = new_stack(amqp_url, tmp_path_factory.mktemp("logs"), PLOTFARM_RENDERER_CONCURRENCY=1)
     try:
         gateway = stack.start_gateway()
         viewer = stack.start_viewer()
@@ -34,8 +24,7 @@ def stack(amqp_url, tmp_path_factory):
         stack.gateway_url, stack.viewer_url = gateway.url, viewer.url
         yield stack
     finally:
-        stack.stop_all()
-        asyncio.run(delete_namespace(amqp_url, namespace))
+        stack.close()
 
 
 @pytest.fixture

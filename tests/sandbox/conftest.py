@@ -6,7 +6,6 @@ TCP server on loopback that counts every connection: attacks aim at it, and
 any connection at all is an escape.
 """
 
-import asyncio
 import os
 import socket
 import threading
@@ -15,7 +14,7 @@ import time
 import aiohttp
 import pytest
 
-from tests.support import Api, Stack, delete_namespace, new_namespace
+from tests.support import Api, Stack, new_stack
 
 OUTCOMES: list[dict] = []
 
@@ -62,15 +61,7 @@ def canary():
 
 @pytest.fixture(scope="session")
 def sandbox_stack(amqp_url, tmp_path_factory):
-    namespace = new_namespace()
-    env = {
-        "PLOTFARM_AMQP_URL": amqp_url,
-        "PLOTFARM_NAMESPACE": namespace,
-        "PLOTFARM_LOG_FORMAT": "json",
-        "PLOTFARM_RENDERER_CONCURRENCY": "2",
-        "PLOTFARM_RATE_LIMIT_PER_MINUTE": "0",
-    }
-    stack = Stack(amqp_url, namespace, tmp_path_factory.mktemp("sandbox-logs"), env)
+    stack = new_stack(amqp_url, tmp_path_factory.mktemp("sandbox-logs"), PLOTFARM_RENDERER_CONCURRENCY=2)
     try:
         gateway = stack.start_gateway()
         renderer = stack.start_renderer("sandboxed-renderer")
@@ -79,8 +70,7 @@ def sandbox_stack(amqp_url, tmp_path_factory):
         stack.gateway_url = gateway.url
         yield stack
     finally:
-        stack.stop_all()
-        asyncio.run(delete_namespace(amqp_url, namespace))
+        stack.close()
 
 
 @pytest.fixture

@@ -6,12 +6,10 @@ decide the tenant), and ``none`` reuses freely: both are checked to do
 exactly what they claim, so the trade-off in the README is a fact.
 """
 
-import asyncio
-
 import aiohttp
 import pytest
 
-from tests.support import Api, Stack, delete_namespace, new_namespace
+from tests.support import Api, Stack, new_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.sandbox]
 
@@ -81,16 +79,7 @@ async def test_job_isolation_leaves_nothing_for_the_next_job(leak, sandbox_api):
 
 
 def _isolation_stack(amqp_url, log_dir, isolation: str, **gateway_env) -> Stack:
-    namespace = new_namespace()
-    env = {
-        "PLOTFARM_AMQP_URL": amqp_url,
-        "PLOTFARM_NAMESPACE": namespace,
-        "PLOTFARM_LOG_FORMAT": "json",
-        "PLOTFARM_RENDERER_CONCURRENCY": "1",
-        "PLOTFARM_ISOLATION": isolation,
-        "PLOTFARM_RATE_LIMIT_PER_MINUTE": "0",
-    }
-    stack = Stack(amqp_url, namespace, log_dir, env)
+    stack = new_stack(amqp_url, log_dir, PLOTFARM_RENDERER_CONCURRENCY=1, PLOTFARM_ISOLATION=isolation)
     stack.start_gateway(**gateway_env)
     stack.start_renderer(f"{isolation}-renderer")
     return stack
@@ -111,8 +100,7 @@ def reuse_stacks(amqp_url, tmp_path_factory):
         yield tenant, none
     finally:
         for stack in (tenant, none):
-            stack.stop_all()
-            asyncio.run(delete_namespace(amqp_url, stack.namespace))
+            stack.close()
 
 
 PLANT = "import builtins\nbuiltins.LEAKED = 'planted'" + SHOW

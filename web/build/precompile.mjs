@@ -13,6 +13,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadPyodide } from "../node_modules/pyodide/pyodide.mjs";
+import { exportTree } from "../runtime/fstree.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const [outDir, ...wheels] = process.argv.slice(2);
@@ -38,25 +39,3 @@ console.log(
   `precompiled stdlib and ${paths.length} site-packages files (${(data.length / 1e6).toFixed(1)} MB) ` +
     `in ${((performance.now() - started) / 1000).toFixed(1)} s`,
 );
-
-function exportTree(FS, root) {
-  const paths = [];
-  const chunks = [];
-  const mtimes = [];
-  const walk = (dir) => {
-    for (const name of FS.readdir(dir)) {
-      if (name === "." || name === "..") continue;
-      const path = `${dir}/${name}`;
-      if (FS.isDir(FS.stat(path).mode)) walk(path);
-      else {
-        paths.push(path);
-        chunks.push(FS.readFile(path));
-        mtimes.push(+FS.stat(path).mtime);
-      }
-    }
-  };
-  walk(root);
-  const sizes = chunks.map((c) => c.length);
-  const data = Buffer.concat(chunks);
-  return { paths, sizes, mtimes, data };
-}
