@@ -13,10 +13,12 @@ This machine is noisy: compare numbers from one run, not across runs.
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import aiohttp
@@ -119,6 +121,13 @@ def main() -> None:
         )
         print(summary("renderer cold start (to ready)", cold))
         asyncio.run(measure(gateway.url, args))
+        for name, process in stack.processes.items():
+            if name.startswith("bench-renderer"):
+                pool = json.loads(urllib.request.urlopen(f"{process.url}/stats", timeout=10).read())["pool"]
+                print(
+                    f"{name}: interpreters restored {pool['boots']}, restore median {pool['bootMsMedian'] or 0:.0f} ms "
+                    f"p95 {pool['bootMsP95'] or 0:.0f} ms, template {pool['templateMs']:.0f} ms, reused {pool['reused']}"
+                )
     finally:
         stack.close()
 

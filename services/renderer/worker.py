@@ -226,6 +226,15 @@ class Renderer:
             log.error("job dead-lettered", reason=reason)
             await self._publish_and_ack(result, message)
 
+    async def stats(self) -> dict:
+        """Jobs so far, and the interpreter pool's own numbers (boots, boot time median and p95)."""
+        return {
+            "renderer_id": self.settings.renderer_id,
+            "in_flight": self.in_flight,
+            "completed": self.completed,
+            "pool": await self.page.stats(),
+        }
+
     async def drain(self, grace_s: float) -> None:
         """Stop taking jobs, give in-flight ones ``grace_s`` to finish, hand back the rest.
 
