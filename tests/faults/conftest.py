@@ -13,7 +13,7 @@ its page within seconds.
 import aiohttp
 import pytest
 
-from tests.faults.load import Run
+from tests.faults.load import SUMMARIES, Run
 from tests.support import Stack, new_stack
 
 RENDERERS = ("renderer-a", "renderer-b")
@@ -58,3 +58,10 @@ async def session():
 
 def new_run(name: str, stack: Stack) -> Run:
     return Run(name, stack.gateway_url, stack.viewer_url)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if SUMMARIES:
+        terminalreporter.section("fault-injection summaries")
+        for line in SUMMARIES:
+            terminalreporter.write_line(line)

@@ -23,6 +23,9 @@ SLOW_JOB = (
     "fig = go.Figure(go.Scatter(y=[1, 3, 2]))\nfig.update_layout(title='job {n}')\nfig.show()\n"
 )
 
+# Every run's summary line, printed again at the end of the pytest session (see conftest).
+SUMMARIES: list[str] = []
+
 
 def scaled(count: int) -> int:
     return max(1, int(count * SCALE))
@@ -161,4 +164,5 @@ class Run:
             f"seconds={self.seconds:.1f}{extra}"
         )
         print(line)
+        SUMMARIES.append(line)
         return line

@@ -200,7 +200,9 @@ async def test_sigterm_drains_a_renderer(healthy_stack, session, grace_s):
     run = new_run(f"sigterm grace={grace_s}s", stack)
     async with run.watching(session):
         submitting = asyncio.create_task(run.submit_many(session, scaled(40), seconds_each=3, parallel=40))
-        await asyncio.sleep(6)  # jobs of 3 s each are now in flight on both renderers
+        # Signal just after the victim started its second pair of 3 s jobs, so
+        # ~3 s of work is in flight: longer than a 1 s grace, shorter than 30 s.
+        at_signal = await wait_for_stats(session, victim.url, lambda s: s["completed"] >= 2 and s["in_flight"] == 2)
         victim.signal(signal.SIGTERM)
         exit_code = await asyncio.to_thread(victim.proc.wait, 60)
         await submitting
@@ -208,9 +210,30 @@ async def test_sigterm_drains_a_renderer(healthy_stack, session, grace_s):
     by_renderer = {}
     for result in run.final.values():
         by_renderer[result["renderer_id"]] = by_renderer.get(result["renderer_id"], 0) + 1
-    run.extra.update(exit_code=exit_code, done_by=by_renderer)
+    redelivered = sum(1 for result in run.final.values() if (result.get("attempt") or 1) > 1)
+    run.extra.update(
+        exit_code=exit_code, in_flight_at_sigterm=at_signal["in_flight"], done_by=by_renderer, redelivered=redelivered
+    )
     run.summary()
     assert exit_code == 0
     assert run.lost == 0 and run.duplicates == 0
     assert all(result["status"] == "done" for result in run.final.values())
-    assert by_renderer.get("renderer-a", 0) >= 1  # it was working when told to stop
+    done_by_victim = by_renderer.get("renderer-a", 0)
+    if grace_s >= 30:  # the jobs in flight were finished by the victim itself
+        assert done_by_victim == at_signal["completed"] + at_signal["in_flight"]
+        assert redelivered == 0
+    else:  # they were handed back and finished elsewhere
+        assert done_by_victim == at_signal["completed"]
+        assert redelivered == at_signal["in_flight"]
+
+
+async def wait_for_stats(session, renderer_url: str, condition, timeout: float = 60) -> dict:
+    """Poll a renderer's ``/stats`` until ``condition`` holds; return the stats that satisfied it."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        async with session.get(f"{renderer_url}/stats") as response:
+            stats = await response.json()
+        if condition(stats):
+            return stats
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"renderer stats never matched within {timeout} s: {stats}")
