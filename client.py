@@ -166,7 +166,12 @@ def main(argv=None):
         print(f"status: {status['status_url']}", file=sys.stderr)
         return EXIT_TIMEOUT
     paths = write_figures(args, status)
-    report(status, paths)
+    try:
+        report(status, paths)
+    except BrokenPipeError:
+        # The reader went away (`client.py ... | head -1`); the SVGs are written
+        # and the exit code still says how the job ended.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_DONE if status["status"] == "done" else EXIT_FAILED
 
 
