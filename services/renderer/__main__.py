@@ -36,7 +36,7 @@ async def main() -> None:
             "0.0.0.0",
             settings.renderer_health_port,
             {"broker": lambda: broker.ready, "interpreters": page.ready.is_set},
-            stats=lambda: renderer.stats(),
+            stats=renderer.stats,
         )
     # Warm up first (no job is taken before an interpreter is ready), but let
     # Ctrl-C / SIGTERM interrupt a slow start.
