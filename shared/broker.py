@@ -7,11 +7,13 @@ the topology and resumes consumers after a reconnect.
 :class:`EventFollower` reads the events stream. A stream consumer must not be
 restored blindly (aio-pika would restart it from the offset it first asked
 for), so it runs its own loop: connect, consume from the offset after the last
-event it handled, and on any connection loss start again from there.
+event it handled, and on any loss (connection, channel or consumer) start
+again from there.
 """
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import Awaitable, Callable
 
 import aio_pika
@@ -26,6 +28,15 @@ from shared.settings import Settings
 log = structlog.get_logger(__name__)
 
 RECONNECT_DELAYS = (0.5, 1, 2, 5)
+# Finding the stream's end: stop reading at a pause this long, or after this long in all.
+END_OFFSET_PAUSE_S = 0.3
+END_OFFSET_READ_S = 2.0
+# A follower that received nothing for STALL_CHECK_S peeks (for up to STALL_PEEK_S) for
+# an event it has not received; if there is one and it has still not arrived after
+# STALL_CONFIRM_S, the follower follows again from where it was.
+STALL_CHECK_S = 15.0
+STALL_PEEK_S = 1.0
+STALL_CONFIRM_S = 3.0
 
 
 class BrokerUnavailable(Exception):
@@ -120,6 +131,7 @@ class EventFollower:
         self.last_offset: int | None = None
         self.connected = asyncio.Event()
         self.caught_up = asyncio.Event()
+        self._last_delivery = 0.0  # event-loop time
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -132,29 +144,42 @@ class EventFollower:
                 await self._task
 
     async def _run(self) -> None:
-        attempt = 0
+        failures = 0  # in a row, without having followed in between
         while True:
             try:
                 await self._follow_once()
-                attempt = 0
             except asyncio.CancelledError:
-                raise
+                if asyncio.current_task().cancelling():
+                    raise  # stop() asked for it
+                # aiormq can surface a connection teardown as CancelledError: that
+                # is a lost connection like any other, not a reason to stop following.
+                error = "CancelledError from the AMQP client"
             except Exception as exc:  # noqa: BLE001  (any failure: reconnect and resume)
-                attempt += 1
-                delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS)) - 1]
-                log.warning(
-                    "events stream lost, resuming", error=repr(exc), resume_from=self.next_offset, retry_in_s=delay
-                )
-            finally:
-                self.connected.clear()
-            await asyncio.sleep(RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS)) - 1] if attempt else 0.5)
+                error = repr(exc)
+            failures = 1 if self.connected.is_set() else failures + 1
+            self.connected.clear()
+            delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS)) - 1]
+            log.warning("events stream lost, resuming", error=error, resume_from=self.next_offset, retry_in_s=delay)
+            await asyncio.sleep(delay)
 
     async def _follow_once(self) -> None:
+        """Follow the stream on one connection until the connection, the channel or the consumer is lost."""
         connection = await aio_pika.connect(self.settings.amqp_url, timeout=10)
         async with connection:
-            closed = asyncio.get_running_loop().create_future()
-            connection.close_callbacks.add(lambda *_: closed.done() or closed.set_result(None))
+            lost = asyncio.get_running_loop().create_future()
+
+            def mark_lost(reason: str) -> None:
+                if not lost.done():
+                    lost.set_result(reason)
+
+            connection.close_callbacks.add(lambda *_: mark_lost("connection closed"))
             channel = await connection.channel()
+            channel.close_callbacks.add(lambda *_: mark_lost("channel closed"))
+            underlay = await channel.get_underlay_channel()
+            # The broker cancels a stream consumer when, for example, the
+            # stream's member restarts; the connection stays open, so without
+            # this the follower would wait forever on a consumer that is gone.
+            underlay.on_consumer_cancel_callbacks.add(lambda *_: mark_lost("consumer cancelled by the broker"))
             await channel.set_qos(prefetch_count=500)
             declared = await topology.declare(channel, self.settings)
             stream = declared.events_stream
@@ -162,22 +187,77 @@ class EventFollower:
             if end is None or (self.last_offset is not None and self.last_offset >= end):
                 self.caught_up.set()
             tag = await stream.consume(
-                lambda message: self._on_message(message, end), arguments={"x-stream-offset": self.next_offset}
+                functools.partial(self._on_message, end=end), arguments={"x-stream-offset": self.next_offset}
             )
             self.connected.set()
             log.info("following events stream", stream=stream.name, offset=self.next_offset)
+            watchdog = asyncio.create_task(self._watch_for_stall(connection, mark_lost))
             try:
-                await closed
+                reason = await lost
             finally:
-                with contextlib.suppress(Exception):
-                    await stream.cancel(tag)
+                watchdog.cancel()
+                if not channel.is_closed:
+                    with contextlib.suppress(Exception):
+                        await stream.cancel(tag)
+            raise ConnectionError(reason)
+
+    async def _watch_for_stall(self, connection, mark_lost: Callable[[str], None]) -> None:
+        """Give up on a consumer that has gone quiet while the stream holds events past it.
+
+        The broker is expected to deliver or cancel, but a consumer attached
+        while a restarted stream was still coming up could in principle sit
+        silent forever; following again from ``next_offset`` costs nothing, so
+        the follower does not rely on the broker for this. While events arrive
+        it does nothing; when idle it peeks at one message, every STALL_CHECK_S.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(STALL_CHECK_S)
+            if loop.time() - self._last_delivery < STALL_CHECK_S:
+                continue
+            try:
+                pending = await self._peek_unreceived(connection)
+            except Exception:  # noqa: BLE001  (the connection is going; the main loop hears of it)
+                return
+            if pending is None:
+                continue
+            await asyncio.sleep(STALL_CONFIRM_S)
+            if not isinstance(self.next_offset, int) or self.next_offset <= pending:
+                mark_lost(f"stalled: event {pending} is in the stream but never arrived")
+                return
+
+    async def _peek_unreceived(self, connection) -> int | None:
+        """The offset of an event at or after ``next_offset``, or None when the stream has none yet."""
+        channel = await connection.channel()
+        try:
+            await channel.set_qos(prefetch_count=1)
+            stream = await channel.get_queue(topology.Names(self.settings.namespace).events_stream, ensure=False)
+            found = asyncio.get_running_loop().create_future()
+
+            async def first(message: AbstractIncomingMessage) -> None:
+                if not found.done():
+                    found.set_result(int(message.headers["x-stream-offset"]))
+                await message.ack()
+
+            tag = await stream.consume(first, arguments={"x-stream-offset": self.next_offset})
+            try:
+                return await asyncio.wait_for(asyncio.shield(found), STALL_PEEK_S)
+            except TimeoutError:
+                return None
+            finally:
+                await stream.cancel(tag)
+        finally:
+            await channel.close()
 
     async def _end_offset(self, connection) -> int | None:
-        """The offset of the stream's last message now, or None when it is empty.
+        """The offset of the stream's last message about now, or None when it is empty.
 
         Consuming from "last" starts at the beginning of the last chunk, so read
-        until the deliveries stop coming, then cancel (never reject: streams
-        close the connection on basic.reject).
+        until the deliveries pause, then cancel (never reject: streams close the
+        connection on basic.reject). While events keep arriving there is no
+        pause, so the reading stops after END_OFFSET_READ_S at the latest: the
+        answer is then a little past the end, which only delays ``caught_up``
+        by the messages published meanwhile.
         """
         channel = await connection.channel()
         try:
@@ -192,10 +272,11 @@ class EventFollower:
                 await message.ack()
 
             tag = await stream.consume(remember, arguments={"x-stream-offset": "last"})
-            while True:
+            deadline = asyncio.get_running_loop().time() + END_OFFSET_READ_S
+            while asyncio.get_running_loop().time() < deadline:
                 got.clear()
                 try:
-                    await asyncio.wait_for(got.wait(), 0.3)
+                    await asyncio.wait_for(got.wait(), END_OFFSET_PAUSE_S)
                 except TimeoutError:
                     break
             await stream.cancel(tag)
@@ -204,15 +285,19 @@ class EventFollower:
             await channel.close()
 
     async def _on_message(self, message: AbstractIncomingMessage, end: int | None) -> None:
+        self._last_delivery = asyncio.get_running_loop().time()
         offset = int(message.headers["x-stream-offset"])
         try:
             event = parse_event(message.body)
         except ValueError as exc:
             log.warning("skipping malformed event", offset=offset, error=str(exc))
         else:
-            result = self.handler(event, offset)
-            if asyncio.iscoroutine(result):
-                await result
+            try:
+                result = self.handler(event, offset)
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:  # noqa: BLE001  (an unacked event would stall the stream after `prefetch` of them)
+                log.exception("event handler failed, skipping the event", offset=offset, job_id=event.job_id)
         self.last_offset = offset
         self.next_offset = offset + 1
         await message.ack()

@@ -21,6 +21,8 @@ import aio_pika
 import aiohttp
 
 from shared import topology
+from shared.broker import Broker
+from shared.messages import JobQueued, utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -212,3 +214,41 @@ class Api:
 
 def run_async(coro):
     return asyncio.get_event_loop_policy().new_event_loop().run_until_complete(coro)
+
+
+class EventPublisher:
+    """Publishes numbered `queued` events with confirms, every ``interval_s``, until stopped."""
+
+    def __init__(self, broker: Broker, interval_s: float = 0.01):
+        self.broker, self.interval_s = broker, interval_s
+        self.published: list[str] = []
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> "EventPublisher":
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            job_id = f"event-{len(self.published)}"
+            try:
+                await self.broker.publish_event(JobQueued(job_id=job_id, code="x", submitted_at=utcnow()))
+            except Exception:  # noqa: BLE001  (broker away: try again, like a renderer would)
+                await asyncio.sleep(0.2)
+                continue
+            self.published.append(job_id)
+            await asyncio.sleep(self.interval_s)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await self._task
+
+
+async def wait_until(condition, timeout: float) -> bool:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.1)
+    return True

@@ -196,5 +196,7 @@ def create_app(settings: Settings, broker: Broker, index: JobIndex, follower: Ev
     app.router.add_get(r"/api/jobs/{job_id}/figures/{index:\d+}.svg", get_figure)
     app.router.add_post("/execute", execute)
     add_page_routes(app, settings, AssetStore(settings))
-    add_health_routes(app, {"broker": lambda: broker.ready, "history": follower.caught_up.is_set})
+    add_health_routes(
+        app, {"broker": lambda: broker.ready, "events": follower.connected.is_set, "history": follower.caught_up.is_set}
+    )
     return app

@@ -123,15 +123,27 @@ class Run:
 
         await asyncio.gather(*(one(n) for n in range(count)))
 
-    async def wait_all_final(self, session: aiohttp.ClientSession, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+    async def wait_all_final(self, session: aiohttp.ClientSession, timeout: float, stall_s: float = 180) -> None:
+        """Wait until every accepted job is final, for ``timeout`` at most.
+
+        Gives up earlier when no job became final for ``stall_s``: a system that
+        has stopped making progress is not going to finish, and waiting out the
+        whole timeout only makes a red run slower to report.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        last_progress = loop.time()
         gate = asyncio.Semaphore(50)
 
+        def give_up() -> bool:
+            return loop.time() > deadline or loop.time() - last_progress > stall_s
+
         async def wait_one(job_id: str) -> None:
+            nonlocal last_progress
             async with gate:
-                while time.monotonic() < deadline:
+                while not give_up():
                     try:
-                        wait = max(0.0, min(20.0, deadline - time.monotonic()))
+                        wait = max(0.0, min(20.0, deadline - loop.time()))
                         async with session.get(
                             f"{self.gateway}/api/jobs/{job_id}", params={"wait": f"{wait:.1f}"}
                         ) as r:
@@ -139,6 +151,7 @@ class Run:
                                 status = await r.json()
                                 if status["status"] in ("done", "failed"):
                                     self.final[job_id] = status
+                                    last_progress = loop.time()
                                     return
                             elif r.status not in (404, 503):
                                 raise AssertionError(f"{r.status}: {await r.text()}")
@@ -147,6 +160,8 @@ class Run:
 
         await asyncio.gather(*(wait_one(job_id) for job_id in list(self.accepted)))
         self.seconds = time.monotonic() - self.started
+        if loop.time() - last_progress > stall_s:
+            self.extra["gave_up"] = f"no job became final for {stall_s:.0f} s"
 
     @property
     def lost(self) -> int:

@@ -29,8 +29,9 @@ class FakeBroker:
 
 class FakeFollower:
     def __init__(self):
-        self.caught_up = asyncio.Event()
+        self.caught_up, self.connected = asyncio.Event(), asyncio.Event()
         self.caught_up.set()
+        self.connected.set()
 
 
 @pytest.fixture
