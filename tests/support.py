@@ -25,6 +25,8 @@ from shared.broker import Broker
 from shared.messages import JobQueued, utcnow
 
 ROOT = Path(__file__).resolve().parent.parent
+# How warnings and errors look in the services' JSON logs and in tracebacks.
+PROBLEM_LEVELS = ('"level": "warning"', '"level": "error"', '"level": "critical"', "Traceback", "Error:")
 
 
 def free_port() -> int:
@@ -101,11 +103,15 @@ class ServiceProcess:
         self.log_file.close()
         return self.proc.returncode
 
-    def tail(self, lines: int = 60) -> str:
+    def tail(self, lines: int = 60, *, problems_only: bool = False) -> str:
+        """The last ``lines`` lines of the log; with ``problems_only``, of its warnings and errors."""
         try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+            text = self.log_path.read_text(errors="replace").splitlines()
         except OSError:
             return ""
+        if problems_only:
+            text = [line for line in text if any(level in line for level in PROBLEM_LEVELS)]
+        return "\n".join(text[-lines:])
 
 
 @dataclass
@@ -156,8 +162,10 @@ class Stack:
         for process in list(self.processes.values()):
             process.stop()
 
-    def logs(self) -> str:
-        return "\n\n".join(f"==== {name} ====\n{p.tail(40)}" for name, p in self.processes.items())
+    def logs(self, lines: int = 40, *, problems_only: bool = False) -> str:
+        return "\n\n".join(
+            f"==== {name} ====\n{p.tail(lines, problems_only=problems_only)}" for name, p in self.processes.items()
+        )
 
     def close(self) -> None:
         """Stop every process and delete the namespace's queues and exchanges."""

@@ -39,7 +39,7 @@ def fault_stack(amqp_url, tmp_path_factory):
 
 
 @pytest.fixture
-def healthy_stack(fault_stack):
+def healthy_stack(request, fault_stack):
     for name in RENDERERS:
         process = fault_stack.processes[name]
         if process.proc.poll() is not None:
@@ -47,7 +47,17 @@ def healthy_stack(fault_stack):
             fault_stack.start_renderer(name)
     for process in fault_stack.processes.values():
         fault_stack.wait_ready(process)
-    return fault_stack
+    yield fault_stack
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:  # the logs are gone with the temp dir; CI keeps only stdout
+        print(fault_stack.logs(60, problems_only=True))
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import pytest
 
 from shared.broker import Broker, EventFollower
 from shared.settings import Settings
+from tests.faults.load import SUMMARIES
 from tests.faults.test_delivery import _local_broker
 from tests.support import EventPublisher, delete_namespace, new_namespace, wait_until
 
@@ -56,7 +57,9 @@ async def test_followers_resume_after_broker_restarts_under_load(amqp_url):
             await rabbitmqctl("start_app")
             settled = await wait_until(lambda: all(set(publisher.published) <= seen for seen in job_ids), 40)
             missing = [len(set(publisher.published) - seen) for seen in job_ids]
-            print(f"[follower restart] downtime={downtime_s}s published={len(publisher.published)} missing={missing}")
+            line = f"[follower restart] downtime={downtime_s}s published={len(publisher.published)} missing={missing}"
+            print(line)
+            SUMMARIES.append(line)
             assert settled, f"followers missing {missing} events 40 s after the broker came back"
         await publisher.stop()
         assert await wait_until(lambda: all(set(publisher.published) <= seen for seen in job_ids), 15)
