@@ -176,9 +176,9 @@ class EventFollower:
             channel = await connection.channel()
             channel.close_callbacks.add(lambda *_: mark_lost("channel closed"))
             underlay = await channel.get_underlay_channel()
-            # The broker cancels a stream consumer when, for example, the
-            # stream's member restarts; the connection stays open, so without
-            # this the follower would wait forever on a consumer that is gone.
+            # The broker may cancel a consumer (basic.cancel, e.g. when the queue
+            # or its member on this node goes away) and keep the connection open;
+            # without this the follower would wait forever on a consumer that is gone.
             underlay.on_consumer_cancel_callbacks.add(lambda *_: mark_lost("consumer cancelled by the broker"))
             await channel.set_qos(prefetch_count=500)
             declared = await topology.declare(channel, self.settings)
