@@ -217,7 +217,8 @@ class EventFollower:
                 continue
             try:
                 pending = await self._peek_unreceived(connection)
-            except Exception:  # noqa: BLE001  (the connection is going; the main loop hears of it)
+            except Exception as exc:  # noqa: BLE001  (the stream or connection is in trouble: follow again)
+                mark_lost(f"stall check failed: {exc!r}")
                 return
             if pending is None:
                 continue
@@ -228,50 +229,35 @@ class EventFollower:
 
     async def _peek_unreceived(self, connection) -> int | None:
         """The offset of an event at or after ``next_offset``, or None when the stream has none yet."""
-        channel = await connection.channel()
-        try:
-            await channel.set_qos(prefetch_count=1)
-            stream = await channel.get_queue(topology.Names(self.settings.namespace).events_stream, ensure=False)
-            found = asyncio.get_running_loop().create_future()
+        found = asyncio.get_running_loop().create_future()
 
-            async def first(message: AbstractIncomingMessage) -> None:
-                if not found.done():
-                    found.set_result(int(message.headers["x-stream-offset"]))
-                await message.ack()
+        def first(offset: int) -> None:
+            if not found.done():
+                found.set_result(offset)
 
-            tag = await stream.consume(first, arguments={"x-stream-offset": self.next_offset})
+        async with self._side_reader(connection, self.next_offset, prefetch=1, on_offset=first):
             try:
                 return await asyncio.wait_for(asyncio.shield(found), STALL_PEEK_S)
             except TimeoutError:
                 return None
-            finally:
-                await stream.cancel(tag)
-        finally:
-            await channel.close()
 
     async def _end_offset(self, connection) -> int | None:
         """The offset of the stream's last message about now, or None when it is empty.
 
         Consuming from "last" starts at the beginning of the last chunk, so read
-        until the deliveries pause, then cancel (never reject: streams close the
-        connection on basic.reject). While events keep arriving there is no
-        pause, so the reading stops after END_OFFSET_READ_S at the latest: the
-        answer is then a little past the end, which only delays ``caught_up``
-        by the messages published meanwhile.
+        until the deliveries pause, then cancel. While events keep arriving
+        there is no pause, so the reading stops after END_OFFSET_READ_S at the
+        latest: the answer is then a little past the end, which only delays
+        ``caught_up`` by the messages published meanwhile.
         """
-        channel = await connection.channel()
-        try:
-            await channel.set_qos(prefetch_count=1000)
-            stream = await channel.get_queue(topology.Names(self.settings.namespace).events_stream, ensure=False)
-            offsets: list[int] = []
-            got = asyncio.Event()
+        offsets: list[int] = []
+        got = asyncio.Event()
 
-            async def remember(message: AbstractIncomingMessage) -> None:
-                offsets.append(int(message.headers["x-stream-offset"]))
-                got.set()
-                await message.ack()
+        def remember(offset: int) -> None:
+            offsets.append(offset)
+            got.set()
 
-            tag = await stream.consume(remember, arguments={"x-stream-offset": "last"})
+        async with self._side_reader(connection, "last", prefetch=1000, on_offset=remember):
             deadline = asyncio.get_running_loop().time() + END_OFFSET_READ_S
             while asyncio.get_running_loop().time() < deadline:
                 got.clear()
@@ -279,8 +265,29 @@ class EventFollower:
                     await asyncio.wait_for(got.wait(), END_OFFSET_PAUSE_S)
                 except TimeoutError:
                     break
-            await stream.cancel(tag)
-            return max(offsets) if offsets else None
+        return max(offsets) if offsets else None
+
+    @contextlib.asynccontextmanager
+    async def _side_reader(self, connection, start: str | int, *, prefetch: int, on_offset: Callable[[int], None]):
+        """A short-lived second consumer of the stream from ``start``, reporting each delivery's offset.
+
+        Deliveries are acked (never rejected: streams close the connection on
+        basic.reject); the consumer and its channel go when the block ends.
+        """
+        channel = await connection.channel()
+        try:
+            await channel.set_qos(prefetch_count=prefetch)
+            stream = await channel.get_queue(topology.Names(self.settings.namespace).events_stream, ensure=False)
+
+            async def report(message: AbstractIncomingMessage) -> None:
+                on_offset(int(message.headers["x-stream-offset"]))
+                await message.ack()
+
+            tag = await stream.consume(report, arguments={"x-stream-offset": start})
+            try:
+                yield
+            finally:
+                await stream.cancel(tag)
         finally:
             await channel.close()
 

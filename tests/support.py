@@ -249,8 +249,10 @@ class EventPublisher:
             await asyncio.sleep(self.interval_s)
 
     async def stop(self) -> None:
+        """Stop publishing (again is fine) and wait for the publishing task to end."""
         self._stop.set()
-        await self._task
+        if self._task is not None:
+            await self._task
 
 
 async def wait_until(condition, timeout: float) -> bool:

@@ -67,8 +67,7 @@ async def test_followers_resume_after_broker_restarts_under_load(amqp_url):
             assert not follower._task.done(), "a follower stopped following"
             assert max(offsets[n].values()) == 1, "a follower handled a stream offset twice"
     finally:
-        if not publisher._stop.is_set():
-            await publisher.stop()
+        await publisher.stop()
         for follower in followers:
             await follower.stop()
         await broker.close()

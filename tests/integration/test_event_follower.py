@@ -13,6 +13,7 @@ import pytest
 
 from shared.broker import Broker, EventFollower
 from shared.settings import Settings
+from shared.topology import Names
 from tests.support import EventPublisher, delete_namespace, new_namespace, wait_until
 
 pytestmark = pytest.mark.integration
@@ -73,8 +74,8 @@ async def test_a_failing_handler_does_not_stall_the_follower(settings, broker):
         await follower.stop()
 
 
-async def test_a_silent_consumer_is_noticed_and_replaced(settings, broker, monkeypatch):
-    """The watchdog: events in the stream past ``next_offset`` that never arrive mean the consumer is dead."""
+async def test_the_watchdog_notices_a_silent_consumer(settings, broker, monkeypatch):
+    """Events in the stream past ``next_offset`` that never arrive mean the consumer is dead (and nothing else does)."""
     monkeypatch.setattr("shared.broker.STALL_CHECK_S", 0.2)
     monkeypatch.setattr("shared.broker.STALL_CONFIRM_S", 0.5)
     publisher = EventPublisher(broker, interval_s=0).start()
@@ -94,3 +95,27 @@ async def test_a_silent_consumer_is_noticed_and_replaced(settings, broker, monke
         await asyncio.sleep(3)
         assert not watching.done() and len(reasons) == 1
         watching.cancel()
+
+
+async def test_a_consumer_cancelled_by_the_broker_is_replaced(settings, broker, monkeypatch):
+    """The broker cancels the consumer (here: the stream is deleted) but keeps the connection open."""
+    monkeypatch.setattr("shared.broker.STALL_CHECK_S", 3600, raising=False)  # the watchdog must not be what saves it
+    seen = []
+    follower = EventFollower(settings, lambda event, _offset: seen.append(event.job_id))
+    follower.start()
+    publisher = EventPublisher(broker, interval_s=0.05)
+    try:
+        assert await wait_until(follower.connected.is_set, 15)
+        publisher.start()
+        assert await wait_until(lambda: len(seen) >= 20, 15)
+        connection = await aio_pika.connect(settings.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            await channel.queue_delete(Names(settings.namespace).events_stream)
+        # The follower re-declares the stream when it follows again, so later events arrive.
+        published_after = len(publisher.published) + 50
+        assert await wait_until(lambda: len(publisher.published) >= published_after, 30)
+        assert await wait_until(lambda: publisher.published[-1] in seen, 15), "the follower never came back"
+    finally:
+        await publisher.stop()
+        await follower.stop()
