@@ -18,6 +18,7 @@ from tests.faults.test_delivery import _local_broker
 from tests.support import EventPublisher, delete_namespace, new_namespace, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
+BROKER_SETTLE_S = 5
 
 
 async def rabbitmqctl(*args: str) -> None:
@@ -71,4 +72,8 @@ async def test_followers_resume_after_broker_restarts_under_load(amqp_url):
         for follower in followers:
             await follower.stop()
         await broker.close()
+        # Deleting a quorum queue with at-least-once dead-lettering while the broker is still
+        # starting its dead-letter worker kills RabbitMQ 3.10's rabbit_fifo_dlx_sup for good
+        # (scripts/broker_check.py); give the restarted broker time to settle first.
+        await asyncio.sleep(BROKER_SETTLE_S)
         await delete_namespace(amqp_url, settings.namespace)
