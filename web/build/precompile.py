@@ -1,4 +1,4 @@
-"""Run inside Pyodide by precompile.mjs: bytecode for the stdlib zip and site-packages."""
+"""Run inside Pyodide by precompile.mjs: bytecode for site-packages and the stdlib zip."""
 
 import compileall
 import glob
@@ -6,19 +6,31 @@ import importlib.util
 import os
 import py_compile
 import shutil
+import sys
 import zipfile
 from importlib._bootstrap_external import _code_to_hash_pyc
 
-STDLIB_ZIP = "/lib/python314.zip"
-# Parts of the plotly wheel only Jupyter uses (15 MB of JavaScript).
-UNUSED = ["plotly/labextension", "plotly/package_data/widgetbundle.js", "plotly-*.data"]
+STDLIB_ZIP = f"/lib/python{sys.version_info.major}{sys.version_info.minor}.zip"
+# Parts of wheels no interpreter here uses: plotly's Jupyter widget bundle
+# (15 MB of JavaScript), and test suites.
+UNUSED = [
+    "plotly/labextension",
+    "plotly/package_data/widgetbundle.js",
+    "plotly-*.data",
+    "*/tests",
+    "*/*/tests",
+    "**/*.pyi",
+]
 
 
-def precompile(site, stdlib_out):
+def compile_site(site):
     for pattern in UNUSED:
-        for path in glob.glob(os.path.join(site, pattern)):
+        for path in glob.glob(os.path.join(site, pattern), recursive=True):
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
     compileall.compile_dir(site, quiet=1, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+
+
+def compile_stdlib(stdlib_out):
     with zipfile.ZipFile(STDLIB_ZIP) as source, zipfile.ZipFile(stdlib_out, "w", zipfile.ZIP_DEFLATED) as out:
         for info in source.infolist():
             data = source.read(info)

@@ -4,7 +4,12 @@
 // and by worker.mjs (a template carries its site-packages this way, and every
 // interpreter restored from it gets them back in a few milliseconds).
 
-export function exportTree(FS, root) {
+/**
+ * Every file under `root`, as {paths, sizes, mtimes, data}.
+ * `include(path)` picks files; `hollow(path)` keeps a file but not its bytes
+ * (a shared library already loaded: only its name is looked up again).
+ */
+export function exportTree(FS, root, { include = () => true, hollow = () => false } = {}) {
   const paths = [];
   const chunks = [];
   const mtimes = []; // kept, or Python would find every .pyc older than its source
@@ -12,11 +17,12 @@ export function exportTree(FS, root) {
     for (const name of FS.readdir(dir)) {
       if (name === "." || name === "..") continue;
       const path = `${dir}/${name}`;
-      if (FS.isDir(FS.stat(path).mode)) walk(path);
-      else {
+      const stat = FS.stat(path);
+      if (FS.isDir(stat.mode)) walk(path);
+      else if (include(path)) {
         paths.push(path);
-        chunks.push(FS.readFile(path));
-        mtimes.push(+FS.stat(path).mtime);
+        chunks.push(hollow(path) ? new Uint8Array(0) : FS.readFile(path));
+        mtimes.push(+stat.mtime);
       }
     }
   };
