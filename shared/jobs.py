@@ -59,6 +59,7 @@ class JobRecord:
                 stdout=result.stdout,
                 stderr=result.stderr,
                 error=result.error.model_dump() if result.error else None,
+                packages=result.packages,
                 figures=[
                     {"index": n, "bytes": len(svg), **({"svg": svg} if include_svg else {})}
                     for n, svg in enumerate(result.figures)

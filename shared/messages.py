@@ -66,11 +66,14 @@ class Timings(BaseModel):
     """Milliseconds. ``total_ms`` runs from the gateway's accept to the result.
 
     ``queued_ms``: accepted -> a renderer took it; ``wait_ms``: waiting for a
-    fresh interpreter; ``run_ms``: the code itself; ``svg_ms``: figures to SVG.
+    fresh interpreter; ``load_ms``: loading packages the code imports that the
+    interpreter did not have yet (scipy, ...); ``run_ms``: the code itself;
+    ``svg_ms``: figures to SVG.
     """
 
     queued_ms: float = 0.0
     wait_ms: float = 0.0
+    load_ms: float = 0.0
     run_ms: float = 0.0
     svg_ms: float = 0.0
     total_ms: float = 0.0
@@ -103,6 +106,7 @@ class RenderResult(BaseModel):
     stdout: str = ""
     stderr: str = ""
     error: JobError | None = None
+    packages: list[str] = Field(default_factory=list, description="Packages loaded for this job's imports.")
     timings: Timings = Field(default_factory=Timings)
     renderer_id: str = ""
     attempt: int = 1

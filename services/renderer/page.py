@@ -16,7 +16,7 @@ goes wrong underneath:
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from playwright.async_api import Error as PlaywrightError
@@ -48,6 +48,8 @@ class PageOutput:
     exec_ms: float
     svg_ms: float
     wait_ms: float = 0.0
+    load_ms: float = 0.0
+    packages: list[str] = field(default_factory=list)
     timed_out: bool = False
     fresh_interpreter: bool = True
 
@@ -164,6 +166,8 @@ class RendererPage:
             exec_ms=timings["exec_ms"],
             svg_ms=timings["svg_ms"],
             wait_ms=timings["wait_ms"],
+            load_ms=timings["load_ms"],
+            packages=out["packages"],
             timed_out=out["timedOut"],
             fresh_interpreter=out["interpreter"]["fresh"],
         )

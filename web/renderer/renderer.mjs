@@ -160,7 +160,7 @@ async function render({ code, width, height, timeoutMs, graceMs, limits, tenant 
   } finally {
     release(interpreter, key, outcome || { result: {}, terminated: true });
   }
-  const { result, execMs, timedOut } = outcome;
+  const { result, execMs, loadMs = 0, packages = [], timedOut } = outcome;
   const figures = [];
   let error = result.error;
   const svgStarted = performance.now();
@@ -186,7 +186,8 @@ async function render({ code, width, height, timeoutMs, graceMs, limits, tenant 
     stderr: result.stderr,
     error,
     timedOut,
-    timings: { wait_ms: waitMs, exec_ms: execMs, svg_ms: finished - svgStarted, page_ms: finished - started },
+    timings: { wait_ms: waitMs, load_ms: loadMs, exec_ms: execMs, svg_ms: finished - svgStarted, page_ms: finished - started },
+    packages,
     interpreter: { fresh: wasFresh, heapBytes: outcome.heapBytes || 0 },
   };
 }

@@ -61,7 +61,8 @@ export class PyodideWorker {
   }
 
   /**
-   * Run code; resolves with {result, execMs, timedOut, terminated}.
+   * Run code; resolves with {result, execMs, loadMs, packages, timedOut, terminated}.
+   * `loadMs` and `packages`: what loading the packages the code imports took, and their names.
    * At timeoutMs the interpreter is interrupted (KeyboardInterrupt); if it has
    * not answered graceMs later the worker is terminated and `terminated` is
    * true: the caller must boot() again before the next run.
@@ -98,7 +99,7 @@ export class PyodideWorker {
     let result = JSON.parse(data.payload);
     const timedOut = pending.interrupted();
     if (timedOut) result = timeoutResult(pending.timeoutMs, result);
-    pending.finish({ result, execMs: data.execMs, heapBytes: data.heapBytes, timedOut, terminated: false });
+    pending.finish({ result, execMs: data.execMs, loadMs: data.loadMs, packages: data.packages, heapBytes: data.heapBytes, timedOut, terminated: false });
   }
 
   terminate() {

@@ -14,6 +14,8 @@ import contextlib
 import io
 import json
 import linecache
+import random
+import re
 import sys
 import traceback
 
@@ -25,10 +27,22 @@ from plotly.io._utils import validate_coerce_fig_to_dict
 from plotly.utils import PlotlyJSONEncoder
 
 JOB_FILENAME = "<job>"
-MISSING_NUMERIC_HINT = (
-    "numpy and pandas (and so plotly.express) are not available in plotfarm's "
-    "offline Pyodide build; build figures with plotly.graph_objects and plain lists."
+NO_NETWORK = (
+    "plotfarm jobs have no network access: put the data in the code itself, "
+    "or use the datasets in plotly.express.data (px.data.iris(), px.data.gapminder(), ...)"
 )
+# What to say about modules people reach for that are not here, beyond "not available".
+MISSING_MODULE_HINTS = {
+    "statsmodels": "plotly.express trendlines 'ols' and 'lowess' cannot be computed; "
+    "trendline='rolling', 'expanding' or 'ewm' work, or fit a line yourself with numpy.polyfit",
+    "micropip": "jobs run offline and cannot install packages",
+    "pip": "jobs run offline and cannot install packages",
+    "requests": NO_NETWORK,
+    "httpx": NO_NETWORK,
+    "aiohttp": NO_NETWORK,
+}
+# The packages jobs can import (name -> version), set once by the worker.
+AVAILABLE = {}
 
 
 class OutputLimitExceeded(Exception):
@@ -116,22 +130,84 @@ def _left_in_namespace(namespace):
     return figures[0] if len(figures) == 1 else None
 
 
-def _describe(exc):
+def set_available(packages_json):
+    """Record which packages jobs can import (name -> version), for error messages."""
+    AVAILABLE.clear()
+    AVAILABLE.update(json.loads(packages_json))
+
+
+def _available_text():
+    listed = ", ".join(f"{name} {version}" for name, version in sorted(AVAILABLE.items(), key=lambda kv: kv[0].lower()))
+    return f"jobs can import the standard library and {listed}"
+
+
+def _missing_module_message(exc, package_errors):
+    """Our own words for an import that cannot succeed here (never "pip install ...")."""
+    name = exc.name
+    if not name:
+        optional = re.search(r"(?:optional dependency|No module named) '([\w.]+)'", str(exc))
+        name = optional.group(1) if optional else None
+    if name is None:
+        return None
+    top = name.split(".")[0]
+    if package_errors:
+        return f"{name!r} could not be loaded in plotfarm's sandbox: {'; '.join(package_errors)}"
+    hint = MISSING_MODULE_HINTS.get(top)
+    lead = f"the module {name!r} is not available in plotfarm's sandbox"
+    return f"{lead}: {hint}" if hint else f"{lead} ({_available_text()})"
+
+
+NETWORK_FILES = ("/socket.py", "/http/client.py", "/urllib/request.py", "/pyodide/http.py")
+
+
+def _is_network_error(exc):
+    from urllib.error import URLError  # noqa: PLC0415  (only needed on this path)
+
+    if isinstance(exc, (URLError, ConnectionError)):
+        return True
+    frames = traceback.extract_tb(exc.__traceback__)
+    return isinstance(exc, OSError) and any(f.filename.endswith(NETWORK_FILES) for f in frames)
+
+
+def _describe(exc, package_errors=()):
     """Error type, message and a traceback that starts at the user's code."""
     tb_exc = traceback.TracebackException.from_exception(exc)
     frames = tb_exc.stack
     first_user = next((i for i, f in enumerate(frames) if f.filename == JOB_FILENAME), len(frames))
     del frames[:first_user]
     message = str(exc)
+    rewritten = None
     if isinstance(exc, MemoryError) and not message:
         message = "the job ran out of memory (an interpreter's heap cannot grow past 4 GiB)"
-    if isinstance(exc, ImportError) and ({exc.name} & {"numpy", "pandas"} or "numpy" in message or "pandas" in message):
-        message = f"{message}. {MISSING_NUMERIC_HINT}"
-    return {
-        "type": type(exc).__name__,
-        "message": message,
-        "traceback": "".join(tb_exc.format()),
-    }
+    elif isinstance(exc, ImportError) and (
+        isinstance(exc, ModuleNotFoundError) or re.search(r"pip|conda|optional dependency", message)
+    ):
+        rewritten = _missing_module_message(exc, package_errors)
+    elif _is_network_error(exc):
+        rewritten = f"{message} ({NO_NETWORK})"
+    # numpy's _ArrayMemoryError and friends: one name for running out of memory.
+    kind = "MemoryError" if isinstance(exc, MemoryError) else type(exc).__name__
+    if rewritten is None:
+        return {"type": kind, "message": message, "traceback": "".join(tb_exc.format())}
+    # The original text may tell people to "pip install" something: say it our way, and
+    # show where in the user's code it happened, not the import machinery underneath.
+    user_frames = traceback.StackSummary.from_list([f for f in frames if f.filename == JOB_FILENAME] or frames[-1:])
+    trace = "Traceback (most recent call last):\n" + "".join(user_frames.format())
+    return {"type": kind, "message": rewritten, "traceback": f"{trace}{kind}: {rewritten}\n"}
+
+
+def reseed():
+    """Fresh randomness for an interpreter restored from a snapshot (all copies start equal)."""
+    random.seed()
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed()
+
+
+def imported_bytecode():
+    """The .pyc files of every module imported so far: a template's copies never read them."""
+    paths = (getattr(module, "__cached__", None) for module in list(sys.modules.values()))
+    return sorted({re.sub(r"^/+", "/", path) for path in paths if isinstance(path, str)})
 
 
 def run(code, limits_json):
@@ -165,7 +241,7 @@ def run(code, limits_json):
                 )
             capture.show(leftover)
     except BaseException as exc:  # noqa: BLE001  (user code may raise anything, even SystemExit)
-        error = _describe(exc)
+        error = _describe(exc, limits.get("package_errors") or ())
     finally:
         namespace.clear()
         sys.stdout.flush()

@@ -9,26 +9,51 @@
 //   host -> worker (global, once)  {type: "boot", port, assetBase, interruptBuffer, template?, makeTemplate?}
 //   worker -> host (port)          {type: "ready", timings, template?} | {type: "boot-failed", message}
 //   host -> worker (port)          {type: "run", runId, code, limits}
-//   worker -> host (port)          {type: "result", runId, payload, execMs, heapBytes}
+//   worker -> host (port)          {type: "result", runId, payload, execMs, loadMs, packages, heapBytes}
 //
 // Three ways to boot:
-// - plain: start CPython, install the wheels, import plotly (5-15 s);
-// - makeTemplate: the same, then a warm-up figure, then hand back a *template*:
-//   a memory snapshot of the interpreter, its site-packages files, the files
-//   it holds open, the compiled WebAssembly module and the stdlib zip;
-// - from a template: restore the snapshot into a fresh worker (about a
+// - plain: start CPython, install plotly from the build's precompiled
+//   site-packages, import it (a few seconds). Other packages (numpy, pandas,
+//   scipy, ...) are loaded when a job's imports ask for them;
+// - makeTemplate: the same, plus the preloaded packages (numpy, pandas) with
+//   their shared libraries, imported, then a warm-up of figures, then hand
+//   back a *template*: a memory snapshot of the interpreter, its
+//   site-packages files, the files it holds open, the compiled WebAssembly
+//   modules (the interpreter's and each shared library's, see dynlibs.mjs)
+//   and the stdlib zip;
+// - from a template: restore the snapshot into a fresh worker (well under a
 //   second), so every job can get an interpreter no other job has touched.
 
-import createPyodideModule from "../pyodide/pyodide.asm.mjs";
+import "../pyodide/pyodide.asm.js"; // defines globalThis._createPyodideModule
 import { loadPyodide } from "../pyodide/pyodide.mjs";
+import { compileLibraries, linkState, loadLibraries, replayLibraries, restoreLinkState } from "./dynlibs.mjs";
 import { exportTree, importTree } from "./fstree.mjs";
 
 // performance.now() counts from the worker's creation: this is how long its
 // scripts took to arrive and compile.
 const scriptsLoadedAt = performance.now();
+const createPyodideModule = globalThis._createPyodideModule;
 const CAPTURE_MODULE = "plotfarm_capture";
-const WARM_UP = "import plotly.graph_objects as go\ngo.Figure(go.Scatter(x=[1, 2], y=[1, 2])).show()\n";
-const WARM_UP_LIMITS = JSON.stringify({ max_figures: 1, max_figure_bytes: 1e6, max_output_chars: 1000 });
+// Built once in the template, so that every restored copy has already
+// imported what these figures need (px, numpy, pandas, the common trace types).
+const WARM_UP = `
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+df = pd.DataFrame({"x": [1, 2, 3], "y": [3.0, 1.0, 2.0], "c": ["a", "b", "a"]})
+px.data.tips()  # the CSV reader px.data uses
+for fig in (
+    px.scatter(df, x="x", y="y", color="c", facet_col="c", title="t"),
+    px.line(df, x="x", y="y"),
+    px.bar(df, x="c", y="y"),
+    px.histogram(df, x="y"),
+    go.Figure([go.Scatter(x=np.arange(3), y=np.ones(3)), go.Bar(x=[1], y=[2]), go.Pie(values=[1, 2]),
+               go.Heatmap(z=np.eye(2)), go.Box(y=[1, 2]), go.Histogram(x=[1, 2])]),
+):
+    fig.show()
+`;
+const WARM_UP_LIMITS = { max_figures: 10, max_figure_bytes: 1e7, max_output_chars: 1000 };
 
 self.addEventListener("message", onBoot, { once: true });
 
@@ -40,8 +65,9 @@ async function onBoot(event) {
     const { pyodide, run, timings } = booted;
     if (interruptBuffer) pyodide.setInterruptBuffer(new Uint8Array(interruptBuffer));
     const heap = () => pyodide._module.HEAP8.length;
-    sealGlobalScope();
-    port.onmessage = (msg) => handleRun(msg.data, run, interruptBuffer, heap, send);
+    const packages = new OnDemandPackages(pyodide, assetBase);
+    sealGlobalScope(packages.gate);
+    port.onmessage = (msg) => handleRun(msg.data, { run, packages, interruptBuffer, heap, send });
     send({ type: "ready", timings, template: booted.template });
   } catch (err) {
     send({ type: "boot-failed", message: String(err && err.stack ? err.stack : err) });
@@ -55,17 +81,11 @@ async function bootInterpreter(assetBase, makeTemplate) {
   const captured = captureDownloads();
   const manifest = await fetchJson(new URL("manifest.json", assetBase));
   const captureSource = fetchText(new URL(`runtime/${CAPTURE_MODULE}.py`, assetBase));
-  const precompiled = manifest.precompiled;
-  // With the build's precompiled bytecode, the stdlib zip carries .pyc files
-  // and site-packages arrive ready-made; otherwise install the wheels.
-  const sitePackagesTree = precompiled ? fetchTree(assetBase, precompiled) : null;
-  const wheelBytes = precompiled
-    ? null
-    : Promise.all(manifest.wheels.map((name) => fetchBytes(new URL(`wheels/${name}`, assetBase))));
+  const layers = makeTemplate ? ["base", "preload"] : ["base"];
+  const trees = layers.map((layer) => fetchTree(assetBase, manifest.precompiled[layer]));
   const pyodide = await loadPyodide({
     indexURL: new URL("pyodide/", assetBase).href,
-    stdLibURL: precompiled ? new URL(precompiled["python_stdlib.zip"], assetBase).href : undefined,
-    createPyodideModule,
+    stdLibURL: new URL(manifest.precompiled.stdlib, assetBase).href,
     stdout: () => {},
     stderr: () => {},
     _makeSnapshot: Boolean(makeTemplate),
@@ -75,35 +95,55 @@ async function bootInterpreter(assetBase, makeTemplate) {
   const site = sitePackages(pyodide);
   // Installed after start-up, not before: Pyodide would otherwise record the
   // packages it finds at start-up in a way a memory snapshot cannot hold.
-  if (sitePackagesTree) importTree(pyodide.FS, await sitePackagesTree);
-  if (wheelBytes) {
-    for (const bytes of await wheelBytes) {
-      pyodide.unpackArchive(bytes, "wheel", { extractDir: site });
-    }
-    removeUnused(pyodide, site);
+  let dynlibs = [];
+  for (const tree of await Promise.all(trees)) {
+    importTree(pyodide.FS, tree);
+    dynlibs = dynlibs.concat(tree.dynlibs);
   }
   pyodide.FS.writeFile(`${site}/${CAPTURE_MODULE}.py`, await captureSource);
+  const placed = loadLibraries(pyodide._module, await compileLibraries(pyodide.FS, dynlibs));
   const t2 = performance.now();
 
   pyodide.runPython("import importlib; importlib.invalidate_caches()");
   const capture = pyodide.pyimport(CAPTURE_MODULE);
+  capture.set_available(JSON.stringify(manifest.packages.available));
   const t3 = performance.now();
   const timings = { pyodide_ms: t1 - t0, packages_ms: t2 - t1, import_ms: t3 - t2 };
-  if (!makeTemplate) return { pyodide, run: capture.run, timings: { ...timings, total_ms: t3 - t0 } };
+  const installed = makeTemplate ? manifest.packages.preinstalled.concat(manifest.packages.preloaded) : manifest.packages.preinstalled;
+  if (!makeTemplate) {
+    markInstalled(pyodide, installed);
+    return { pyodide, run: capture.run, timings: { ...timings, total_ms: t3 - t0 } };
+  }
 
   // Pay the first-figure costs once, so every restored copy starts warm.
-  capture.run(WARM_UP, WARM_UP_LIMITS);
+  const warmUp = JSON.parse(capture.run(WARM_UP, JSON.stringify(WARM_UP_LIMITS)));
+  if (warmUp.error) throw new Error(`template warm-up failed: ${warmUp.error.type}: ${warmUp.error.message}`);
+  const t4 = performance.now();
+  // Bytes a restored copy never reads: loaded libraries (found by name from
+  // now on) and the bytecode of modules already imported (a re-import falls
+  // back to the source).
+  const imported = new Set(capture.imported_bytecode().toJs());
   capture.destroy();
+  const loaded = new Set(dynlibs);
   const template = {
     snapshot: pyodide.makeMemorySnapshot(),
-    files: exportTree(pyodide.FS, site),
+    files: exportTree(pyodide.FS, site, { hollow: (path) => loaded.has(path) || imported.has(path) }),
     openFiles: openFiles(pyodide.FS),
     wasmModule: await captured.wasmModule,
     stdlib: await captured.stdlib,
+    lockFile: await captured.lockFile,
+    libraries: placed,
+    linkState: linkState(pyodide._module),
+    installed,
     site,
   };
-  const t4 = performance.now();
-  return { pyodide, run: null, timings: { ...timings, template_ms: t4 - t3, total_ms: t4 - t0 }, template };
+  const t5 = performance.now();
+  return {
+    pyodide,
+    run: null,
+    timings: { ...timings, warm_up_ms: t4 - t3, template_ms: t5 - t4, total_ms: t5 - t0 },
+    template,
+  };
 }
 
 async function restoreInterpreter(assetBase, shared) {
@@ -115,21 +155,23 @@ async function restoreInterpreter(assetBase, shared) {
   const template = privateCopy(shared);
   marks.copy_ms = performance.now() - t0;
   serveFromTemplate(template);
+  // Restoring memory brings back Python's view of open files and of the
+  // shared libraries it loaded; both live in JavaScript, so rebuild them
+  // before Python runs again.
+  globalThis._createPyodideModule = async (settings) => {
+    const module = await createPyodideModule(settings);
+    // The module's memory starts at its compiled size; the snapshot's heap
+    // is bigger (plotly is in it), so grow first or the copy overflows.
+    const header = new Uint32Array(template.snapshot.buffer, template.snapshot.byteOffset, 4)[1];
+    module.growMemory(template.snapshot.length - header);
+    reopenFiles(module.FS, template.openFiles);
+    marks.module_ms = performance.now() - t0;
+    replayLibraries(module, template.libraries);
+    marks.libraries_ms = performance.now() - t0 - marks.module_ms;
+    return module;
+  };
   const pyodide = await loadPyodide({
     indexURL: new URL("pyodide/", assetBase).href,
-    // Restoring memory brings back Python's view of open files (zipimport
-    // keeps the stdlib zip open); the files themselves live in JavaScript, so
-    // reopen them at the same descriptors before Python runs again.
-    createPyodideModule: async (settings) => {
-      const module = await createPyodideModule(settings);
-      // The module's memory starts at its compiled size; the snapshot's heap
-      // is bigger (plotly is in it), so grow first or the copy overflows.
-      const header = new Uint32Array(template.snapshot.buffer, template.snapshot.byteOffset, 4)[1];
-      module.growMemory(template.snapshot.length - header);
-      reopenFiles(module.FS, template.openFiles);
-      marks.module_ms = performance.now() - t0;
-      return module;
-    },
     fsInit: (FS) => {
       const started = performance.now();
       importTree(FS, template.files);
@@ -139,26 +181,21 @@ async function restoreInterpreter(assetBase, shared) {
     stderr: () => {},
     _loadSnapshot: template.snapshot,
   });
+  delete globalThis._createPyodideModule;
+  restoreLinkState(pyodide._module, template.linkState);
+  markInstalled(pyodide, template.installed);
   const t1 = performance.now();
+  const capture = pyodide.pyimport(CAPTURE_MODULE);
   // Every restored copy starts from the same memory: give each its own randomness.
-  pyodide.runPython("import random; random.seed()");
-  const run = pyodide.pyimport(CAPTURE_MODULE).run;
+  capture.reseed();
   const t2 = performance.now();
   const timings = { scripts_ms: scriptsLoadedAt, message_ms: t0 - scriptsLoadedAt, ...marks, restore_ms: t1 - t0, import_ms: t2 - t1 };
-  return { pyodide, run, timings: { ...timings, total_ms: t2 } };
+  return { pyodide, run: capture.run, timings: { ...timings, total_ms: t2 } };
 }
 
-// Parts of the plotly wheel that only matter to Jupyter (15 MB of JavaScript):
-// no interpreter here can use them, and every restored copy would carry them.
-const UNUSED_PATHS = ["plotly/labextension", "plotly/package_data/widgetbundle.js", "plotly-*.data"];
-
-function removeUnused(pyodide, site) {
-  pyodide.runPython(`
-import glob, os, shutil
-for pattern in ${JSON.stringify(UNUSED_PATHS)}:
-    for path in glob.glob(os.path.join(${JSON.stringify(site)}, pattern)):
-        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-`);
+/** Tell Pyodide's package loader what is already installed, so it never installs it again. */
+function markInstalled(pyodide, names) {
+  for (const name of names) pyodide.loadedPackages[name] = "plotfarm";
 }
 
 function sitePackages(pyodide) {
@@ -179,35 +216,36 @@ function privateCopy(template) {
   };
 }
 
-// Keep the compiled wasm module and the stdlib zip a plain boot downloads, to
-// hand them to every worker restored from the template.
+// Keep the compiled wasm module, the stdlib zip and the lock file a plain
+// boot downloads, to hand them to every worker restored from the template.
 function captureDownloads() {
-  let resolveModule, resolveStdlib;
-  const wasmModule = new Promise((r) => (resolveModule = r));
-  const stdlib = new Promise((r) => (resolveStdlib = r));
+  const wasmModule = Promise.withResolvers();
+  const stdlib = Promise.withResolvers();
+  const lockFile = Promise.withResolvers();
   const instantiateStreaming = WebAssembly.instantiateStreaming;
   WebAssembly.instantiateStreaming = async (source, imports) => {
     const result = await instantiateStreaming(source, imports);
-    resolveModule(result.module);
+    wasmModule.resolve(result.module);
     return result;
   };
   const originalFetch = self.fetch;
   self.fetch = async (input, init) => {
     const response = await originalFetch(input, init);
-    if (String(input).endsWith("python_stdlib.zip")) {
-      resolveStdlib(new Uint8Array(await response.clone().arrayBuffer()));
-    }
+    const url = String(input);
+    if (url.endsWith("python_stdlib.zip")) stdlib.resolve(new Uint8Array(await response.clone().arrayBuffer()));
+    if (url.endsWith("pyodide-lock.json")) lockFile.resolve(await response.clone().text());
     return response;
   };
-  return { wasmModule, stdlib };
+  return { wasmModule: wasmModule.promise, stdlib: stdlib.promise, lockFile: lockFile.promise };
 }
 
-// A restored worker downloads nothing: wasm and stdlib come from the template.
+// A restored worker downloads nothing: wasm, stdlib and lock come from the template.
 function serveFromTemplate(template) {
   const originalFetch = self.fetch;
   self.fetch = async (input, init) => {
     const url = String(input);
     if (url.endsWith("python_stdlib.zip")) return new Response(template.stdlib);
+    if (url.endsWith("pyodide-lock.json")) return new Response(template.lockFile, { headers: { "Content-Type": "application/json" } });
     if (url.endsWith("pyodide.asm.wasm")) return new Response(new Uint8Array(0), { headers: { "Content-Type": "application/wasm" } });
     return originalFetch(input, init);
   };
@@ -233,6 +271,54 @@ function reopenFiles(FS, files) {
   }
 }
 
+// ---- packages on demand ------------------------------------------------------
+
+/**
+ * Packages a job's imports ask for (scipy, scikit-learn, ...) and this
+ * interpreter does not have yet, loaded by Pyodide's own loader from the
+ * build's verified files (it checks each against the lock's sha256 again).
+ *
+ * The sealed worker has no fetch; while loading, `gate` lends Pyodide one
+ * that reaches only those package files, and only before the job's code runs.
+ */
+class OnDemandPackages {
+  constructor(pyodide, assetBase) {
+    this.pyodide = pyodide;
+    this.prefix = new URL("pyodide/", assetBase).href;
+    const fetch = self.fetch.bind(self);
+    let open = false;
+    this.gate = {
+      get fetch() {
+        return open ? (input, init) => fetch(this.allowed(input), init) : undefined;
+      },
+      allowed: (input) => {
+        const url = new URL(String(input), this.prefix).href;
+        if (!url.startsWith(this.prefix) || url.slice(this.prefix.length).includes("/")) {
+          throw new TypeError("plotfarm: only package files may be fetched");
+        }
+        return url;
+      },
+      open: (value) => (open = value),
+    };
+  }
+
+  /** Load what `code` imports; resolves with the names loaded and any loading errors. */
+  async forCode(code) {
+    const errors = [];
+    this.gate.open(true);
+    try {
+      const loaded = await this.pyodide.loadPackagesFromImports(code, {
+        messageCallback: () => {},
+        errorCallback: (message) => errors.push(message),
+        checkIntegrity: true,
+      });
+      return { names: loaded.map((pkg) => pkg.name), errors };
+    } finally {
+      this.gate.open(false);
+    }
+  }
+}
+
 // ---- hardening -------------------------------------------------------------
 
 // Once booted, the worker needs no network, no storage and no way to start
@@ -240,14 +326,15 @@ function reopenFiles(FS, files) {
 // (`import js`), as one more layer under the CSP, the request routing and the
 // empty network namespace: even a same-origin request is then impossible,
 // and nothing (IndexedDB, Cache Storage, BroadcastChannel) can carry state
-// from one job to another.
+// from one job to another. `fetch` stays undefined except while the package
+// gate lends it out (see OnDemandPackages); user code cannot redefine it.
 const SEALED = [
   "fetch", "XMLHttpRequest", "WebSocket", "WebSocketStream", "EventSource", "WebTransport",
   "importScripts", "Worker", "SharedWorker", "BroadcastChannel",
   "indexedDB", "caches", "cookieStore",
 ];
 
-function sealGlobalScope() {
+function sealGlobalScope(gate) {
   for (let scope = self; scope && scope !== Object.prototype; scope = Object.getPrototypeOf(scope)) {
     for (const name of SEALED) {
       if (Object.prototype.hasOwnProperty.call(scope, name)) {
@@ -258,8 +345,9 @@ function sealGlobalScope() {
     }
   }
   for (const name of SEALED) {
+    const descriptor = name === "fetch" ? { get: () => gate.fetch, configurable: false } : { value: undefined, writable: false, configurable: false };
     try {
-      Object.defineProperty(self, name, { value: undefined, writable: false, configurable: false });
+      Object.defineProperty(self, name, descriptor);
     } catch {}
   }
   const nav = self.navigator;
@@ -274,14 +362,18 @@ function sealGlobalScope() {
 
 // ---- running -------------------------------------------------------------
 
-function handleRun(message, run, interruptBuffer, heap, send) {
+async function handleRun(message, { run, packages, interruptBuffer, heap, send }) {
   if (!message || message.type !== "run") return;
   const { runId, code, limits } = message;
-  if (interruptBuffer) new Uint8Array(interruptBuffer)[0] = 0;
   const started = performance.now();
   let payload;
+  let loaded = { names: [], errors: [] };
+  let loadMs = 0;
   try {
-    payload = run(code, JSON.stringify(limits));
+    loaded = await packages.forCode(code);
+    loadMs = performance.now() - started;
+    if (interruptBuffer) new Uint8Array(interruptBuffer)[0] = 0;
+    payload = run(code, JSON.stringify({ ...limits, package_errors: loaded.errors }));
   } catch (err) {
     // Only reached when the interrupt lands outside the user's code, or the
     // interpreter itself failed; report it the same way as a Python error.
@@ -292,13 +384,14 @@ function handleRun(message, run, interruptBuffer, heap, send) {
       error: { type: err.type || "InterpreterError", message: String(err.message || err), traceback: String(err) },
     });
   }
-  send({ type: "result", runId, payload, execMs: performance.now() - started, heapBytes: heap() });
+  const execMs = performance.now() - started - loadMs;
+  send({ type: "result", runId, payload, execMs, loadMs, packages: loaded.names, heapBytes: heap() });
 }
 
-async function fetchTree(assetBase, precompiled) {
+async function fetchTree(assetBase, layer) {
   const [index, data] = await Promise.all([
-    fetchJson(new URL(precompiled["site-packages.json"], assetBase)),
-    fetchBytes(new URL(precompiled["site-packages.bin"], assetBase)),
+    fetchJson(new URL(layer.index, assetBase)),
+    fetchBytes(new URL(layer.data, assetBase)),
   ]);
   return { ...index, data };
 }

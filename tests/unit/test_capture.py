@@ -1,0 +1,93 @@
+"""The job runner that lives inside Pyodide (web/runtime/plotfarm_capture.py), run under CPython.
+
+It is plain Python over plotly, so its rules (what counts as a figure, the
+limits, the error messages in plotfarm's own words) can be checked here in
+milliseconds; the integration and sandbox suites check it inside Pyodide.
+"""
+
+import importlib.util
+import json
+
+import pytest
+
+from shared.settings import PROJECT_ROOT
+
+LIMITS = {"max_figures": 3, "max_figure_bytes": 200_000, "max_output_chars": 100}
+
+
+@pytest.fixture(scope="module")
+def capture():
+    spec = importlib.util.spec_from_file_location("plotfarm_capture", PROJECT_ROOT / "web/runtime/plotfarm_capture.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.set_available(json.dumps({"numpy": "2.0.2", "pandas": "2.2.3", "plotly": "7.1.0"}))
+    return module
+
+
+def run(capture, code, **limits):
+    return json.loads(capture.run(code, json.dumps({**LIMITS, **limits})))
+
+
+def test_every_show_is_a_figure_in_order(capture):
+    out = run(capture, "import plotly.graph_objects as go\nfor n in (1, 2):\n    go.Figure(go.Bar(y=[n])).show()")
+    assert out["error"] is None
+    assert [json.loads(figure)["data"][0]["y"] for figure in out["figures"]] == [[1], [2]]
+
+
+def test_a_figure_left_in_fig_is_rendered_and_no_figure_is_an_error(capture):
+    assert len(run(capture, "import plotly.graph_objects as go\nfig = go.Figure()")["figures"]) == 1
+    assert run(capture, "x = 1")["error"]["type"] == "NoFigureError"
+
+
+def test_limits(capture):
+    out = run(capture, "import plotly.graph_objects as go\nfor n in range(5):\n    go.Figure().show()")
+    assert out["error"]["type"] == "OutputLimitExceeded"
+    out = run(capture, "print('x' * 500)\nimport plotly.graph_objects as go\ngo.Figure().show()")
+    assert out["stdout"].startswith("x" * 100) and "output truncated" in out["stdout"]
+
+
+def test_a_missing_module_is_explained_without_pip(capture):
+    out = run(capture, "import statsmodels.api as sm")
+    assert out["error"]["type"] == "ModuleNotFoundError"
+    message = out["error"]["message"]
+    assert "not available in plotfarm" in message and "trendline" in message
+    assert "pip" not in message and "pip" not in out["error"]["traceback"]
+    assert 'File "<job>", line 1' in out["error"]["traceback"]
+
+
+def test_an_unknown_module_lists_what_is_available(capture):
+    message = run(capture, "import seaborn")["error"]["message"]
+    assert "'seaborn' is not available" in message and "numpy 2.0.2" in message and "pandas 2.2.3" in message
+
+
+def test_optional_dependency_messages_are_rewritten(capture):
+    code = "raise ImportError(\"Missing optional dependency 'openpyxl'.  Use pip or conda to install openpyxl.\")"
+    message = run(capture, code)["error"]["message"]
+    assert "openpyxl" in message and "pip" not in message
+
+
+def test_network_errors_say_there_is_no_network(capture):
+    code = "import urllib.error\nraise urllib.error.URLError('unknown url type: https')"
+    out = run(capture, code)
+    assert out["error"]["type"] == "URLError" and "no network access" in out["error"]["message"]
+
+
+def test_numpy_memory_errors_are_memory_errors(capture):
+    out = run(capture, "import numpy as np\nnp.ones((10**6, 10**6))")
+    assert out["error"]["type"] == "MemoryError" and "Unable to allocate" in out["error"]["message"]
+
+
+def test_tracebacks_start_at_the_users_code(capture):
+    traceback = run(capture, "def f():\n    return 1 / 0\nf()")["error"]["traceback"]
+    assert traceback.splitlines()[1].strip().startswith('File "<job>", line 3')
+    assert "plotfarm_capture" not in traceback
+
+
+def test_sys_exit_zero_is_not_a_failure(capture):
+    out = run(capture, "import sys\nimport plotly.graph_objects as go\ngo.Figure().show()\nsys.exit(0)")
+    assert out["error"] is None and len(out["figures"]) == 1
+
+
+def test_imported_bytecode_names_cached_files(capture):
+    paths = capture.imported_bytecode()
+    assert paths and all(path.endswith(".pyc") and not path.startswith("//") for path in paths)
