@@ -95,6 +95,9 @@ EXAMPLES = (
     ("heatmap.py", "Heatmap"),
     ("subplots.py", "Subplots"),
     ("two_figures.py", "Two figures"),
+    ("px_iris.py", "plotly.express (iris)"),
+    ("pandas_timeseries.py", "pandas time series"),
+    ("numpy_surface.py", "numpy contour"),
 )
 FALLBACK_EXAMPLE = (
     "import plotly.graph_objects as go\n\n"

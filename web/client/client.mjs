@@ -153,10 +153,11 @@ async function runLocal() {
   setEngine("running", "running…");
   clearPlots();
   showOutput("local", null);
+  $("metric-load").textContent = "…";
   $("metric-exec").textContent = "…";
   $("metric-total").textContent = "…";
-  $("local-state").textContent = "running…";
-  const { result, execMs, timedOut, terminated } = await interpreter.run(code, {
+  $("local-state").textContent = "running… (the first run that imports numpy or pandas loads them)";
+  const { result, execMs, loadMs, packages = [], timedOut, terminated } = await interpreter.run(code, {
     timeoutMs: config.timeoutMs,
     graceMs: config.graceMs,
     limits: config.limits,
@@ -177,13 +178,16 @@ async function runLocal() {
   }
   showOutput("local", { ...result, error });
   const totalMs = performance.now() - started;
+  $("metric-load").textContent = packages.length ? formatMs(loadMs) : "–";
+  $("metric-load").title = packages.length ? `loaded ${packages.join(", ")}` : "nothing to load";
   $("metric-exec").textContent = stopped ? "stopped" : formatMs(execMs);
   $("metric-total").textContent = formatMs(totalMs);
   const count = error ? 0 : result.figures.length;
+  const loadedNote = packages.length ? ` · loaded ${packages.join(", ")} in ${formatMs(loadMs)}` : "";
   $("local-state").textContent = error
-    ? `${stopped ? "stopped" : "failed"} after ${formatMs(execAt - started)}`
-    : `${count} figure${count === 1 ? "" : "s"} · drag to zoom, double-click to reset, hover for values`;
-  history.runs.push({ execMs, totalMs, timedOut, terminated, stopped, figures: count, error: error ? error.type : null });
+    ? `${stopped ? "stopped" : "failed"} after ${formatMs(execAt - started)}${loadedNote}`
+    : `${count} figure${count === 1 ? "" : "s"}${loadedNote} · drag to zoom, double-click to reset, hover for values`;
+  history.runs.push({ execMs, loadMs, packages, totalMs, timedOut, terminated, stopped, figures: count, error: error ? error.type : null });
   if (terminated) await boot("restart");
   else setEngine("ready", "Python ready");
 }
