@@ -188,6 +188,41 @@ def test_every_example_runs_and_output_is_text(client_page):
     assert page.foreign_requests == []
 
 
+def worker_bytes(page) -> int:
+    return page.workers[0].evaluate(
+        "() => performance.getEntriesByType('resource').reduce((n, e) => n + e.transferSize, 0)"
+    )
+
+
+def test_numpy_pandas_and_plotly_express_load_on_demand(client_page):
+    """A px example imports pandas: the page loads numpy and pandas then, verified, and only then."""
+    page = client_page
+    before = worker_bytes(page)
+    run = run_local(page, example="px_iris")
+    assert run["error"] is None and run["figures"] == 1, run
+    assert {"numpy", "pandas"} <= set(run["packages"]), run["packages"]
+    expect(page.locator("#local-plots .js-plotly-plot .gtitle")).to_have_text("Iris: sepal size by species")
+    expect(page.locator("#local-state")).to_contain_text("loaded")
+    loaded_bytes = worker_bytes(page) - before
+    first = run
+
+    run = run_local(page, example="pandas_timeseries")
+    assert run["error"] is None and run["packages"] == [], run  # already there: nothing to load
+    run = run_local(page, example="numpy_surface")
+    assert run["error"] is None and run["figures"] == 1, run
+
+    run = run_local(page, code="import statsmodels.api as sm\n")
+    assert run["error"] == "ModuleNotFoundError"
+    expect(page.locator("#local-error")).to_contain_text("not available in plotfarm")
+    expect(page.locator("#local-error")).not_to_contain_text("pip")
+    assert csp_violations(page) == []
+    record(
+        f"client page: the first run that imports pandas loaded {', '.join(first['packages'])} "
+        f"({loaded_bytes / 1e6:.1f} MB over the network) in {first['loadMs'] / 1000:.1f} s, then ran in "
+        f"{first['execMs'] / 1000:.1f} s; total {first['totalMs'] / 1000:.1f} s"
+    )
+
+
 def test_editor_tab_indents_and_dedents(client_page):
     page = client_page
     page.fill("#code", "")

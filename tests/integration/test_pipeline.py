@@ -89,10 +89,57 @@ async def test_code_without_any_figure_fails_clearly(api):
     assert "fig.show()" in result["error"]["message"]
 
 
-async def test_plotly_express_fails_with_a_hint(api):
-    result = await api.render("import plotly.express as px\nfig = px.scatter(x=[1], y=[2])")
-    assert result["status"] == "failed"
-    assert "plotly.graph_objects" in result["error"]["message"], result["error"]
+async def test_numpy_pandas_and_plotly_express_work(api):
+    code = (
+        "import numpy as np\nimport pandas as pd\nimport plotly.express as px\n"
+        "df = pd.DataFrame({'x': np.arange(5), 'y': np.arange(5) ** 2})\n"
+        "print(np.__version__, pd.__version__)\n"
+        "px.line(df, x='x', y='y', title='squares').show()\n"
+    )
+    result = await api.render(code)
+    assert result["status"] == "done", result.get("error")
+    assert "squares" in result["figures"][0]["svg"]
+    assert result["stdout"].split() == ["2.0.2", "2.2.3"]
+    assert result["packages"] == []  # preloaded in the template: nothing to load
+
+
+async def test_packages_load_on_demand_from_the_imports(api):
+    """scipy is not in the template: the job's imports load it, verified, for this job only."""
+    code = (
+        "import numpy as np\nfrom scipy import stats\nimport plotly.graph_objects as go\n"
+        "x = np.linspace(-3, 3, 61)\ngo.Figure(go.Scatter(x=x, y=stats.norm.pdf(x))).update_layout(title='normal pdf').show()\n"
+    )
+    result = await api.render(code, timeout_s=60, timeout=180)
+    assert result["status"] == "done", result.get("error")
+    assert "normal pdf" in result["figures"][0]["svg"]
+    assert "scipy" in result["packages"] and result["timings"]["load_ms"] > 0
+
+
+async def test_numpy_randomness_differs_between_fresh_interpreters(api):
+    """Interpreters restored from one snapshot must not replay the same random numbers."""
+    code = "import numpy as np, random\nprint(np.random.rand(), random.random())\nimport plotly.graph_objects as go\ngo.Figure().show()"
+    first, second = [await api.render(code) for _ in range(2)]
+    assert first["stdout"] != second["stdout"], first["stdout"]
+
+
+async def test_missing_modules_and_network_data_say_so_in_plotfarms_words(api):
+    trendline = await api.render(
+        "import plotly.express as px\npx.scatter(px.data.tips(), x='total_bill', y='tip', trendline='ols').show()"
+    )
+    assert trendline["status"] == "failed"
+    assert trendline["error"]["type"] == "ModuleNotFoundError"
+    assert (
+        "statsmodels" in trendline["error"]["message"] and "not available in plotfarm" in trendline["error"]["message"]
+    )
+    unknown = await api.render("import seaborn")
+    assert "pip" not in unknown["error"]["message"] + unknown["error"]["traceback"]
+    assert "numpy 2.0.2" in unknown["error"]["message"]
+    network = await api.render("import pandas as pd\npd.read_csv('https://example.com/data.csv')")
+    assert network["status"] == "failed" and "no network access" in network["error"]["message"]
+    dataset = await api.render(
+        "import plotly.express as px\ndf = px.data.gapminder()\nprint(len(df))\npx.bar(df.query('year == 2007'), x='continent', y='pop').show()"
+    )
+    assert dataset["status"] == "done" and dataset["stdout"].strip() == "1704"
 
 
 async def test_infinite_loop_times_out_and_renderer_keeps_serving(api):

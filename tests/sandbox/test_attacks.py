@@ -153,6 +153,57 @@ ATTACKS = [
         message="out of memory",
         timeout_s=40,
     ),
+    # --- numpy and pandas: C code, big buffers, their own I/O ------------------
+    Attack(
+        "numpy_huge_allocation",
+        "import numpy as np\nnp.ones((10**5, 10**5))",
+        "failed",
+        "MemoryError",
+        message="Unable to allocate",
+    ),
+    Attack(
+        "numpy_grow_to_gigabytes",
+        "import numpy as np\nblocks = [np.ones(2**27) for _ in range(3)]\nprint(sum(b.nbytes for b in blocks) // 2**20, 'MiB')"
+        + SHOW,
+        "done",
+        stdout="3072 MiB",
+        timeout_s=40,
+    ),
+    Attack(
+        "numpy_long_c_loop",
+        "import numpy as np\na = np.ones((3000, 3000))\na @ a @ a @ a",
+        "failed",
+        "TimeoutError",
+        message="did not stop when interrupted",
+    ),
+    Attack("ctypes_host_library", "import ctypes\nctypes.CDLL('libc.so.6').getpid()", "failed", "OSError"),
+    Attack(
+        "ctypes_scribble_own_memory",
+        "import ctypes\nctypes.memset(ctypes.addressof(ctypes.c_char.from_address(65536)), 0, 512 * 1024 * 1024)",
+        "failed",
+    ),
+    Attack(
+        "pandas_read_csv_url", "import pandas as pd\npd.read_csv('{canary}/data.csv')", "failed", message="no network"
+    ),
+    Attack(
+        "pandas_read_json_broker",
+        "import pandas as pd\npd.read_json('http://127.0.0.1:{broker_port}/')",
+        "failed",
+        message="no network",
+    ),
+    Attack("pandas_read_local_path", "import pandas as pd\npd.read_csv('/etc/passwd')", "failed", "FileNotFoundError"),
+    Attack(
+        "pandas_read_html_url",
+        "import pandas as pd\npd.read_html('{canary}/table.html')",
+        "failed",
+        "ImportError",
+        message="not available in plotfarm",
+    ),
+    Attack(
+        "pandas_storage_options_url",
+        "import pandas as pd\npd.read_csv('{canary}/x.csv', storage_options={{'User-Agent': 'x'}})",
+        "failed",
+    ),
     # --- output ---------------------------------------------------------------
     Attack(
         "output_too_many_figures",
