@@ -4,9 +4,16 @@ Starts its own gateway and renderer(s) in a namespace of their own on the
 broker (or measures an existing gateway with ``--gateway``), then:
 
 1. renderer cold start: process start -> ready to take jobs;
-2. warm latency: N sequential jobs, client submit -> result in hand
-   (POST, then a long-poll GET), median and p95;
-3. throughput: M jobs submitted at once, jobs per second until the last result.
+2. for each workload (``--workloads``: ``seed``, the README's graph_objects
+   scatter, and ``px``, a plotly.express figure of a pandas DataFrame):
+   - warm latency: N sequential jobs ``--pause`` seconds apart (a fresh
+     interpreter is waiting), client submit -> result in hand, median and p95;
+   - back-to-back latency: N sequential jobs with no pause, the way an agent
+     works (submit, wait, submit);
+   - throughput: M jobs submitted at once, jobs per second until the last result;
+3. Kaleido (plotly's own exporter, a persistent server on Debian's Chromium)
+   rendering the same figures in the same run: per-figure latency and
+   figures per second, the baseline the ratios are against.
 
 With several ``--isolation`` modes (default ``job,none``) it measures each with
 a stack of its own, one after the other, and ends with the ratios between them.
@@ -27,7 +34,11 @@ import aiohttp
 
 from tests.support import Api, new_stack
 
-SEED = Path(__file__).resolve().parent.parent.joinpath("examples", "scatter.py").read_text()
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+WORKLOADS = {
+    "seed": (EXAMPLES / "scatter.py").read_text(),
+    "px": (EXAMPLES / "px_iris.py").read_text(),
+}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -42,12 +53,12 @@ def summary(name: str, values: list[float], unit: str = "ms") -> str:
     )
 
 
-async def warm_latency(api: Api, jobs: int, pause: float) -> dict[str, list[float]]:
+async def sequential(api: Api, code: str, jobs: int, pause: float) -> dict[str, list[float]]:
     client, server_total, run, svg, wait = [], [], [], [], []
     for _ in range(jobs):
         await asyncio.sleep(pause)
         started = time.perf_counter()
-        result = await api.render(SEED)
+        result = await api.render(code)
         client.append((time.perf_counter() - started) * 1000)
         assert result["status"] == "done", result.get("error")
         server_total.append(result["timings"]["total_ms"])
@@ -63,28 +74,69 @@ async def warm_latency(api: Api, jobs: int, pause: float) -> dict[str, list[floa
     }
 
 
-async def throughput(api: Api, jobs: int) -> tuple[float, float]:
+async def throughput(api: Api, code: str, jobs: int) -> tuple[float, float]:
     started = time.perf_counter()
-    accepted = await asyncio.gather(*(api.submit(SEED) for _ in range(jobs)))
-    results = await asyncio.gather(*(api.result(a["job_id"], timeout=600) for a in accepted))
+    accepted = await asyncio.gather(*(api.submit(code) for _ in range(jobs)))
+    results = await asyncio.gather(*(api.result(a["job_id"], timeout=900) for a in accepted))
     elapsed = time.perf_counter() - started
-    assert all(r["status"] == "done" for r in results)
+    assert all(r["status"] == "done" for r in results), [r.get("error") for r in results if r["status"] != "done"][:3]
     return jobs / elapsed, elapsed
 
 
-async def measure(gateway_url: str, args) -> dict[str, float]:
-    """Print the latency and throughput figures; return the headline ones for the ratios."""
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=900)) as session:
+async def measure(gateway_url: str, args) -> dict[str, dict[str, float]]:
+    """Print the latency and throughput figures per workload; return the headline ones for the ratios."""
+    headline = {}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1800)) as session:
         api = Api(session, gateway_url)
-        for _ in range(3):  # let every interpreter run once
-            await api.render(SEED)
-        latencies = await warm_latency(api, args.jobs, args.pause)
-        for name, values in latencies.items():
-            print(summary(name, values))
-        rate, elapsed = await throughput(api, args.burst)
-        print(f"{'throughput (burst of ' + str(args.burst) + ')':<34} {rate:.1f} jobs/s ({elapsed:.1f} s)")
-    client = latencies["client submit -> result"]
-    return {"p50": statistics.median(client), "p95": percentile(client, 95), "rate": rate}
+        for name in args.workloads:
+            code = WORKLOADS[name]
+            for _ in range(3):  # let every interpreter run once
+                await api.render(code)
+            paced = await sequential(api, code, args.jobs, args.pause)
+            print(f"-- {name}: {args.jobs} jobs {args.pause} s apart")
+            for label, values in paced.items():
+                print(summary(label, values))
+            back_to_back = await sequential(api, code, args.jobs, 0)
+            print(f"-- {name}: {args.jobs} jobs back to back")
+            for label, values in back_to_back.items():
+                print(summary(label, values))
+            rate, elapsed = await throughput(api, code, args.burst)
+            print(f"{name + ': throughput (burst of ' + str(args.burst) + ')':<34} {rate:.1f} jobs/s ({elapsed:.1f} s)")
+            paced_client, b2b_client = paced["client submit -> result"], back_to_back["client submit -> result"]
+            headline[name] = {
+                "p50": statistics.median(paced_client),
+                "p95": percentile(paced_client, 95),
+                "b2b_p50": statistics.median(b2b_client),
+                "b2b_p95": percentile(b2b_client, 95),
+                "rate": rate,
+            }
+    return headline
+
+
+def bench_kaleido(args) -> dict[str, dict[str, float]]:
+    """Kaleido's persistent server on the same figures (built in CPython), in this run."""
+    from tests.oracle import KaleidoOracle, run_user_code  # noqa: PLC0415  (dev-only dependency)
+
+    headline = {}
+    print("\n== Kaleido (persistent server, Debian Chromium, SVG)")
+    with KaleidoOracle() as kaleido:
+        for name in args.workloads:
+            figure = run_user_code(WORKLOADS[name])[0]
+            for _ in range(3):
+                kaleido.render(figure)
+            latencies = []
+            for _ in range(args.jobs):
+                started = time.perf_counter()
+                kaleido.render(figure)
+                latencies.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            for _ in range(args.jobs):
+                kaleido.render(figure)
+            rate = args.jobs / (time.perf_counter() - started)
+            print(summary(f"kaleido {name}: figure -> SVG", latencies))
+            print(f"{'kaleido ' + name + ': throughput':<34} {rate:.1f} figures/s")
+            headline[name] = {"p50": statistics.median(latencies), "p95": percentile(latencies, 95), "rate": rate}
+    return headline
 
 
 def print_pool_stats(stack) -> None:
@@ -139,12 +191,17 @@ def main() -> None:
     parser.add_argument("--renderers", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=2, help="jobs in flight per renderer")
     parser.add_argument("--isolation", default="job,none", help="comma-separated: job, tenant, none")
+    parser.add_argument("--workloads", default="seed,px", help=f"comma-separated: {', '.join(WORKLOADS)}")
+    parser.add_argument("--no-kaleido", action="store_true", help="skip the Kaleido baseline")
     parser.add_argument("--parallel-boots", type=int, default=2)
     parser.add_argument("--spares", type=int, default=0, help="fresh interpreters kept ready (0: = concurrency)")
     parser.add_argument(
-        "--pause", type=float, default=1.5, help="seconds between sequential jobs (lets the pool refill)"
+        "--pause", type=float, default=1.5, help="seconds between paced sequential jobs (lets the pool refill)"
     )
     args = parser.parse_args()
+    args.workloads = [name.strip() for name in args.workloads.split(",") if name.strip()]
+    if unknown := set(args.workloads) - set(WORKLOADS):
+        parser.error(f"unknown workload(s): {', '.join(sorted(unknown))}")
     if args.gateway:
         asyncio.run(measure(args.gateway, args))
         return
@@ -153,16 +210,37 @@ def main() -> None:
     if unknown := set(modes) - {"job", "tenant", "none"}:
         parser.error(f"unknown isolation mode(s): {', '.join(sorted(unknown))}")
     amqp_url = os.environ.get("PLOTFARM_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    kaleido = {} if args.no_kaleido else bench_kaleido(args)
     results = {mode: bench_isolation(mode, amqp_url, args) for mode in modes}
+    print()
+    for name in args.workloads:
+        for mode, numbers in results.items():
+            line = (
+                f"{name} {mode}: paced p50 {numbers[name]['p50']:.0f} ms, back-to-back p50 {numbers[name]['b2b_p50']:.0f} ms "
+                f"p95 {numbers[name]['b2b_p95']:.0f} ms, burst {numbers[name]['rate']:.1f} jobs/s"
+            )
+            if name in kaleido:
+                k = kaleido[name]
+                line += (
+                    f"; vs Kaleido (p50 {k['p50']:.0f} ms, {k['rate']:.1f}/s): back-to-back latency "
+                    f"{numbers[name]['b2b_p50'] / k['p50']:.2f}x, throughput {numbers[name]['rate'] / k['rate']:.2f}x"
+                )
+            print(line)
+        if "seed" in args.workloads and name != "seed":
+            for mode, numbers in results.items():
+                print(
+                    f"{name} vs seed ({mode}): paced p50 {numbers[name]['p50'] / numbers['seed']['p50']:.2f}x, "
+                    f"back-to-back p50 {numbers[name]['b2b_p50'] / numbers['seed']['b2b_p50']:.2f}x, "
+                    f"throughput {numbers[name]['rate'] / numbers['seed']['rate']:.2f}x"
+                )
     if len(results) > 1:
         base_mode, base = next(iter(results.items()))
-        print()
         for mode, numbers in list(results.items())[1:]:
-            print(
-                f"{base_mode} vs {mode}: latency p50 {base['p50'] / numbers['p50']:.1f}x "
-                f"({base['p50']:.0f} / {numbers['p50']:.0f} ms), p95 {base['p95'] / numbers['p95']:.1f}x, "
-                f"throughput {base['rate'] / numbers['rate']:.2f}x ({base['rate']:.1f} / {numbers['rate']:.1f} jobs/s)"
-            )
+            for name in args.workloads:
+                print(
+                    f"{name}: {base_mode} vs {mode}: paced p50 {base[name]['p50'] / numbers[name]['p50']:.1f}x, "
+                    f"throughput {base[name]['rate'] / numbers[name]['rate']:.2f}x"
+                )
 
 
 if __name__ == "__main__":
