@@ -8,7 +8,7 @@ paths in both places::
     manifest.json           versions, layers and packages (made from the files present)
     pyodide/...             npm pyodide (the interpreter) and, beside it, the verified
                             Pyodide packages with the lock file cut down to them
-    plotly/plotly.min.js    npm plotly.js-dist-min
+    plotly/plotly.min.js    npm plotly.js-strict-dist-min (no eval: our pages forbid it)
     wheels/*.whl            plotly, narwhals, packaging from PyPI
     precompiled/...         the stdlib and site-packages layers, bytecode compiled
     runtime/, renderer/, viewer/, client/   our own files in web/
@@ -30,6 +30,11 @@ from shared.settings import Settings
 # `make assets` verified (build/pyodide-packages/pyodide-lock.json).
 PYODIDE_FILES = ("pyodide.mjs", "pyodide.asm.js", "pyodide.asm.wasm", "python_stdlib.zip")
 PACKAGES_LOCK = "pyodide-lock.json"
+# plotly.js's "strict" build: the same traces, with its WebGL shaders' code
+# precompiled, because the regular build compiles some (parcoords) with
+# `new Function`, which every page's CSP (no 'unsafe-eval') rightly refuses.
+PLOTLY_JS_PACKAGE = "plotly.js-strict-dist-min"
+PLOTLY_JS_FILE = "plotly-strict.min.js"
 PACKAGES_SUMMARY = "plotfarm-packages.json"
 # Made by `make assets` (web/build/precompile.mjs): bytecode compiled ahead of
 # time. `base` is in every interpreter, `preload` in the renderer's template.
@@ -79,7 +84,7 @@ class AssetStore:
     def check(self) -> None:
         """Fail early, with the command to run, when the pinned assets are missing."""
         needed = [self.modules_dir / "pyodide" / f for f in PYODIDE_FILES]
-        needed.append(self.modules_dir / "plotly.js-dist-min" / "plotly.min.js")
+        needed.append(self.plotly_js)
         needed += [self.precompiled_dir / f for f in PRECOMPILED_FILES]
         needed += [self.packages_dir / PACKAGES_LOCK, self.packages_dir / PACKAGES_SUMMARY]
         missing = [str(p) for p in needed if not p.is_file()]
@@ -90,6 +95,10 @@ class AssetStore:
         ]
         if missing:
             raise MissingAssets(f"missing web assets (run `make assets`): {', '.join(missing)}")
+
+    @property
+    def plotly_js(self) -> Path:
+        return self.modules_dir / PLOTLY_JS_PACKAGE / PLOTLY_JS_FILE
 
     def wheels(self) -> list[str]:
         return sorted(p.name for p in self.wheels_dir.glob("*.whl")) if self.wheels_dir.is_dir() else []
@@ -113,7 +122,7 @@ class AssetStore:
         wheels = self.wheels()
         return {
             "pyodide": npm_version("pyodide"),
-            "plotly_js": npm_version("plotly.js-dist-min"),
+            "plotly_js": npm_version(PLOTLY_JS_PACKAGE),
             "wheels": wheels,
             "precompiled": {
                 "stdlib": "precompiled/python_stdlib.zip",
@@ -167,7 +176,7 @@ class AssetStore:
                 return self.packages_dir / rest[0]
             return None
         if head == "plotly" and rest == ["plotly.min.js"]:
-            return self.modules_dir / "plotly.js-dist-min" / "plotly.min.js"
+            return self.plotly_js
         if head == "wheels" and len(rest) == 1 and rest[0] in self.wheels():
             return self.wheels_dir / rest[0]
         if head == "precompiled" and len(rest) == 1 and rest[0] in PRECOMPILED_FILES:

@@ -11,7 +11,7 @@ chain we need an independent answer for the same user code. This module produces
   versions inside the Pyodide runtime, so the figures are the ones Pyodide builds.
 * :class:`KaleidoOracle` renders figures to SVG with Kaleido 1.x, plotly's own static
   exporter, in Debian's Chromium and with the *same* plotly.js file the renderer serves
-  (``web/node_modules/plotly.js-dist-min/plotly.min.js``), fully offline: no CDN, no MathJax,
+  (``web/node_modules/plotly.js-strict-dist-min/plotly-strict.min.js``), fully offline: no CDN, no MathJax,
   and every http(s) request sent to a dead proxy so nothing can reach the network.
 * :func:`compare_svgs` compares two plotly.js SVGs by what must agree between two renderings
   of the same figure (trace groups per kind and subplot, subplots, axes, embedded images,
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-PLOTLY_JS = ROOT / "web" / "node_modules" / "plotly.js-dist-min" / "plotly.min.js"
+PLOTLY_JS = ROOT / "web" / "node_modules" / "plotly.js-strict-dist-min" / "plotly-strict.min.js"
 DEFAULT_CHROMIUM = "/usr/lib/chromium/chromium"
 # The renderer's default image size (web/runtime/svg.mjs); a figure's layout.width/height win.
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 700, 450
@@ -155,7 +155,7 @@ class KaleidoOracle:
         if self._kaleido is not None:
             return self
         if not self.plotly_js.is_file():
-            raise FileNotFoundError(f"{self.plotly_js} is missing: run `make assets` (npm plotly.js-dist-min)")
+            raise FileNotFoundError(f"{self.plotly_js} is missing: run `make assets` (npm plotly.js-strict-dist-min)")
         if not os.access(self.browser_path, os.X_OK):
             raise FileNotFoundError(
                 f"no Chromium at {self.browser_path}: install Debian's chromium or set BROWSER_PATH"

@@ -39,14 +39,14 @@ log = structlog.get_logger(__name__)
 # - images from blob: (the server's SVGs) and data: (plotly.js's own);
 # - plotly.js's styles: it creates an empty <style> and fills it through the
 #   CSSOM (allowed by the hash of the empty string), injects maplibre's CSS once
-#   (its hash, for the pinned plotly.js-dist-min), and sets style attributes
+#   (its hash, for the pinned plotly.js-strict-dist-min), and sets style attributes
 #   (d3's .attr("style")), which only 'unsafe-inline' for attributes allows;
 #   inline <style> elements with any other content stay blocked;
 # - Trusted Types, so every HTML-from-string sink throws; the page's one policy
 #   ("default", in client.mjs) only lets same-origin URLs become worker scripts.
 PLOTLY_STYLE_HASHES = (
     "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='",  # "" (plotly.js-style-global, filled via insertRule)
-    "'sha256-2GF9hCGTDj/GGFNlQA54jDdMGl2fvoeZmZjAvBSiAtM='",  # maplibre-gl's CSS in plotly.js-dist-min 4.1.2
+    "'sha256-ji27qzEtxXZW+7dun6UwjHXJ18e6WAin1VvNtkzIE/o='",  # maplibre-gl's CSS in plotly.js-strict-dist-min 4.1.1
 )
 CONTENT_SECURITY_POLICY = "; ".join(
     [

@@ -15,6 +15,7 @@ from playwright.sync_api import expect
 
 from services.gateway.pages import CONTENT_SECURITY_POLICY
 from tests.e2e.conftest import CHROMIUM, RECORDER, VIEWPORT, chromium_args, csp_violations, record, screenshot
+from tests.px_cases import CASES_BY_NAME
 
 pytestmark = pytest.mark.integration
 
@@ -210,6 +211,10 @@ def test_numpy_pandas_and_plotly_express_load_on_demand(client_page):
     assert run["error"] is None and run["packages"] == [], run  # already there: nothing to load
     run = run_local(page, example="numpy_surface")
     assert run["error"] is None and run["figures"] == 1, run
+
+    run = run_local(page, code=CASES_BY_NAME["parallel_coordinates"].code)  # WebGL lines, SVG axes
+    assert run["error"] is None and run["figures"] == 1, run
+    expect(page.locator("#local-plots .js-plotly-plot .parcoords")).to_have_count(1)
 
     run = run_local(page, code="import statsmodels.api as sm\n")
     assert run["error"] == "ModuleNotFoundError"

@@ -196,6 +196,42 @@ def _describe(exc, package_errors=()):
     return {"type": kind, "message": rewritten, "traceback": f"{trace}{kind}: {rewritten}\n"}
 
 
+# Modules that import packages of their own: code that imports them needs those loaded too.
+IMPLIED_IMPORTS = {
+    "plotly.express": ("numpy", "pandas"),
+    "plotly.data": ("numpy", "pandas"),
+    "plotly.figure_factory": ("numpy",),
+}
+
+
+def imports_needed(code):
+    """The top-level modules ``code`` will import, plus what those imply (plotly.express: numpy, pandas).
+
+    Read from the import statements, before the code runs, so the packages can
+    be loaded first; code that does not parse imports nothing (its SyntaxError
+    is reported when it runs).
+    """
+    import ast  # noqa: PLC0415  (only needed here)
+
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    dotted = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            dotted.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            dotted.add(node.module)
+            dotted.update(f"{node.module}.{alias.name}" for alias in node.names)
+    needed = {name.split(".")[0] for name in dotted}
+    for name in dotted:
+        for module, extra in IMPLIED_IMPORTS.items():
+            if name == module or name.startswith(module + "."):
+                needed.update(extra)
+    return sorted(needed)
+
+
 def reseed():
     """Fresh randomness for an interpreter restored from a snapshot (all copies start equal)."""
     random.seed()

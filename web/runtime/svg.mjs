@@ -10,8 +10,9 @@ export const DEFAULT_SIZE = { width: 700, height: 450 };
 export async function figureToSvg(Plotly, figureJson, { width, height } = DEFAULT_SIZE) {
   const figure = typeof figureJson === "string" ? JSON.parse(figureJson) : figureJson;
   const layout = figure.layout || {};
+  // No config, as Kaleido: plotly.js makes the export static itself.
   return Plotly.toImage(
-    { data: figure.data || [], layout, config: { staticPlot: true } },
+    { data: figure.data || [], layout },
     {
       format: "svg",
       width: layout.width || width,

@@ -62,13 +62,18 @@ async function onBoot(event) {
   const send = MessagePort.prototype.postMessage.bind(port);
   try {
     const booted = template ? await restoreInterpreter(assetBase, template) : await bootInterpreter(assetBase, makeTemplate);
-    const { pyodide, run, timings } = booted;
+    const { pyodide, capture, timings } = booted;
+    if (makeTemplate) {
+      // This worker only made the template; the host terminates it.
+      send({ type: "ready", timings, template: booted.template });
+      return;
+    }
     if (interruptBuffer) pyodide.setInterruptBuffer(new Uint8Array(interruptBuffer));
     const heap = () => pyodide._module.HEAP8.length;
-    const packages = new OnDemandPackages(pyodide, assetBase);
+    const packages = new OnDemandPackages(pyodide, assetBase, capture.imports_needed);
     sealGlobalScope(packages.gate);
-    port.onmessage = (msg) => handleRun(msg.data, { run, packages, interruptBuffer, heap, send });
-    send({ type: "ready", timings, template: booted.template });
+    port.onmessage = (msg) => handleRun(msg.data, { run: capture.run, packages, interruptBuffer, heap, send });
+    send({ type: "ready", timings });
   } catch (err) {
     send({ type: "boot-failed", message: String(err && err.stack ? err.stack : err) });
   }
@@ -112,7 +117,7 @@ async function bootInterpreter(assetBase, makeTemplate) {
   const installed = makeTemplate ? manifest.packages.preinstalled.concat(manifest.packages.preloaded) : manifest.packages.preinstalled;
   if (!makeTemplate) {
     markInstalled(pyodide, installed);
-    return { pyodide, run: capture.run, timings: { ...timings, total_ms: t3 - t0 } };
+    return { pyodide, capture, timings: { ...timings, total_ms: t3 - t0 } };
   }
 
   // Pay the first-figure costs once, so every restored copy starts warm.
@@ -140,7 +145,7 @@ async function bootInterpreter(assetBase, makeTemplate) {
   const t5 = performance.now();
   return {
     pyodide,
-    run: null,
+    capture: null,
     timings: { ...timings, warm_up_ms: t4 - t3, template_ms: t5 - t4, total_ms: t5 - t0 },
     template,
   };
@@ -190,7 +195,7 @@ async function restoreInterpreter(assetBase, shared) {
   capture.reseed();
   const t2 = performance.now();
   const timings = { scripts_ms: scriptsLoadedAt, message_ms: t0 - scriptsLoadedAt, ...marks, restore_ms: t1 - t0, import_ms: t2 - t1 };
-  return { pyodide, run: capture.run, timings: { ...timings, total_ms: t2 } };
+  return { pyodide, capture, timings: { ...timings, total_ms: t2 } };
 }
 
 /** Tell Pyodide's package loader what is already installed, so it never installs it again. */
@@ -274,40 +279,49 @@ function reopenFiles(FS, files) {
 // ---- packages on demand ------------------------------------------------------
 
 /**
- * Packages a job's imports ask for (scipy, scikit-learn, ...) and this
- * interpreter does not have yet, loaded by Pyodide's own loader from the
- * build's verified files (it checks each against the lock's sha256 again).
+ * Packages a job's imports ask for (scipy, scikit-learn, ...; numpy and pandas
+ * for plotly.express) and this interpreter does not have yet, loaded by
+ * Pyodide's own loader from the build's verified files (it checks each
+ * against the lock's sha256 again).
  *
  * The sealed worker has no fetch; while loading, `gate` lends Pyodide one
  * that reaches only those package files, and only before the job's code runs.
  */
 class OnDemandPackages {
-  constructor(pyodide, assetBase) {
+  constructor(pyodide, assetBase, importsNeeded) {
     this.pyodide = pyodide;
+    this.importsNeeded = importsNeeded;
     this.prefix = new URL("pyodide/", assetBase).href;
     const fetch = self.fetch.bind(self);
+    const prefix = this.prefix;
     let open = false;
     this.gate = {
       get fetch() {
-        return open ? (input, init) => fetch(this.allowed(input), init) : undefined;
-      },
-      allowed: (input) => {
-        const url = new URL(String(input), this.prefix).href;
-        if (!url.startsWith(this.prefix) || url.slice(this.prefix.length).includes("/")) {
-          throw new TypeError("plotfarm: only package files may be fetched");
-        }
-        return url;
+        return open ? (input, init) => fetch(packageUrl(input), init) : undefined;
       },
       open: (value) => (open = value),
     };
+    function packageUrl(input) {
+      const url = new URL(String(input), prefix).href;
+      if (!url.startsWith(prefix) || url.slice(prefix.length).includes("/")) {
+        throw new TypeError("plotfarm: only package files may be fetched");
+      }
+      return url;
+    }
   }
 
-  /** Load what `code` imports; resolves with the names loaded and any loading errors. */
+  /** Load what `code` will import; resolves with the packages loaded and any loading errors. */
   async forCode(code) {
+    const byImport = this.pyodide._api._import_name_to_package_name;
+    const imports = this.importsNeeded(code);
+    const wanted = new Set(imports.toJs().map((name) => byImport.get(name)).filter(Boolean));
+    imports.destroy();
+    const missing = [...wanted].filter((name) => !this.pyodide.loadedPackages[name]);
+    if (!missing.length) return { names: [], errors: [] };
     const errors = [];
     this.gate.open(true);
     try {
-      const loaded = await this.pyodide.loadPackagesFromImports(code, {
+      const loaded = await this.pyodide.loadPackage(missing, {
         messageCallback: () => {},
         errorCallback: (message) => errors.push(message),
         checkIntegrity: true,
