@@ -91,3 +91,11 @@ def test_sys_exit_zero_is_not_a_failure(capture):
 def test_imported_bytecode_names_cached_files(capture):
     paths = capture.imported_bytecode()
     assert paths and all(path.endswith(".pyc") and not path.startswith("//") for path in paths)
+
+
+def test_imports_needed_reads_imports_and_what_plotly_express_implies(capture):
+    code = "import plotly.express as px\nfrom scipy import stats\nimport os.path\nfrom . import x\n"
+    assert capture.imports_needed(code) == ["numpy", "os", "pandas", "plotly", "scipy"]
+    assert capture.imports_needed("from plotly import express as px") == ["numpy", "pandas", "plotly"]
+    assert capture.imports_needed("import plotly.graph_objects as go") == ["plotly"]
+    assert capture.imports_needed("def broken(:") == []
