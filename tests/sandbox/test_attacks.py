@@ -154,12 +154,21 @@ ATTACKS = [
         timeout_s=40,
     ),
     # --- numpy and pandas: C code, big buffers, their own I/O ------------------
+    # 80 GB: larger than a 32-bit (wasm32) address space can even describe.
     Attack(
         "numpy_huge_allocation",
         "import numpy as np\nnp.ones((10**5, 10**5))",
         "failed",
+        "ValueError",
+        message="array is too big",
+    ),
+    Attack(
+        "numpy_exhausts_the_heap",
+        "import numpy as np\nblocks = [np.ones(2**27) for _ in range(8)]",
+        "failed",
         "MemoryError",
         message="Unable to allocate",
+        timeout_s=40,
     ),
     Attack(
         "numpy_grow_to_gigabytes",

@@ -147,3 +147,24 @@ class _with_key:
 
     def get(self, *args, **kwargs):
         return self._session.get(*args, headers=self._headers, **kwargs)
+
+
+async def test_an_interpreter_numpy_grew_to_gigabytes_is_discarded_even_when_reuse_is_allowed(reuse_stacks):
+    """Under `none` a job that leaves 1.5 GiB of numpy arrays behind must not hand that interpreter on."""
+    _, none_stack = reuse_stacks
+    grow = (
+        "import builtins, numpy as np\nbuiltins.KEPT = [np.ones(2**27), np.ones(2**26)]\nbuiltins.LEAKED = 'grown'"
+        + SHOW
+    )
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+        api = Api(session, none_stack.processes["gateway"].url)
+        assert (await api.render(PLANT))["status"] == "done"
+        assert (await api.render(PROBE))["stdout"].strip() == "planted"  # reused while small
+        grown = await api.render(grow, timeout_s=30)
+        assert grown["status"] == "done", grown.get("error")
+        probed = await api.render(
+            PROBE + "\nimport js\nprint(js.Math.round(__import__('pyodide_js')._module.HEAP8.length / 2**20))"
+        )
+    lines = probed["stdout"].split()
+    assert lines[0] == "clean", probed["stdout"]  # a fresh interpreter, not the grown one
+    assert int(lines[1]) < 1024, f"the next job's interpreter has a {lines[1]} MiB heap"
