@@ -1,42 +1,36 @@
-"""Connections to RabbitMQ: confirmed publishing, and following the events stream.
+"""The connection to RabbitMQ that publishes (with confirms) and consumes.
 
 :class:`Broker` is a robust (self-reconnecting) connection with one
-publisher-confirm channel and the topology declared on it; aio-pika re-declares
-the topology and resumes consumers after a reconnect.
+publisher-confirm channel and the topology declared on it; aio-pika
+re-declares the topology and resumes consumers after a reconnect. Reading the
+events stream is another matter (shared/events.py).
 
-:class:`EventFollower` reads the events stream. A stream consumer must not be
-restored blindly (aio-pika would restart it from the offset it first asked
-for), so it runs its own loop: connect, consume from the offset after the last
-event it handled, and on any loss (connection, channel or consumer) start
-again from there.
+Connecting is retried forever (a service waits for its broker, saying so at
+every attempt); a broker that *refuses* the topology, because a queue exists
+with other arguments, is not waited for: :class:`~shared.topology.TopologyRefused`
+names the queue and the argument, :attr:`Broker.problem` keeps it for
+``/readyz``, and the service decides (the renderer exits, the gateway answers
+503 and stays not ready).
 """
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import aio_pika
 import structlog
-from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from pydantic import BaseModel
 
 from shared import topology
-from shared.messages import JobEvent, RenderJob, parse_event
+from shared.messages import JobEvent, RenderJob
+from shared.retry import Backoff, retry
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
-RECONNECT_DELAYS = (0.5, 1, 2, 5)
-# Finding the stream's end: stop reading at a pause this long, or after this long in all.
-END_OFFSET_PAUSE_S = 0.3
-END_OFFSET_READ_S = 2.0
-# A follower that received nothing for STALL_CHECK_S peeks (for up to STALL_PEEK_S) for
-# an event it has not received; if there is one and it has still not arrived after
-# STALL_CONFIRM_S, the follower follows again from where it was.
-STALL_CHECK_S = 15.0
-STALL_PEEK_S = 1.0
-STALL_CONFIRM_S = 3.0
+CONNECT_BACKOFF = Backoff(first_s=0.5, max_s=5.0)
 
 
 class BrokerUnavailable(Exception):
@@ -53,37 +47,81 @@ def persistent_message(model: BaseModel, *, message_id: str, **headers) -> aio_p
     )
 
 
+@dataclass
+class Subscription:
+    """A consumer of one queue on a channel of its own (see :meth:`Broker.consume`)."""
+
+    channel: AbstractChannel
+    queue: AbstractQueue
+    tag: str
+
+    async def cancel(self) -> None:
+        """Take no more messages; the ones in hand can still be acked."""
+        with contextlib.suppress(Exception):
+            await self.queue.cancel(self.tag)
+
+    async def close(self) -> None:
+        """Close the channel: RabbitMQ requeues every message taken but not acked."""
+        with contextlib.suppress(Exception):
+            await self.channel.close()
+
+
 class Broker:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.connection: AbstractRobustConnection | None = None
         self.channel = None
         self.topology: topology.Topology | None = None
+        self.problem: str | None = "not connected yet"
 
     async def connect(self) -> "Broker":
-        """Connect, waiting (with capped backoff) until the broker answers."""
-        for attempt in range(1, 1_000_000):
-            try:
-                self.connection = await aio_pika.connect_robust(
-                    self.settings.amqp_url, timeout=10, reconnect_interval=1
-                )
-                break
-            except (OSError, aio_pika.exceptions.AMQPConnectionError) as exc:
-                delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS)) - 1]
-                log.warning("broker unreachable, retrying", error=str(exc), attempt=attempt, retry_in_s=delay)
-                await asyncio.sleep(delay)
-        self.channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
-        self.topology = await topology.declare(self.channel, self.settings)
+        """Connect and declare the topology, retrying forever; a refused topology is raised at once."""
+        await retry(
+            self._connect_once,
+            what=f"connect to RabbitMQ at {self.settings.amqp_url.split('@')[-1]}",
+            attempts=None,
+            backoff=CONNECT_BACKOFF,
+            give_up_on=(topology.TopologyRefused,),
+        )
+        self.problem = None
         return self
+
+    async def _connect_once(self) -> None:
+        connection = None
+        try:
+            connection = await aio_pika.connect_robust(self.settings.amqp_url, timeout=10, reconnect_interval=1)
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            self.topology = await topology.declare(channel, self.settings)
+        except topology.TopologyRefused as exc:
+            self.problem = str(exc)
+            log.error("RabbitMQ refused plotfarm's topology", problem=str(exc))
+            await self._close_quietly(connection)
+            raise
+        except BaseException as exc:
+            self.problem = f"connecting: {exc!r}"
+            await self._close_quietly(connection)
+            raise
+        self.connection, self.channel = connection, channel
+
+    @staticmethod
+    async def _close_quietly(connection) -> None:
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.close()
 
     @property
     def ready(self) -> bool:
-        return (
-            self.connection is not None
-            and self.connection.connected.is_set()
-            and self.channel is not None
-            and not self.channel.is_closed
-        )
+        return self.not_ready_because() is None
+
+    def not_ready_because(self) -> str | None:
+        """Why this broker connection cannot be used now, or None when it can (for ``/readyz``)."""
+        if self.problem:
+            return self.problem
+        if self.connection is None or not self.connection.connected.is_set():
+            return "connection to RabbitMQ lost; reconnecting"
+        if self.channel is None or self.channel.is_closed:
+            return "publishing channel closed; reopening"
+        return None
 
     async def publish_job(self, job: RenderJob) -> None:
         message = persistent_message(job, message_id=job.job_id)
@@ -94,8 +132,8 @@ class Broker:
 
     async def _publish(self, exchange_name: str, message: aio_pika.Message, routing_key: str) -> None:
         """Publish and wait for the broker's confirm, or raise BrokerUnavailable."""
-        if not self.ready:
-            raise BrokerUnavailable("not connected to RabbitMQ")
+        if reason := self.not_ready_because():
+            raise BrokerUnavailable(reason)
         exchange = getattr(self.topology, exchange_name)
         try:
             await asyncio.wait_for(
@@ -108,205 +146,25 @@ class Broker:
         except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
             raise BrokerUnavailable(f"lost the connection to RabbitMQ: {exc}") from exc
 
+    async def consume(
+        self,
+        queue: str,
+        callback: Callable[[AbstractIncomingMessage], Awaitable[None]],
+        *,
+        prefetch: int,
+    ) -> Subscription:
+        """Consume one of the topology's queues (``"jobs_queue"``, ``"dead_letter_queue"``) with manual ack.
+
+        The queue is declared on the subscription's own channel, so after a
+        reconnect aio-pika re-declares it and resumes the consumer.
+        """
+        channel = await self.connection.channel()
+        await channel.set_qos(prefetch_count=prefetch)
+        declared = await topology.declare(channel, self.settings)
+        subscribed = getattr(declared, queue)
+        tag = await subscribed.consume(callback)
+        return Subscription(channel, subscribed, tag)
+
     async def close(self) -> None:
         if self.connection is not None:
             await self.connection.close()
-
-
-EventHandler = Callable[[JobEvent, int], Awaitable[None] | None]
-
-
-class EventFollower:
-    """Reads the events stream from ``start`` and calls ``handler(event, offset)`` for each.
-
-    ``caught_up`` is set once the replay reached the stream's end as it was
-    when following began, so a service can wait for its history before it
-    answers questions about old jobs.
-    """
-
-    def __init__(self, settings: Settings, handler: EventHandler, *, start: str | int = "first"):
-        self.settings = settings
-        self.handler = handler
-        self.next_offset: str | int = start
-        self.last_offset: int | None = None
-        self.connected = asyncio.Event()
-        self.caught_up = asyncio.Event()
-        self._last_delivery = 0.0  # event-loop time
-        self._task: asyncio.Task | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="event-follower")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        failures = 0  # in a row, without having followed in between
-        while True:
-            try:
-                await self._follow_once()
-            except asyncio.CancelledError:
-                if asyncio.current_task().cancelling():
-                    raise  # stop() asked for it
-                # aiormq can surface a connection teardown as CancelledError: that
-                # is a lost connection like any other, not a reason to stop following.
-                error = "CancelledError from the AMQP client"
-            except Exception as exc:  # noqa: BLE001  (any failure: reconnect and resume)
-                error = repr(exc)
-            failures = 1 if self.connected.is_set() else failures + 1
-            self.connected.clear()
-            delay = RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS)) - 1]
-            log.warning("events stream lost, resuming", error=error, resume_from=self.next_offset, retry_in_s=delay)
-            await asyncio.sleep(delay)
-
-    async def _follow_once(self) -> None:
-        """Follow the stream on one connection until the connection, the channel or the consumer is lost."""
-        connection = await aio_pika.connect(self.settings.amqp_url, timeout=10)
-        async with connection:
-            lost = asyncio.get_running_loop().create_future()
-
-            def mark_lost(reason: str) -> None:
-                if not lost.done():
-                    lost.set_result(reason)
-
-            connection.close_callbacks.add(lambda *_: mark_lost("connection closed"))
-            channel = await connection.channel()
-            channel.close_callbacks.add(lambda *_: mark_lost("channel closed"))
-            underlay = await channel.get_underlay_channel()
-            # The broker may cancel a consumer (basic.cancel, e.g. when the queue
-            # or its member on this node goes away) and keep the connection open;
-            # without this the follower would wait forever on a consumer that is gone.
-            underlay.on_consumer_cancel_callbacks.add(lambda *_: mark_lost("consumer cancelled by the broker"))
-            await channel.set_qos(prefetch_count=500)
-            declared = await topology.declare(channel, self.settings)
-            stream = declared.events_stream
-            end = await self._end_offset(connection)
-            if end is None or (self.last_offset is not None and self.last_offset >= end):
-                self.caught_up.set()
-            tag = await stream.consume(
-                functools.partial(self._on_message, end=end), arguments={"x-stream-offset": self.next_offset}
-            )
-            self.connected.set()
-            log.info("following events stream", stream=stream.name, offset=self.next_offset)
-            watchdog = asyncio.create_task(self._watch_for_stall(connection, mark_lost))
-            try:
-                reason = await lost
-            finally:
-                watchdog.cancel()
-                if not channel.is_closed:
-                    with contextlib.suppress(Exception):
-                        await stream.cancel(tag)
-            raise ConnectionError(reason)
-
-    async def _watch_for_stall(self, connection, mark_lost: Callable[[str], None]) -> None:
-        """Give up on a consumer that has gone quiet while the stream holds events past it.
-
-        The broker is expected to deliver or cancel, but a consumer attached
-        while a restarted stream was still coming up could in principle sit
-        silent forever; following again from ``next_offset`` costs nothing, so
-        the follower does not rely on the broker for this. While events arrive
-        it does nothing; when idle it peeks at one message, every STALL_CHECK_S.
-        """
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(STALL_CHECK_S)
-            if loop.time() - self._last_delivery < STALL_CHECK_S:
-                continue
-            try:
-                pending = await self._peek_unreceived(connection)
-            except Exception as exc:  # noqa: BLE001  (the stream or connection is in trouble: follow again)
-                mark_lost(f"stall check failed: {exc!r}")
-                return
-            if pending is None:
-                continue
-            await asyncio.sleep(STALL_CONFIRM_S)
-            if not isinstance(self.next_offset, int) or self.next_offset <= pending:
-                mark_lost(f"stalled: event {pending} is in the stream but never arrived")
-                return
-
-    async def _peek_unreceived(self, connection) -> int | None:
-        """The offset of an event at or after ``next_offset``, or None when the stream has none yet."""
-        found = asyncio.get_running_loop().create_future()
-
-        def first(offset: int) -> None:
-            if not found.done():
-                found.set_result(offset)
-
-        async with self._side_reader(connection, self.next_offset, prefetch=1, on_offset=first):
-            try:
-                return await asyncio.wait_for(asyncio.shield(found), STALL_PEEK_S)
-            except TimeoutError:
-                return None
-
-    async def _end_offset(self, connection) -> int | None:
-        """The offset of the stream's last message about now, or None when it is empty.
-
-        Consuming from "last" starts at the beginning of the last chunk, so read
-        until the deliveries pause, then cancel. While events keep arriving
-        there is no pause, so the reading stops after END_OFFSET_READ_S at the
-        latest: the answer is then a little past the end, which only delays
-        ``caught_up`` by the messages published meanwhile.
-        """
-        offsets: list[int] = []
-        got = asyncio.Event()
-
-        def remember(offset: int) -> None:
-            offsets.append(offset)
-            got.set()
-
-        async with self._side_reader(connection, "last", prefetch=1000, on_offset=remember):
-            deadline = asyncio.get_running_loop().time() + END_OFFSET_READ_S
-            while asyncio.get_running_loop().time() < deadline:
-                got.clear()
-                try:
-                    await asyncio.wait_for(got.wait(), END_OFFSET_PAUSE_S)
-                except TimeoutError:
-                    break
-        return max(offsets) if offsets else None
-
-    @contextlib.asynccontextmanager
-    async def _side_reader(self, connection, start: str | int, *, prefetch: int, on_offset: Callable[[int], None]):
-        """A short-lived second consumer of the stream from ``start``, reporting each delivery's offset.
-
-        Deliveries are acked (never rejected: streams close the connection on
-        basic.reject); the consumer and its channel go when the block ends.
-        """
-        channel = await connection.channel()
-        try:
-            await channel.set_qos(prefetch_count=prefetch)
-            stream = await channel.get_queue(topology.Names(self.settings.namespace).events_stream, ensure=False)
-
-            async def report(message: AbstractIncomingMessage) -> None:
-                on_offset(int(message.headers["x-stream-offset"]))
-                await message.ack()
-
-            tag = await stream.consume(report, arguments={"x-stream-offset": start})
-            try:
-                yield
-            finally:
-                await stream.cancel(tag)
-        finally:
-            await channel.close()
-
-    async def _on_message(self, message: AbstractIncomingMessage, end: int | None) -> None:
-        self._last_delivery = asyncio.get_running_loop().time()
-        offset = int(message.headers["x-stream-offset"])
-        try:
-            event = parse_event(message.body)
-        except ValueError as exc:
-            log.warning("skipping malformed event", offset=offset, error=str(exc))
-        else:
-            try:
-                result = self.handler(event, offset)
-                if asyncio.iscoroutine(result):
-                    await result
-            except Exception:  # noqa: BLE001  (an unacked event would stall the stream after `prefetch` of them)
-                log.exception("event handler failed, skipping the event", offset=offset, job_id=event.job_id)
-        self.last_offset = offset
-        self.next_offset = offset + 1
-        await message.ack()
-        if end is not None and offset >= end:
-            self.caught_up.set()

@@ -2,9 +2,13 @@
 
 ``/healthz`` answers 200 while the process's event loop runs (liveness).
 ``/readyz`` answers 200 only when every named check passes (readiness), else
-503 with the checks that failed, so a load balancer or compose healthcheck
-sends no work to an instance that cannot do it yet. A service may add
-``/stats`` (JSON numbers for operators and ``make bench``).
+503, so a load balancer or compose healthcheck sends no work to an instance
+that cannot do it yet; each check says why it fails::
+
+    {"ready": false, "checks": {"broker": "PRECONDITION_FAILED - inequivalent arg ...", "events": "ok"}}
+
+A check returns None when all is well and the reason otherwise. A service
+may add ``/stats`` (JSON numbers for operators and ``make bench``).
 """
 
 from collections.abc import Awaitable, Callable
@@ -13,7 +17,12 @@ from aiohttp import web
 
 from shared.service import serve
 
-Checks = dict[str, Callable[[], bool]]
+Checks = dict[str, Callable[[], str | None]]
+
+
+def when(condition: Callable[[], bool], reason: str) -> Callable[[], str | None]:
+    """A check from a yes/no condition and what to say when it is no."""
+    return lambda: None if condition() else reason
 
 
 def add_health_routes(app: web.Application, checks: Checks) -> None:
@@ -21,8 +30,9 @@ def add_health_routes(app: web.Application, checks: Checks) -> None:
         return web.json_response({"status": "alive"})
 
     async def readyz(_request: web.Request) -> web.Response:
-        results = {name: bool(check()) for name, check in checks.items()}
-        ready = all(results.values())
+        reasons = {name: check() for name, check in checks.items()}
+        ready = all(reason is None for reason in reasons.values())
+        results = {name: reason or "ok" for name, reason in reasons.items()}
         return web.json_response({"ready": ready, "checks": results}, status=200 if ready else 503)
 
     app.router.add_get("/healthz", healthz)

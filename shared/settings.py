@@ -2,7 +2,8 @@
 
 One class for all services keeps the names consistent: the gateway and the
 renderer must agree on limits, the broker URL and the namespace, so they read
-them from the same place. The README's configuration table mirrors this file.
+them from the same place. Every field says what it does; the README's
+configuration table mirrors this file (a unit test keeps it complete).
 """
 
 import os
@@ -11,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -22,10 +23,10 @@ def _default_renderer_id() -> str:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PLOTFARM_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PLOTFARM_", extra="ignore", populate_by_name=True)
 
     # Broker
-    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    amqp_url: str = Field("amqp://guest:guest@127.0.0.1:5672/", description="The RabbitMQ every service uses.")
     namespace: str = Field(
         "plotfarm",
         pattern=r"^[A-Za-z0-9_.-]{1,100}$",
@@ -38,43 +39,67 @@ class Settings(BaseSettings):
     max_queued_jobs: int = Field(100_000, ge=1, description="Jobs queue length; beyond it the gateway answers 503.")
     events_max_age: str = Field("7D", description="Retention of the events stream (RabbitMQ x-max-age).")
     events_max_bytes: int = Field(1_000_000_000, ge=1_000_000, description="Retention of the events stream, bytes.")
+    events_prefetch: int = Field(
+        500, ge=1, description="Events a gateway or viewer may have unacked while it folds them in."
+    )
 
     # Gateway
-    gateway_host: str = "0.0.0.0"
-    gateway_port: int = 3000
-    public_gateway_url: str = "http://localhost:3000"
-    public_viewer_url: str = "http://localhost:8000"
-    gateway_cache_bytes: int = Field(
-        256_000_000, ge=1_000_000, description="Results kept in the gateway's memory, newest first."
+    gateway_host: str = Field("0.0.0.0", description="Address the gateway listens on.")
+    gateway_port: int = Field(3000, description="Port the gateway listens on.")
+    public_gateway_url: str = Field("http://localhost:3000", description="Base of the URLs the gateway hands out.")
+    public_viewer_url: str = Field("http://localhost:8000", description="Base of the viewer links.")
+    results_cache_bytes: int = Field(
+        256_000_000,
+        ge=1_000_000,
+        validation_alias=AliasChoices("PLOTFARM_RESULTS_CACHE_BYTES", "PLOTFARM_GATEWAY_CACHE_BYTES"),
+        description="Results a gateway or viewer keeps in memory, oldest finished dropped first "
+        "(PLOTFARM_GATEWAY_CACHE_BYTES, its old name, still works).",
     )
     max_wait_s: float = Field(120.0, gt=0, description="Longest long-poll a client may ask for (?wait=).")
+    retry_after_s: int = Field(5, ge=1, description="Retry-After sent with a 503 when the broker cannot take a job.")
     api_keys: str = Field("", description="Comma-separated API keys, each `tenant=key` or a bare key; empty = open.")
     api_keys_file: Path | None = Field(None, description="A file of API keys, one `tenant=key` (or key) per line.")
     rate_limit_per_minute: int = Field(600, ge=0, description="Job submissions per tenant (or client IP); 0 = off.")
     rate_limit_burst: int = Field(200, ge=1, description="Submissions allowed at once before the rate applies.")
 
     # Viewer
-    viewer_host: str = "0.0.0.0"
-    viewer_port: int = 8000
+    viewer_host: str = Field("0.0.0.0", description="Address the viewer listens on.")
+    viewer_port: int = Field(8000, description="Port the viewer listens on.")
     viewer_history: int = Field(500, ge=100, description="Results the viewer keeps for newly opened pages.")
     viewer_require_key: bool = Field(
         False, description="With API keys set, the viewer asks for one and shows only that key's tenant's jobs."
     )
+    viewer_catch_up_wait_s: float = Field(
+        20.0,
+        gt=0,
+        description="A page (re)connecting while the viewer still replays the stream waits this long for the replay.",
+    )
+    viewer_outbox_size: int = Field(
+        2000, ge=10, description="Changes queued for one page; a page that falls further behind is told to reconnect."
+    )
+    websocket_heartbeat_s: float = Field(15.0, gt=0, description="Ping interval of the viewer's WebSockets.")
 
     # Jobs and their limits
-    max_code_bytes: int = 64 * 1024
-    default_timeout_s: float = Field(10.0, gt=0)
-    max_timeout_s: float = Field(60.0, gt=0)
-    default_width: int = 700
-    default_height: int = 450
-    max_figures: int = 20
+    max_code_bytes: int = Field(64 * 1024, ge=1, description="Largest `code`, in UTF-8 bytes.")
+    default_timeout_s: float = Field(10.0, gt=0, description="A job's time limit when it asks for none.")
+    max_timeout_s: float = Field(60.0, gt=0, description="The longest time limit a job may ask for.")
+    default_width: int = Field(700, ge=50, description="Figure width when neither the job nor the figure sets one.")
+    default_height: int = Field(450, ge=50, description="Figure height when neither the job nor the figure sets one.")
+    max_figures: int = Field(20, ge=1, description="Figures one job may show.")
     max_figure_bytes: int = Field(8_000_000, description="JSON of one captured figure.")
     max_svg_bytes: int = Field(8_000_000, description="One rendered SVG.")
     max_result_bytes: int = Field(32_000_000, description="A whole result message; RabbitMQ's own limit is 128 MiB.")
     max_output_chars: int = Field(64_000, description="Captured stdout and stderr, each.")
 
     # Renderer
-    renderer_id: str = Field(default_factory=_default_renderer_id)
+    renderer_id: str = Field(default_factory=_default_renderer_id, description="Renderer name in results and logs.")
+    renderers: int = Field(
+        1,
+        ge=0,
+        le=64,
+        validation_alias=AliasChoices("PLOTFARM_RENDERERS", "RENDERERS"),
+        description="Renderers `make run` starts (RENDERERS=N make run).",
+    )
     renderer_concurrency: int = Field(2, ge=1, le=32, description="Jobs in flight per renderer (= prefetch).")
     isolation: Literal["job", "tenant", "none"] = Field(
         "job",
@@ -87,7 +112,13 @@ class Settings(BaseSettings):
         1024, ge=128, description="V8 heap per JavaScript context; a job exhausting it crashes its page, not the host."
     )
     interrupt_grace_s: float = Field(1.0, gt=0, description="From interrupt to worker.terminate().")
+    page_allowance_s: float = Field(
+        15.0,
+        gt=0,
+        description="Beyond a job's limit and the grace: time to get an interpreter and make SVGs before the page counts as hung.",
+    )
     boot_timeout_s: float = Field(120.0, gt=0, description="Longest an interpreter may take to boot.")
+    renderer_health_host: str = Field("0.0.0.0", description="Address of the renderer's health server.")
     renderer_health_port: int = Field(8001, ge=0, description="Liveness/readiness HTTP port; 0 turns it off.")
     shutdown_grace_s: float = Field(30.0, ge=0, description="On SIGTERM, time for in-flight jobs to finish.")
     chromium_path: str = Field("", description="Chromium binary; found automatically when empty.")
@@ -99,21 +130,15 @@ class Settings(BaseSettings):
     )
 
     # Paths and logging
-    web_dir: Path = PROJECT_ROOT / "web"
-    wheels_dir: Path = PROJECT_ROOT / "build" / "wheels"
-    log_format: Literal["auto", "console", "json"] = "auto"
-    log_level: str = "INFO"
-
-    def job_limits(self) -> dict[str, int]:
-        """The output limits a renderer hands to the interpreter."""
-        return {
-            "max_figures": self.max_figures,
-            "max_figure_bytes": self.max_figure_bytes,
-            "max_svg_bytes": self.max_svg_bytes,
-            "max_output_chars": self.max_output_chars,
-            # Leave room in the result for the SVGs, which are bigger than the JSON.
-            "max_total_figure_bytes": self.max_result_bytes // 4,
-        }
+    web_dir: Path = Field(PROJECT_ROOT / "web", description="Our web files, with node_modules from `make assets`.")
+    wheels_dir: Path = Field(
+        PROJECT_ROOT / "build" / "wheels",
+        description="The PyPI wheels; the verified Pyodide packages and the precompiled layers sit beside it.",
+    )
+    log_format: Literal["auto", "console", "json"] = Field(
+        "auto", description="console, json, or auto (console on a terminal, JSON otherwise)."
+    )
+    log_level: str = Field("INFO", description="Lowest level logged.")
 
 
 @lru_cache

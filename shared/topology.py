@@ -23,6 +23,11 @@ Why these types:
 
 Every name starts with the settings' namespace, so test runs on a shared
 broker cannot see each other; :func:`delete` removes one namespace's objects.
+
+If RabbitMQ already has one of these queues or exchanges with other
+arguments, it refuses the declaration; :func:`declare` turns that into
+:class:`TopologyRefused`, whose message names the queue and the argument,
+because no amount of retrying fixes it.
 """
 
 from dataclasses import dataclass
@@ -33,6 +38,10 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from shared.settings import Settings
 
 JOBS_ROUTING_KEY = "render"
+
+
+class TopologyRefused(Exception):
+    """RabbitMQ refused a declaration: the object exists with other arguments (an operator must act)."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +108,22 @@ def events_stream_arguments(settings: Settings) -> dict:
 
 
 async def declare(channel: AbstractChannel, settings: Settings) -> Topology:
-    """Declare (idempotently) every exchange and queue plotfarm uses."""
+    """Declare (idempotently) every exchange and queue plotfarm uses; TopologyRefused if RabbitMQ will not."""
+    try:
+        return await _declare(channel, settings)
+    except aio_pika.exceptions.ChannelPreconditionFailed as exc:
+        reply = str(exc.args[0] if exc.args else exc)
+        raise TopologyRefused(
+            f"{reply}. plotfarm declares it with {_expected(settings)}; delete the existing queue or exchange "
+            "(it may hold jobs), or set PLOTFARM_NAMESPACE to use other names"
+        ) from exc
+
+
+def _expected(settings: Settings) -> str:
+    return f"jobs queue arguments {jobs_queue_arguments(settings)}, events stream arguments {events_stream_arguments(settings)}"
+
+
+async def _declare(channel: AbstractChannel, settings: Settings) -> Topology:
     names = Names(settings.namespace)
     jobs_exchange = await channel.declare_exchange(names.jobs_exchange, aio_pika.ExchangeType.DIRECT, durable=True)
     dlx = await channel.declare_exchange(names.dead_letter_exchange, aio_pika.ExchangeType.FANOUT, durable=True)

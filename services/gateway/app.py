@@ -15,8 +15,9 @@ from aiohttp import web
 from services.gateway.access import CALLER, ApiKeys, RateLimiter, access_middleware
 from services.gateway.pages import AssetStore, add_page_routes
 from services.gateway.validation import InvalidRequest, parse_job_request, request_body_limit
-from shared.broker import Broker, BrokerUnavailable, EventFollower
-from shared.health import add_health_routes
+from shared.broker import Broker, BrokerUnavailable
+from shared.events import EventFollower
+from shared.health import add_health_routes, when
 from shared.jobs import JobIndex, JobRecord
 from shared.messages import JobQueued, RenderJob
 from shared.settings import Settings
@@ -30,8 +31,6 @@ FOLLOWER = web.AppKey("follower", EventFollower)
 KEYS = web.AppKey("keys", ApiKeys)
 API_PREFIXES = ("/api/", "/execute")
 
-RETRY_AFTER_S = "5"
-
 
 @web.middleware
 async def json_errors(request: web.Request, handler):
@@ -43,7 +42,7 @@ async def json_errors(request: web.Request, handler):
         return web.json_response(
             {"error": f"the job was not accepted: {exc}; retry later"},
             status=503,
-            headers={"Retry-After": RETRY_AFTER_S},
+            headers={"Retry-After": str(request.app[SETTINGS].retry_after_s)},
         )
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -197,6 +196,11 @@ def create_app(settings: Settings, broker: Broker, index: JobIndex, follower: Ev
     app.router.add_post("/execute", execute)
     add_page_routes(app, settings, AssetStore(settings))
     add_health_routes(
-        app, {"broker": lambda: broker.ready, "events": follower.connected.is_set, "history": follower.caught_up.is_set}
+        app,
+        {
+            "broker": broker.not_ready_because,
+            "events": follower.not_ready_because,
+            "history": when(follower.caught_up.is_set, "still reading the events stream's history"),
+        },
     )
     return app

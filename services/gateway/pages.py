@@ -28,7 +28,9 @@ import structlog
 from aiohttp import web
 
 from shared.assets import AssetStore
+from shared.page_contract import OutputLimits
 from shared.settings import PROJECT_ROOT, Settings
+from shared.web_security import LOCKED_DOWN, content_security_policy, security_headers
 
 log = structlog.get_logger(__name__)
 
@@ -48,34 +50,20 @@ PLOTLY_STYLE_HASHES = (
     "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='",  # "" (plotly.js-style-global, filled via insertRule)
     "'sha256-ji27qzEtxXZW+7dun6UwjHXJ18e6WAin1VvNtkzIE/o='",  # maplibre-gl's CSS in plotly.js-strict-dist-min 4.1.1
 )
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'none'",
-        "script-src 'self' 'wasm-unsafe-eval'",
-        "worker-src 'self'",
-        "connect-src 'self'",
-        "img-src 'self' blob: data:",
-        "style-src 'self'",
-        f"style-src-elem 'self' {' '.join(PLOTLY_STYLE_HASHES)}",
-        "style-src-attr 'unsafe-inline'",
-        "base-uri 'none'",
-        "form-action 'none'",
-        "frame-ancestors 'none'",
-        "require-trusted-types-for 'script'",
-        "trusted-types default",
-    ]
+CONTENT_SECURITY_POLICY = content_security_policy(
+    "default-src 'none'",
+    "script-src 'self' 'wasm-unsafe-eval'",
+    "worker-src 'self'",
+    "connect-src 'self'",
+    "img-src 'self' blob: data:",
+    "style-src 'self'",
+    f"style-src-elem 'self' {' '.join(PLOTLY_STYLE_HASHES)}",
+    "style-src-attr 'unsafe-inline'",
+    *LOCKED_DOWN,
+    "require-trusted-types-for 'script'",
+    "trusted-types default",
 )
-ISOLATION_HEADERS = {
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Embedder-Policy": "require-corp",
-    "Cross-Origin-Resource-Policy": "same-origin",
-}
-COMMON_HEADERS = {
-    **ISOLATION_HEADERS,
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
+COMMON_HEADERS = security_headers(CONTENT_SECURITY_POLICY, cross_origin_isolated=True)
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 # What the page may load under /assets/{build}/: whatever the AssetStore serves
@@ -158,7 +146,7 @@ class ClientPages:
                 "examples": load_examples(),
                 "timeoutMs": int(settings.max_timeout_s * 1000),
                 "graceMs": int(settings.interrupt_grace_s * 1000),
-                "limits": settings.job_limits(),
+                "limits": OutputLimits.from_settings(settings).model_dump(),
                 "serverWaitS": min(30, settings.max_wait_s),
             }
             html = template.body.decode()

@@ -11,40 +11,33 @@ from their own script's response) and the cross-origin-isolation headers
 that give workers the SharedArrayBuffer used to interrupt runaway code.
 """
 
+import asyncio
+
 from aiohttp import web
 
 from shared.assets import AssetStore
+from shared.web_security import LOCKED_DOWN, content_security_policy, security_headers
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'none'",
-        "script-src 'self' 'wasm-unsafe-eval'",
-        "worker-src 'self'",
-        "connect-src 'self'",
-        "img-src 'self' data: blob:",
-        "style-src 'self' 'unsafe-inline'",
-        "font-src 'self' data:",
-        "base-uri 'none'",
-        "form-action 'none'",
-        "frame-ancestors 'none'",
-    ]
+CONTENT_SECURITY_POLICY = content_security_policy(
+    "default-src 'none'",
+    "script-src 'self' 'wasm-unsafe-eval'",
+    "worker-src 'self'",
+    "connect-src 'self'",
+    "img-src 'self' data: blob:",
+    "style-src 'self' 'unsafe-inline'",
+    "font-src 'self' data:",
+    *LOCKED_DOWN,
 )
-ISOLATION_HEADERS = {
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Embedder-Policy": "require-corp",
-    "Cross-Origin-Resource-Policy": "same-origin",
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Cache-Control": "no-store",
-}
+HEADERS = {**security_headers(CONTENT_SECURITY_POLICY, cross_origin_isolated=True), "Cache-Control": "no-store"}
 
 
 def make_app(assets: AssetStore) -> web.Application:
     async def answer(request: web.Request) -> web.Response:
-        asset = assets.get(request.match_info["path"])
+        # The first request for a file reads it from disk: off the event loop.
+        asset = await asyncio.to_thread(assets.get, request.match_info["path"])
         if asset is None:
-            raise web.HTTPNotFound(headers=ISOLATION_HEADERS)
-        return web.Response(body=asset.body, headers={**ISOLATION_HEADERS, "Content-Type": asset.content_type})
+            raise web.HTTPNotFound(headers=HEADERS)
+        return web.Response(body=asset.body, headers={**HEADERS, "Content-Type": asset.content_type})
 
     app = web.Application()
     app.router.add_get("/{path:.*}", answer)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import structlog
 from playwright.async_api import Browser, BrowserContext, Page, Playwright, Route, async_playwright
 
+from shared.retry import Backoff, retry
 from shared.settings import PROJECT_ROOT, Settings
 
 log = structlog.get_logger(__name__)
@@ -177,15 +178,9 @@ class HeadlessBrowser:
         self.disconnected.set()
 
     async def restart(self) -> None:
-        """Start a new Chromium after the old one died, retrying with backoff."""
+        """Start a new Chromium after the old one died; forever, saying why each try failed."""
         await self.close()
-        for attempt in range(1, 1_000_000):
-            try:
-                await self.start()
-                return
-            except Exception as exc:  # noqa: BLE001
-                log.error("chromium failed to start", error=str(exc)[:300], attempt=attempt)
-                await asyncio.sleep(min(30, 2**attempt))
+        await retry(self.start, what="restart Chromium", attempts=None, backoff=Backoff(first_s=2))
 
     async def new_page(self) -> Page:
         page = await self.context.new_page()

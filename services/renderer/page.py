@@ -16,42 +16,35 @@ goes wrong underneath:
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass, field
 
 import structlog
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page
+from pydantic import ValidationError
 
 from services.renderer.browser import HeadlessBrowser
-from shared.messages import RenderJob
+from shared.messages import JobError, RenderJob
+from shared.page_contract import OutputLimits, PageResult, PageTimings
+from shared.retry import Backoff, retry
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
-
-# Beyond the job's own limit and the interrupt grace: time to wait for a
-# fresh interpreter and to turn the figures into SVG before the page counts as hung.
-PAGE_ALLOWANCE_S = 15.0
 
 
 class InterpreterCrashed(Exception):
     """The page or the browser died under a job: not the job's verdict, retry it."""
 
 
-@dataclass
-class PageOutput:
-    """What the page answered for one job (see renderer.mjs ``render``)."""
-
-    figures: list[str]
-    stdout: str
-    stderr: str
-    error: dict | None
-    exec_ms: float
-    svg_ms: float
-    wait_ms: float = 0.0
-    load_ms: float = 0.0
-    packages: list[str] = field(default_factory=list)
-    timed_out: bool = False
-    fresh_interpreter: bool = True
+def failed(error_type: str, message: str, *, run_ms: float = 0.0) -> PageResult:
+    """A PageResult for a job the page could not answer for itself."""
+    return PageResult(
+        svgs=[],
+        stdout="",
+        stderr="",
+        error=JobError(type=error_type, message=message),
+        packages=[],
+        timings=PageTimings(wait_ms=0, load_ms=0, run_ms=run_ms, svg_ms=0),
+    )
 
 
 class RendererPage:
@@ -66,6 +59,7 @@ class RendererPage:
 
     @property
     def pool_options(self) -> dict:
+        """The pool's configuration, all of it from Settings (renderer.mjs has no defaults of its own)."""
         return {
             "isolation": self.settings.isolation,
             "spares": self.settings.spare_interpreters or self.settings.renderer_concurrency,
@@ -105,14 +99,15 @@ class RendererPage:
             if old is not None:
                 with contextlib.suppress(Exception):
                     await old.close()
-            for attempt in range(1, 1_000_000):
+
+            async def open_when_the_browser_runs() -> None:
                 await self.browser.running.wait()
-                try:
-                    await self._open_page()
-                    return
-                except Exception as exc:  # noqa: BLE001  (any failure: wait, try again)
-                    log.warning("renderer page failed to start", error=str(exc)[:300], attempt=attempt)
-                    await asyncio.sleep(min(30, 2**attempt))
+                await self._open_page()
+
+            # Without a page the renderer can do nothing: keep trying, saying why each time.
+            await retry(
+                open_when_the_browser_runs, what="open the renderer page", attempts=None, backoff=Backoff(first_s=2)
+            )
 
     async def _watch_browser(self) -> None:
         """Restart Chromium when it dies, then the page."""
@@ -123,7 +118,8 @@ class RendererPage:
             await self.browser.restart()
             self._spawn(self._restart_page())
 
-    async def render(self, job: RenderJob) -> PageOutput:
+    async def render(self, job: RenderJob) -> PageResult:
+        """Run one job on the page; its answer, checked against the contract (shared/page_contract.py)."""
         await self.ready.wait()
         page = self.page
         payload = {
@@ -132,45 +128,27 @@ class RendererPage:
             "height": job.height,
             "timeoutMs": job.timeout_s * 1000,
             "graceMs": self.settings.interrupt_grace_s * 1000,
-            "limits": self.settings.job_limits(),
+            "limits": OutputLimits.from_settings(self.settings).model_dump(),
             "tenant": job.tenant,
         }
-        deadline = job.timeout_s + self.settings.interrupt_grace_s + PAGE_ALLOWANCE_S
+        deadline = job.timeout_s + self.settings.interrupt_grace_s + self.settings.page_allowance_s
         try:
-            out = await asyncio.wait_for(page.evaluate("job => plotfarm.render(job)", payload), deadline)
+            answer = await asyncio.wait_for(page.evaluate("job => plotfarm.render(job)", payload), deadline)
         except TimeoutError:
             # The page's main thread stopped answering: only replacing it helps.
             self._on_page_lost("hung")
-            return PageOutput(
-                [],
-                "",
-                "",
-                {
-                    "type": "TimeoutError",
-                    "message": f"the job hung the renderer page for {deadline:.0f} s; the page was replaced",
-                },
-                exec_ms=deadline * 1000,
-                svg_ms=0,
-                timed_out=True,
-            )
+            message = f"the job hung the renderer page for {deadline:.0f} s; the page was replaced"
+            return failed("TimeoutError", message, run_ms=deadline * 1000)
         except PlaywrightError as exc:
             if page is self.page and self.ready.is_set():
                 self._on_page_lost(str(exc).splitlines()[0][:200])
             raise InterpreterCrashed(str(exc).splitlines()[0]) from exc
-        timings = out["timings"]
-        return PageOutput(
-            figures=out["figures"],
-            stdout=out["stdout"],
-            stderr=out["stderr"],
-            error=out["error"],
-            exec_ms=timings["exec_ms"],
-            svg_ms=timings["svg_ms"],
-            wait_ms=timings["wait_ms"],
-            load_ms=timings["load_ms"],
-            packages=out["packages"],
-            timed_out=out["timedOut"],
-            fresh_interpreter=out["interpreter"]["fresh"],
-        )
+        try:
+            return PageResult.model_validate(answer)
+        except ValidationError as exc:
+            # A bug on our side, never the job's doing: fail it loudly rather than retry it.
+            log.error("the renderer page answered outside its contract", error=str(exc)[:1000])
+            return failed("RendererError", f"the renderer page answered outside its contract: {exc}")
 
     async def stats(self) -> dict:
         if not self.ready.is_set():

@@ -1,10 +1,13 @@
 """``python -m services.supervisor``: the whole system in one terminal (``make run``).
 
-Starts the gateway, the viewer and ``RENDERERS`` renderers (default 1) as
-child processes, prints their logs interleaved with a coloured name in front,
-and restarts any that dies (as compose's ``restart: unless-stopped`` would),
-backing off when one keeps dying. Ctrl-C or SIGTERM stops them all gracefully:
-each child gets SIGTERM and its own grace period, then SIGKILL.
+Starts the gateway, the viewer and ``PLOTFARM_RENDERERS`` (or ``RENDERERS``)
+renderers (default 1) as child processes, prints their logs interleaved with a
+coloured name in front, and restarts any that dies (as compose's ``restart:
+unless-stopped`` would), forever, backing off when one keeps dying, except a
+child that exits with EX_CONFIG (78: its configuration cannot work, e.g. the
+broker refused the topology), which is reported and left stopped. Ctrl-C or
+SIGTERM stops them all gracefully: each child gets SIGTERM and its own grace
+period, then SIGKILL.
 """
 
 import asyncio
@@ -15,12 +18,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from shared.retry import Backoff
 from shared.settings import get_settings
 
 COLOURS = ["\033[36m", "\033[35m", "\033[33m", "\033[32m", "\033[34m", "\033[91m"]
 RESET = "\033[0m"
 STOP_GRACE_S = 40.0
-HEALTHY_AFTER_S = 60.0
+HEALTHY_AFTER_S = 60.0  # a child that ran this long before dying starts its backoff afresh
+RESTART_BACKOFF = Backoff(first_s=1.0, max_s=30.0, jitter=0.0)
+EX_CONFIG = 78
 
 
 @dataclass
@@ -68,7 +74,7 @@ class Supervisor:
         sys.stdout.flush()
 
     async def keep_running(self, child: Child) -> None:
-        delay = 1.0
+        failures = 0  # deaths in a row, each soon after its start
         while not self.stopping:
             env = {**os.environ, "PLOTFARM_LOG_FORMAT": os.environ.get("PLOTFARM_LOG_FORMAT", "console"), **child.env}
             started = time.monotonic()
@@ -87,7 +93,11 @@ class Supervisor:
             code = await child.process.wait()
             if self.stopping:
                 return
-            delay = 1.0 if time.monotonic() - started > HEALTHY_AFTER_S else min(delay * 2, 30.0)
+            if code == EX_CONFIG:
+                self.say(child.name, f"*** exited with {code} (configuration error, see above); not restarting it")
+                return
+            failures = 1 if time.monotonic() - started > HEALTHY_AFTER_S else failures + 1
+            delay = RESTART_BACKOFF.delay(failures)
             child.restarts += 1
             self.say(child.name, f"*** exited with {code}; restart {child.restarts} in {delay:.0f} s")
             await asyncio.sleep(delay)
@@ -108,7 +118,7 @@ class Supervisor:
 
 async def main() -> int:
     settings = get_settings()
-    renderers = int(os.environ.get("RENDERERS", "1"))
+    renderers = settings.renderers
     supervisor = Supervisor(children(renderers))
     print(
         f"plotfarm: gateway {settings.public_gateway_url}  viewer {settings.public_viewer_url}  "

@@ -8,7 +8,7 @@ from services.viewer.app import create_app
 from services.viewer.live import LiveJobs
 from shared.assets import AssetStore
 from shared.auth import ApiKeys
-from shared.broker import EventFollower
+from shared.events import EventFollower
 from shared.logging import configure_logging
 from shared.service import serve, stop_event
 from shared.settings import get_settings
@@ -20,9 +20,9 @@ async def main() -> None:
     settings = get_settings()
     configure_logging(settings, "viewer")
     stop = stop_event()
-    live = LiveJobs(settings.viewer_history, settings.gateway_cache_bytes)
+    live = LiveJobs(settings.viewer_history, settings.results_cache_bytes, settings.viewer_outbox_size)
     follower = EventFollower(settings, live.apply)
-    app = create_app(live, follower, AssetStore(settings), ApiKeys.from_settings(settings), settings.viewer_require_key)
+    app = create_app(settings, live, follower, AssetStore(settings), ApiKeys.from_settings(settings))
     runner = await serve(app, settings.viewer_host, settings.viewer_port)
     log.info("viewer listening", url=settings.public_viewer_url, port=settings.viewer_port)
     follower.start()

@@ -24,8 +24,10 @@ from services.viewer.access import access_middleware, tenant_filter
 from services.viewer.live import LiveJobs
 from shared.assets import AssetStore
 from shared.auth import ApiKeys
-from shared.broker import EventFollower
-from shared.health import add_health_routes
+from shared.events import EventFollower
+from shared.health import add_health_routes, when
+from shared.settings import Settings
+from shared.web_security import LOCKED_DOWN, content_security_policy, security_headers
 
 log = structlog.get_logger(__name__)
 
@@ -33,39 +35,32 @@ LIVE = web.AppKey("live", LiveJobs)
 ASSETS = web.AppKey("assets", AssetStore)
 FOLLOWER = web.AppKey("follower", EventFollower)
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' blob:",
-        "connect-src 'self'",
-        "base-uri 'none'",
-        "form-action 'none'",
-        "frame-ancestors 'none'",
-        "require-trusted-types-for 'script'",
-        "trusted-types 'none'",
-    ]
+SETTINGS = web.AppKey("settings", Settings)
+
+CONTENT_SECURITY_POLICY = content_security_policy(
+    "default-src 'none'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' blob:",
+    "connect-src 'self'",
+    *LOCKED_DOWN,
+    "require-trusted-types-for 'script'",
+    "trusted-types 'none'",
 )
-# A page (re)connecting while this viewer still replays the stream (it just
-# restarted) waits for the replay, up to this long, so its ``since`` offset
-# means the same thing here as where it came from.
-CATCH_UP_WAIT_S = 20
+HEADERS = security_headers(CONTENT_SECURITY_POLICY, cross_origin_isolated=False)
 
 
 @web.middleware
-async def security_headers(request: web.Request, handler):
+async def add_security_headers(request: web.Request, handler):
     response = await handler(request)
-    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-    response.headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
+    for name, value in HEADERS.items():
+        response.headers.setdefault(name, value)
     return response
 
 
-def _static(request: web.Request, path: str) -> web.Response:
-    asset = request.app[ASSETS].get(f"viewer/{path}")
+async def _static(request: web.Request, path: str) -> web.Response:
+    # The first request for a file reads it from disk: off the event loop.
+    asset = await asyncio.to_thread(request.app[ASSETS].get, f"viewer/{path}")
     if asset is None:
         raise web.HTTPNotFound()
     return web.Response(
@@ -74,11 +69,11 @@ def _static(request: web.Request, path: str) -> web.Response:
 
 
 async def page(request: web.Request) -> web.Response:
-    return _static(request, "index.html")
+    return await _static(request, "index.html")
 
 
 async def static(request: web.Request) -> web.Response:
-    return _static(request, request.match_info["path"])
+    return await _static(request, request.match_info["path"])
 
 
 async def job(request: web.Request) -> web.Response:
@@ -93,12 +88,15 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     live = request.app[LIVE]
     since_raw = request.query.get("since")
     since = int(since_raw) if since_raw and since_raw.lstrip("-").isdigit() else None
-    ws = web.WebSocketResponse(heartbeat=15, max_msg_size=64 * 1024)
+    settings = request.app[SETTINGS]
+    ws = web.WebSocketResponse(heartbeat=settings.websocket_heartbeat_s, max_msg_size=64 * 1024)
     await ws.prepare(request)
     follower = request.app[FOLLOWER]
     if not follower.caught_up.is_set():
+        # A page (re)connecting while this viewer still replays the stream (it just
+        # restarted) waits for the replay, so its ``since`` means the same here as where it came from.
         with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
-            await asyncio.wait_for(follower.caught_up.wait(), CATCH_UP_WAIT_S)
+            await asyncio.wait_for(follower.caught_up.wait(), settings.viewer_catch_up_wait_s)
     # Subscribing and taking the catch-up happen with no await between them, so
     # every change lands either in the hello or in the outbox, never in neither.
     tenant = tenant_filter(request)
@@ -109,7 +107,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 
         async def send_changes() -> None:
             while (message := await outbox.get()) is not None:
-                await ws.send_json(message)
+                await ws.send_str(message)  # serialised once for every page (LiveJobs.apply)
             await ws.close(code=1013, message=b"too slow; reconnect")
 
         sender = asyncio.create_task(send_changes())
@@ -126,13 +124,20 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 
 
 def create_app(
-    live: LiveJobs, follower: EventFollower, assets: AssetStore, keys: ApiKeys | None = None, require_key: bool = False
+    settings: Settings, live: LiveJobs, follower: EventFollower, assets: AssetStore, keys: ApiKeys | None = None
 ) -> web.Application:
-    app = web.Application(middlewares=[security_headers, access_middleware(keys or ApiKeys([]), require_key)])
-    app[LIVE], app[ASSETS], app[FOLLOWER] = live, assets, follower
+    access = access_middleware(keys or ApiKeys([]), settings.viewer_require_key)
+    app = web.Application(middlewares=[add_security_headers, access])
+    app[SETTINGS], app[LIVE], app[ASSETS], app[FOLLOWER] = settings, live, assets, follower
     app.router.add_get("/", page)
     app.router.add_get("/ws", websocket)
     app.router.add_get("/api/jobs/{job_id:[0-9a-f]{1,64}}", job)
     app.router.add_get("/static/{path:[A-Za-z0-9_.-]+}", static)
-    add_health_routes(app, {"broker": follower.connected.is_set, "history": follower.caught_up.is_set})
+    add_health_routes(
+        app,
+        {
+            "events": follower.not_ready_because,
+            "history": when(follower.caught_up.is_set, "still reading the events stream's history"),
+        },
+    )
     return app

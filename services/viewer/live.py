@@ -16,6 +16,7 @@ the broker and which the WebSocket.
 """
 
 import asyncio
+import json
 import time
 from collections import deque
 
@@ -26,12 +27,12 @@ from shared.messages import JobEvent
 
 log = structlog.get_logger(__name__)
 
-OUTBOX_SIZE = 2000
-
 
 class LiveJobs:
-    def __init__(self, history: int, max_bytes: int):
+    def __init__(self, history: int, max_bytes: int, outbox_size: int = 2000):
+        """``outbox_size``: changes queued for one page before it is told to reconnect."""
         self.history = history
+        self.outbox_size = outbox_size
         self.index = JobIndex(max_bytes)
         self.changes: deque[tuple[int, str]] = deque(maxlen=history * 8)
         self.last_offset = -1
@@ -49,7 +50,10 @@ class LiveJobs:
         if not self.index.apply(event):
             return
         self.changes.append((offset, event.job_id))
-        message = {"type": "job", "offset": offset, "received_at": time.time() * 1000, "job": self.view(event.job_id)}
+        # Serialised here, once, whatever the number of pages watching.
+        message = json.dumps(
+            {"type": "job", "offset": offset, "received_at": time.time() * 1000, "job": self.view(event.job_id)}
+        )
         owner = self.index.get(event.job_id).tenant
         for outbox, tenant in list(self.subscribers.items()):
             if tenant is not None and owner != tenant:
@@ -81,7 +85,7 @@ class LiveJobs:
         }
 
     def subscribe(self, tenant: str | None = None) -> asyncio.Queue:
-        outbox: asyncio.Queue = asyncio.Queue(maxsize=OUTBOX_SIZE)
+        outbox: asyncio.Queue = asyncio.Queue(maxsize=self.outbox_size)
         self.subscribers[outbox] = tenant
         return outbox
 

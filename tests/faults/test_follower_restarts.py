@@ -11,7 +11,8 @@ from collections import Counter
 
 import pytest
 
-from shared.broker import Broker, EventFollower
+from shared.broker import Broker
+from shared.events import EventFollower
 from shared.settings import Settings
 from tests.faults.load import SUMMARIES
 from tests.faults.test_delivery import _local_broker

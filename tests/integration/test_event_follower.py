@@ -11,7 +11,8 @@ from collections import Counter
 import aio_pika
 import pytest
 
-from shared.broker import Broker, EventFollower
+from shared.broker import Broker
+from shared.events import EventFollower
 from shared.settings import Settings
 from shared.topology import Names
 from tests.support import EventPublisher, delete_namespace, new_namespace, wait_until
@@ -76,8 +77,8 @@ async def test_a_failing_handler_does_not_stall_the_follower(settings, broker):
 
 async def test_the_watchdog_notices_a_silent_consumer(settings, broker, monkeypatch):
     """Events in the stream past ``next_offset`` that never arrive mean the consumer is dead (and nothing else does)."""
-    monkeypatch.setattr("shared.broker.STALL_CHECK_S", 0.2)
-    monkeypatch.setattr("shared.broker.STALL_CONFIRM_S", 0.5)
+    monkeypatch.setattr("shared.events.STALL_CHECK_S", 0.2)
+    monkeypatch.setattr("shared.events.STALL_CONFIRM_S", 0.5)
     publisher = EventPublisher(broker, interval_s=0).start()
     assert await wait_until(lambda: len(publisher.published) >= 20, 15)
     await publisher.stop()
@@ -99,7 +100,7 @@ async def test_the_watchdog_notices_a_silent_consumer(settings, broker, monkeypa
 
 async def test_a_consumer_cancelled_by_the_broker_is_replaced(settings, broker, monkeypatch):
     """The broker cancels the consumer (here: the stream is deleted) but keeps the connection open."""
-    monkeypatch.setattr("shared.broker.STALL_CHECK_S", 3600, raising=False)  # the watchdog must not be what saves it
+    monkeypatch.setattr("shared.events.STALL_CHECK_S", 3600, raising=False)  # the watchdog must not be what saves it
     seen = []
     follower = EventFollower(settings, lambda event, _offset: seen.append(event.job_id))
     follower.start()

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from services.renderer.worker import Admission
+from services.renderer.consumer import Admission
 
 
 async def test_shared_jobs_overlap_and_a_suspect_waits_for_them():

@@ -10,9 +10,12 @@ import json
 
 import pytest
 
+from shared.page_contract import OUTPUT_LIMIT_EXCEEDED, OutputLimits, RunOutput
 from shared.settings import PROJECT_ROOT
 
-LIMITS = {"max_figures": 3, "max_figure_bytes": 200_000, "max_output_chars": 100}
+LIMITS = OutputLimits(
+    max_figures=3, max_figure_bytes=200_000, max_total_figure_bytes=400_000, max_svg_bytes=10**6, max_output_chars=100
+).model_dump()
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +28,16 @@ def capture():
 
 
 def run(capture, code, **limits):
-    return json.loads(capture.run(code, json.dumps({**LIMITS, **limits})))
+    """One run, checked against the contract (RunOutput) the renderer relies on."""
+    output = json.loads(capture.run(code, json.dumps({**LIMITS, **limits})))
+    RunOutput.model_validate(output)
+    return output
 
 
 def test_every_show_is_a_figure_in_order(capture):
     out = run(capture, "import plotly.graph_objects as go\nfor n in (1, 2):\n    go.Figure(go.Bar(y=[n])).show()")
     assert out["error"] is None
-    assert [json.loads(figure)["data"][0]["y"] for figure in out["figures"]] == [[1], [2]]
+    assert [figure["data"][0]["y"] for figure in out["figures"]] == [[1], [2]]  # figures are objects, encoded once
 
 
 def test_a_figure_left_in_fig_is_rendered_and_no_figure_is_an_error(capture):
@@ -41,7 +47,7 @@ def test_a_figure_left_in_fig_is_rendered_and_no_figure_is_an_error(capture):
 
 def test_limits(capture):
     out = run(capture, "import plotly.graph_objects as go\nfor n in range(5):\n    go.Figure().show()")
-    assert out["error"]["type"] == "OutputLimitExceeded"
+    assert out["error"]["type"] == OUTPUT_LIMIT_EXCEEDED
     out = run(capture, "print('x' * 500)\nimport plotly.graph_objects as go\ngo.Figure().show()")
     assert out["stdout"].startswith("x" * 100) and "output truncated" in out["stdout"]
 
@@ -99,3 +105,8 @@ def test_imports_needed_reads_imports_and_what_plotly_express_implies(capture):
     assert capture.imports_needed("from plotly import express as px") == ["numpy", "pandas", "plotly"]
     assert capture.imports_needed("import plotly.graph_objects as go") == ["plotly"]
     assert capture.imports_needed("def broken(:") == []
+
+
+def test_package_loading_errors_are_part_of_the_message(capture):
+    output = json.loads(capture.run("import scipy", json.dumps(LIMITS), json.dumps(["scipy: request failed"])))
+    assert "could not be loaded" in output["error"]["message"] and "request failed" in output["error"]["message"]

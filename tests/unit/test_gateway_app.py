@@ -16,7 +16,9 @@ class FakeBroker:
     def __init__(self, fail=False):
         self.fail = fail
         self.jobs, self.events = [], []
-        self.ready = True
+
+    def not_ready_because(self):
+        return None
 
     async def publish_job(self, job):
         if self.fail:
@@ -32,6 +34,9 @@ class FakeFollower:
         self.caught_up, self.connected = asyncio.Event(), asyncio.Event()
         self.caught_up.set()
         self.connected.set()
+
+    def not_ready_because(self):
+        return None
 
 
 @pytest.fixture

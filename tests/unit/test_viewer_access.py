@@ -20,6 +20,9 @@ class Follower:
         self.caught_up.set()
         self.connected.set()
 
+    def not_ready_because(self):
+        return None
+
 
 def finished(job_id: str, tenant: str) -> list:
     return [
@@ -34,7 +37,8 @@ async def viewer():
     for offset, event in enumerate(finished("a1", "alpha") + finished("b1", "beta")):
         live.apply(event, offset)
     keys = ApiKeys([("alpha", "alpha-key"), ("beta", "beta-key")])
-    app = create_app(live, Follower(), AssetStore(Settings(_env_file=None)), keys, require_key=True)
+    settings = Settings(_env_file=None, viewer_require_key=True)
+    app = create_app(settings, live, Follower(), AssetStore(settings), keys)
     client = TestClient(TestServer(app))
     await client.start_server()
     yield client, live
@@ -75,7 +79,8 @@ async def test_an_unrestricted_viewer_shows_everything():
     live = LiveJobs(history=100, max_bytes=10**6)
     for offset, event in enumerate(finished("a1", "alpha") + finished("b1", "beta")):
         live.apply(event, offset)
-    app = create_app(live, Follower(), AssetStore(Settings(_env_file=None)), ApiKeys([("alpha", "k")]), False)
+    settings = Settings(_env_file=None)
+    app = create_app(settings, live, Follower(), AssetStore(settings), ApiKeys([("alpha", "k")]))
     async with TestClient(TestServer(app)) as client:
         async with client.ws_connect("/ws") as ws:
             hello = await ws.receive_json(timeout=5)

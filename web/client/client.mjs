@@ -1,5 +1,5 @@
 // The client-side page: runs the user's code in Pyodide in a Web Worker in
-// this tab, through the same runtime the renderers use (web/runtime/host.mjs),
+// this tab, through the same runtime the renderers use (web/runtime/interpreter.mjs),
 // shows the figures with plotly.js (interactive: zoom, pan, hover), and can
 // send the same code to the plotfarm gateway to compare with the server's SVG.
 //
@@ -7,7 +7,7 @@
 // in with textContent, the server's SVGs only as <img> from blob: URLs. The
 // page's CSP has Trusted Types on, so no HTML-from-string sink works anyway.
 
-import { PyodideWorker } from "../runtime/host.mjs";
+import { Interpreter } from "../runtime/interpreter.mjs";
 
 // Trusted Types (required by the page's CSP) turn every string-to-code and
 // string-to-HTML sink into an error unless a policy lets the value through.
@@ -35,7 +35,7 @@ const editor = $("code");
 const FINAL = new Set(["done", "failed"]);
 const INDENT = "    ";
 
-const interpreter = new PyodideWorker({ assetBase: new URL("../", import.meta.url) });
+const interpreter = new Interpreter({ assetBase: new URL("../", import.meta.url) });
 let engine = "booting"; // booting | ready | running | restarting | failed
 let stopRequested = false;
 let serverBusy = false;
@@ -132,8 +132,7 @@ function clearPlots() {
 
 async function showFigures(figures) {
   const Plotly = await plotlyReady;
-  for (const [n, json] of figures.entries()) {
-    const figure = JSON.parse(json);
+  for (const [n, figure] of figures.entries()) {
     const plot = el("div", { className: "plot", ariaLabel: `figure ${n + 1} of ${figures.length}` });
     $("local-plots").append(plot);
     await Plotly.newPlot(plot, {
@@ -157,37 +156,38 @@ async function runLocal() {
   $("metric-exec").textContent = "…";
   $("metric-total").textContent = "…";
   $("local-state").textContent = "running… (the first run that imports numpy or pandas loads them)";
-  const { result, execMs, loadMs, packages = [], timedOut, terminated } = await interpreter.run(code, {
+  const { output, timings, packages, timedOut, terminated } = await interpreter.run(code, {
     timeoutMs: config.timeoutMs,
     graceMs: config.graceMs,
     limits: config.limits,
   });
   const stopped = stopRequested;
-  let error = result.error;
+  const { load_ms: loadMs, run_ms: runMs } = timings;
+  let error = output.error;
   if (stopped) {
     error = { type: "Stopped", message: "you stopped the run; its interpreter was terminated and a fresh one is starting", traceback: "" };
   }
   const execAt = performance.now();
   if (!error) {
     try {
-      await showFigures(result.figures);
+      await showFigures(output.figures);
     } catch (err) {
       clearPlots();
       error = { type: "PlotlyError", message: String(err.message || err), traceback: "" };
     }
   }
-  showOutput("local", { ...result, error });
+  showOutput("local", { ...output, error });
   const totalMs = performance.now() - started;
   $("metric-load").textContent = packages.length ? formatMs(loadMs) : "–";
   $("metric-load").title = packages.length ? `loaded ${packages.join(", ")}` : "nothing to load";
-  $("metric-exec").textContent = stopped ? "stopped" : formatMs(execMs);
+  $("metric-exec").textContent = stopped ? "stopped" : formatMs(runMs);
   $("metric-total").textContent = formatMs(totalMs);
-  const count = error ? 0 : result.figures.length;
+  const count = error ? 0 : output.figures.length;
   const loadedNote = packages.length ? ` · loaded ${packages.join(", ")} in ${formatMs(loadMs)}` : "";
   $("local-state").textContent = error
     ? `${stopped ? "stopped" : "failed"} after ${formatMs(execAt - started)}${loadedNote}`
     : `${count} figure${count === 1 ? "" : "s"}${loadedNote} · drag to zoom, double-click to reset, hover for values`;
-  history.runs.push({ execMs, loadMs, packages, totalMs, timedOut, terminated, stopped, figures: count, error: error ? error.type : null });
+  history.runs.push({ runMs, loadMs, packages, totalMs, timedOut, terminated, stopped, figures: count, error: error ? error.type : null });
   if (terminated) await boot("restart");
   else setEngine("ready", "Python ready");
 }

@@ -4,7 +4,7 @@
 // into SVG; user code never runs here.
 //
 // Booting CPython and importing plotly takes seconds, so the page does it
-// once to make a *template* (a memory snapshot, see runtime/worker.mjs) and
+// once to make a *template* (a memory snapshot, see runtime/interpreter-worker.mjs) and
 // restores every interpreter from it in well under a second. How interpreters
 // are reused depends on the isolation setting:
 //   job    - every job gets an interpreter no other job has touched; it is
@@ -14,13 +14,13 @@
 //   none   - interpreters are reused by any job (trusted batch use).
 // A pool of fresh interpreters is kept ready and refilled in the background.
 
-import { PyodideWorker } from "../runtime/host.mjs";
+import { Interpreter } from "../runtime/interpreter.mjs";
 import { figureToSvg } from "../runtime/svg.mjs";
 
-class SvgTooLarge extends Error {}
-
 const assetBase = new URL("../", import.meta.url).href;
-const config = { isolation: "job", spares: 2, parallelBoots: 1, heapLimitBytes: 512 * 1024 * 1024 };
+// {isolation, spares, parallelBoots, heapLimitBytes}: from the renderer's
+// Settings (services/renderer/page.py), given to start(); no defaults here.
+let config = null;
 let template = null;
 const fresh = []; // booted from the template, never used
 const waiting = []; // jobs waiting for a fresh interpreter
@@ -29,10 +29,10 @@ let booting = 0;
 const stats = { boots: 0, bootFailures: 0, bootMs: [], recycled: 0, reused: 0, templateMs: 0 };
 
 /** Make the template and the first fresh interpreters; resolves once one is ready. */
-async function start(options = {}) {
-  Object.assign(config, options);
+async function start(options) {
+  config = { ...options };
   const started = performance.now();
-  const maker = new PyodideWorker({ assetBase });
+  const maker = new Interpreter({ assetBase });
   try {
     const made = await maker.boot({ makeTemplate: true });
     template = inSharedMemory(made.template);
@@ -71,7 +71,7 @@ function refill() {
 }
 
 async function bootOne() {
-  const interpreter = new PyodideWorker({ assetBase });
+  const interpreter = new Interpreter({ assetBase });
   const started = performance.now();
   try {
     await interpreter.boot({ template });
@@ -112,13 +112,13 @@ async function acquire(key) {
   const idle = key === null ? null : reusable.get(key);
   if (idle && idle.length) {
     stats.reused += 1;
-    return { interpreter: idle.pop(), fresh: false };
+    return idle.pop();
   }
-  return { interpreter: await takeFresh(), fresh: true };
+  return takeFresh();
 }
 
 function release(interpreter, key, outcome) {
-  const error = outcome.result.error;
+  const error = outcome.output.error;
   const keep =
     key !== null &&
     interpreter.alive &&
@@ -147,48 +147,40 @@ function release(interpreter, key, outcome) {
 
 /**
  * Run one job and turn its figures into SVG.
- * Resolves with {figures, stdout, stderr, error, timedOut, timings}.
+ * Resolves with a PageResult (runtime/contract.mjs; shared/page_contract.py),
+ * which the renderer service validates. Output limits on the SVGs are the
+ * service's to apply; this page only renders.
  */
 async function render({ code, width, height, timeoutMs, graceMs, limits, tenant }) {
   const started = performance.now();
   const key = isolationKey(tenant);
-  const { interpreter, fresh: wasFresh } = await acquire(key);
+  const interpreter = await acquire(key);
   const waitMs = performance.now() - started;
   let outcome;
   try {
     outcome = await interpreter.run(code, { timeoutMs, graceMs, limits });
   } finally {
-    release(interpreter, key, outcome || { result: {}, terminated: true });
+    release(interpreter, key, outcome || { output: { error: null }, terminated: true });
   }
-  const { result, execMs, loadMs = 0, packages = [], timedOut } = outcome;
-  const figures = [];
-  let error = result.error;
+  const { output, timings, packages } = outcome;
+  const svgs = [];
+  let error = output.error;
   const svgStarted = performance.now();
   if (!error) {
     try {
-      for (const figure of result.figures) {
-        const svg = await figureToSvg(window.Plotly, figure, { width, height });
-        if (svg.length > limits.max_svg_bytes) {
-          throw new SvgTooLarge(`figure ${figures.length + 1} is ${svg.length} bytes of SVG; the limit is ${limits.max_svg_bytes}`);
-        }
-        figures.push(svg);
-      }
+      for (const figure of output.figures) svgs.push(await figureToSvg(window.Plotly, figure, { width, height }));
     } catch (err) {
-      figures.length = 0;
-      const type = err instanceof SvgTooLarge ? "OutputLimitExceeded" : "SvgRenderError";
-      error = { type, message: String(err.message || err), traceback: "" };
+      svgs.length = 0;
+      error = { type: "SvgRenderError", message: String(err.message || err), traceback: "" };
     }
   }
-  const finished = performance.now();
   return {
-    figures,
-    stdout: result.stdout,
-    stderr: result.stderr,
+    svgs,
+    stdout: output.stdout,
+    stderr: output.stderr,
     error,
-    timedOut,
-    timings: { wait_ms: waitMs, load_ms: loadMs, exec_ms: execMs, svg_ms: finished - svgStarted, page_ms: finished - started },
     packages,
-    interpreter: { fresh: wasFresh, heapBytes: outcome.heapBytes || 0 },
+    timings: { wait_ms: waitMs, load_ms: timings.load_ms, run_ms: timings.run_ms, svg_ms: performance.now() - svgStarted },
   };
 }
 

@@ -1,12 +1,14 @@
 """Run one job's code inside Pyodide and capture the figures it shows.
 
-worker.mjs writes this file into the interpreter's site-packages and imports
-it once while booting, so plotly is already imported when a job arrives. Each
-job calls :func:`run`, which executes the user's code in a fresh namespace
-with every plotly ``show()`` replaced by a function that records the figure.
+interpreter-worker.mjs writes this file into the interpreter's site-packages
+and imports it once while booting, so plotly is already imported when a job
+arrives. Each job calls :func:`run`, which executes the user's code in a fresh
+namespace with every plotly ``show()`` replaced by a function that records the
+figure.
 
-Everything crosses back to JavaScript as one JSON string, so no Python object
-(and no proxy to one) ever leaves the interpreter.
+Everything crosses back to JavaScript as one JSON document, a ``RunOutput``
+(shared/page_contract.py), in which each figure is encoded once; no Python
+object (and no proxy to one) ever leaves the interpreter.
 """
 
 import builtins
@@ -46,7 +48,11 @@ AVAILABLE = {}
 
 
 class OutputLimitExceeded(Exception):
-    """A job produced more figures or bigger figures than its limits allow."""
+    """A job produced more figures or bigger figures than its limits allow.
+
+    The name is the contract's OUTPUT_LIMIT_EXCEEDED (shared/page_contract.py);
+    the limits arrive with each job as an OutputLimits.
+    """
 
 
 class NoFigureError(Exception):
@@ -103,7 +109,7 @@ class Capture:
         if self.total_bytes + len(text) > self.max_total_bytes:
             raise OutputLimitExceeded(f"the figures add up to more than {self.max_total_bytes} bytes of JSON")
         self.total_bytes += len(text)
-        self.figures.append(text)
+        self.figures.append(text)  # already JSON: run() puts it in the output as it is
 
 
 def _install(capture):
@@ -246,14 +252,14 @@ def imported_bytecode():
     return sorted({re.sub(r"^/+", "/", path) for path in paths if isinstance(path, str)})
 
 
-def run(code, limits_json):
-    """Execute ``code`` and return a JSON string with figures, output and error."""
+def run(code, limits_json, package_errors_json="[]"):
+    """Execute ``code``; a RunOutput as JSON: figures, output and error.
+
+    ``package_errors_json``: why packages the code imports could not be
+    loaded, if they could not (said in the ImportError that follows).
+    """
     limits = json.loads(limits_json)
-    capture = Capture(
-        limits["max_figures"],
-        limits["max_figure_bytes"],
-        limits.get("max_total_figure_bytes", 4 * limits["max_figure_bytes"]),
-    )
+    capture = Capture(limits["max_figures"], limits["max_figure_bytes"], limits["max_total_figure_bytes"])
     _install(capture)
     stdout = BoundedText(limits["max_output_chars"])
     stderr = BoundedText(limits["max_output_chars"])
@@ -277,15 +283,9 @@ def run(code, limits_json):
                 )
             capture.show(leftover)
     except BaseException as exc:  # noqa: BLE001  (user code may raise anything, even SystemExit)
-        error = _describe(exc, limits.get("package_errors") or ())
+        error = _describe(exc, json.loads(package_errors_json))
     finally:
         namespace.clear()
         sys.stdout.flush()
-    return json.dumps(
-        {
-            "figures": capture.figures,
-            "stdout": stdout.getvalue(),
-            "stderr": stderr.getvalue(),
-            "error": error,
-        }
-    )
+    rest = json.dumps({"stdout": stdout.getvalue(), "stderr": stderr.getvalue(), "error": error})
+    return '{"figures": [' + ",".join(capture.figures) + "], " + rest[1:]

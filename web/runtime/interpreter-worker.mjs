@@ -1,6 +1,6 @@
 // One Pyodide interpreter, alone in a dedicated module Web Worker.
 //
-// The host (host.mjs) talks to it over a private MessagePort handed over in
+// Its host (the Interpreter in interpreter.mjs) talks to it over a private MessagePort handed over in
 // the first message, never over the worker's global postMessage: user code
 // can reach the worker's global scope through `import js`, but not a port
 // held in this module's closure, nor the send function bound before any user
@@ -9,7 +9,9 @@
 //   host -> worker (global, once)  {type: "boot", port, assetBase, interruptBuffer, template?, makeTemplate?}
 //   worker -> host (port)          {type: "ready", timings, template?} | {type: "boot-failed", message}
 //   host -> worker (port)          {type: "run", runId, code, limits}
-//   worker -> host (port)          {type: "result", runId, payload, execMs, loadMs, packages, heapBytes}
+//   worker -> host (port)          {type: "result", runId, output, timings: {load_ms, run_ms}, packages, heapBytes}
+//
+// `output` is a RunOutput (contract.mjs) as one JSON document, parsed once by the host.
 //
 // Three ways to boot:
 // - plain: start CPython, install plotly from the build's precompiled
@@ -26,6 +28,7 @@
 
 import "../pyodide/pyodide.asm.js"; // defines globalThis._createPyodideModule
 import { loadPyodide } from "../pyodide/pyodide.mjs";
+import { failedRun } from "./contract.mjs";
 import { compileLibraries, linkState, loadLibraries, replayLibraries, restoreLinkState } from "./dynlibs.mjs";
 import { exportTree, importTree } from "./fstree.mjs";
 
@@ -53,7 +56,7 @@ for fig in (
 ):
     fig.show()
 `;
-const WARM_UP_LIMITS = { max_figures: 10, max_figure_bytes: 1e7, max_output_chars: 1000 };
+const WARM_UP_LIMITS = { max_figures: 10, max_figure_bytes: 1e7, max_total_figure_bytes: 1e8, max_svg_bytes: 1e7, max_output_chars: 1000 };
 
 self.addEventListener("message", onBoot, { once: true });
 
@@ -380,26 +383,21 @@ async function handleRun(message, { run, packages, interruptBuffer, heap, send }
   if (!message || message.type !== "run") return;
   const { runId, code, limits } = message;
   const started = performance.now();
-  let payload;
+  let output;
   let loaded = { names: [], errors: [] };
   let loadMs = 0;
   try {
     loaded = await packages.forCode(code);
     loadMs = performance.now() - started;
     if (interruptBuffer) new Uint8Array(interruptBuffer)[0] = 0;
-    payload = run(code, JSON.stringify({ ...limits, package_errors: loaded.errors }));
+    output = run(code, JSON.stringify(limits), JSON.stringify(loaded.errors));
   } catch (err) {
     // Only reached when the interrupt lands outside the user's code, or the
     // interpreter itself failed; report it the same way as a Python error.
-    payload = JSON.stringify({
-      figures: [],
-      stdout: "",
-      stderr: "",
-      error: { type: err.type || "InterpreterError", message: String(err.message || err), traceback: String(err) },
-    });
+    output = JSON.stringify(failedRun(err.type || "InterpreterError", String(err.message || err), { traceback: String(err) }));
   }
-  const execMs = performance.now() - started - loadMs;
-  send({ type: "result", runId, payload, execMs, loadMs, packages: loaded.names, heapBytes: heap() });
+  const timings = { load_ms: loadMs, run_ms: performance.now() - started - loadMs };
+  send({ type: "result", runId, output, timings, packages: loaded.names, heapBytes: heap() });
 }
 
 async function fetchTree(assetBase, layer) {

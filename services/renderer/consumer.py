@@ -12,7 +12,9 @@ A renderer that dies anywhere before 5 leaves the job unacked, so RabbitMQ
 hands it to another renderer. If the interpreter's page or browser dies under
 a job, the job is handed back (nack + requeue); the quorum queue counts those
 deliveries and dead-letters a job that keeps killing renderers, and
-:meth:`Renderer.on_dead_letter` turns it into a failed result.
+:meth:`JobConsumer.on_dead_letter` turns it into a failed result.
+
+The service around it (services/renderer/service.py) starts and drains it.
 """
 
 import asyncio
@@ -22,11 +24,11 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
-from services.renderer.page import InterpreterCrashed, PageOutput, RendererPage
+from services.renderer.page import InterpreterCrashed, RendererPage
 from services.renderer.sanitize import UnsafeSvg, sanitize_svg
-from shared import topology
-from shared.broker import Broker, BrokerUnavailable
+from shared.broker import Broker, BrokerUnavailable, Subscription
 from shared.messages import JobError, JobStarted, RenderJob, RenderResult, Timings, ms_between, utcnow
+from shared.page_contract import OUTPUT_LIMIT_EXCEEDED, PageResult
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -75,24 +77,42 @@ def delivery_attempt(message: AbstractIncomingMessage) -> int:
     return int((message.headers or {}).get("x-delivery-count", 0)) + 1
 
 
-def build_result(job: RenderJob, output: PageOutput, settings: Settings, *, started, attempt: int) -> RenderResult:
+def checked_svgs(output: PageResult, settings: Settings) -> PageResult:
+    """The page's answer with its SVGs sanitised and within the size limit (or the job failed)."""
+    if output.error:
+        return output
+    for n, svg in enumerate(output.svgs, 1):
+        if len(svg) > settings.max_svg_bytes:
+            error = JobError(
+                type=OUTPUT_LIMIT_EXCEEDED,
+                message=f"figure {n} is {len(svg)} bytes of SVG; the limit is {settings.max_svg_bytes}",
+            )
+            return output.model_copy(update={"svgs": [], "error": error})
+    try:
+        return output.model_copy(update={"svgs": [sanitize_svg(svg) for svg in output.svgs]})
+    except UnsafeSvg as exc:
+        return output.model_copy(update={"svgs": [], "error": JobError(type="UnsafeSvg", message=str(exc))})
+
+
+def build_result(job: RenderJob, output: PageResult, settings: Settings, *, started, attempt: int) -> RenderResult:
+    """The final result of a job from the page's (checked) answer; too big a result fails the job instead."""
     finished = utcnow()
-    error = JobError(**output.error) if output.error else None
+    error = output.error
     result = RenderResult(
         job_id=job.job_id,
         status="failed" if error else "done",
         code=job.code,
-        figures=[] if error else output.figures,
+        figures=[] if error else output.svgs,
         packages=output.packages,
         stdout=output.stdout,
         stderr=output.stderr,
         error=error,
         timings=Timings(
             queued_ms=ms_between(job.submitted_at, started),
-            wait_ms=round(output.wait_ms, 1),
-            load_ms=round(output.load_ms, 1),
-            run_ms=round(output.exec_ms, 1),
-            svg_ms=round(output.svg_ms, 1),
+            wait_ms=round(output.timings.wait_ms, 1),
+            load_ms=round(output.timings.load_ms, 1),
+            run_ms=round(output.timings.run_ms, 1),
+            svg_ms=round(output.timings.svg_ms, 1),
             total_ms=ms_between(job.submitted_at, finished),
         ),
         renderer_id=settings.renderer_id,
@@ -106,7 +126,7 @@ def build_result(job: RenderJob, output: PageOutput, settings: Settings, *, star
         result = RenderResult.failure(
             job,
             JobError(
-                type="OutputLimitExceeded",
+                type=OUTPUT_LIMIT_EXCEEDED,
                 message=f"the result is {size} bytes; the limit is {settings.max_result_bytes}",
             ),
             renderer_id=settings.renderer_id,
@@ -118,26 +138,25 @@ def build_result(job: RenderJob, output: PageOutput, settings: Settings, *, star
     return result
 
 
-class Renderer:
+class JobConsumer:
+    """Takes jobs from the jobs queue (and dead letters), runs them on the page, publishes, acks."""
+
     def __init__(self, settings: Settings, broker: Broker, page: RendererPage):
         self.settings = settings
         self.broker = broker
         self.page = page
         self.in_flight = 0
         self.completed = 0
+        self.idle = asyncio.Event()  # set whenever no job is in flight
+        self.idle.set()
         self.admission = Admission()
+        self.subscriptions: list[Subscription] = []
 
-    async def start_consuming(self) -> None:
-        channel = await self.broker.connection.channel()
-        await channel.set_qos(prefetch_count=self.settings.renderer_concurrency)
-        # Declared (not merely looked up) on this channel, so that after a
-        # reconnect aio-pika re-declares the queues and resumes the consumers.
-        declared = await topology.declare(channel, self.settings)
-        self.channel = channel
-        self.consumers = []
-        for queue, callback in ((declared.jobs_queue, self.on_job), (declared.dead_letter_queue, self.on_dead_letter)):
-            self.consumers.append((queue, await queue.consume(callback)))
-        log.info("consuming jobs", queue=declared.jobs_queue.name, prefetch=self.settings.renderer_concurrency)
+    async def start(self) -> None:
+        prefetch = self.settings.renderer_concurrency
+        for queue, callback in (("jobs_queue", self.on_job), ("dead_letter_queue", self.on_dead_letter)):
+            self.subscriptions.append(await self.broker.consume(queue, callback, prefetch=prefetch))
+        log.info("consuming jobs", queue=self.subscriptions[0].queue.name, prefetch=prefetch)
 
     async def on_job(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -148,11 +167,14 @@ class Renderer:
             return
         attempt = delivery_attempt(message)
         self.in_flight += 1
+        self.idle.clear()
         try:
             with structlog.contextvars.bound_contextvars(job_id=job.job_id, attempt=attempt):
                 await self._handle(job, message, attempt)
         finally:
             self.in_flight -= 1
+            if not self.in_flight:
+                self.idle.set()
 
     async def _handle(self, job: RenderJob, message: AbstractIncomingMessage, attempt: int) -> None:
         started = utcnow()
@@ -170,10 +192,7 @@ class Renderer:
             log.warning("interpreter crashed under the job; handing it back", error=str(exc))
             await self._settle(message, requeue=True)
             return
-        try:
-            output.figures = await asyncio.to_thread(lambda: [sanitize_svg(svg) for svg in output.figures])
-        except UnsafeSvg as exc:
-            output.figures, output.error = [], {"type": "UnsafeSvg", "message": str(exc), "traceback": ""}
+        output = await asyncio.to_thread(checked_svgs, output, self.settings)
         result = build_result(job, output, self.settings, started=started, attempt=attempt)
         await self._publish_and_ack(result, message)
 
@@ -228,29 +247,17 @@ class Renderer:
             log.error("job dead-lettered", reason=reason)
             await self._publish_and_ack(result, message)
 
-    async def stats(self) -> dict:
-        """Jobs so far, and the interpreter pool's own numbers (boots, boot time median and p95)."""
-        return {
-            "renderer_id": self.settings.renderer_id,
-            "in_flight": self.in_flight,
-            "completed": self.completed,
-            "pool": await self.page.stats(),
-        }
-
     async def drain(self, grace_s: float) -> None:
         """Stop taking jobs, give in-flight ones ``grace_s`` to finish, hand back the rest.
 
-        Closing the channel returns every job still unacked to the queue, so a
+        Closing the channels returns every job still unacked to the queue, so a
         job interrupted by shutdown is redelivered, not lost.
         """
-        for queue, tag in self.consumers:
-            with contextlib.suppress(Exception):
-                await queue.cancel(tag)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace_s
-        while self.in_flight and loop.time() < deadline:
-            await asyncio.sleep(0.1)
+        for subscription in self.subscriptions:
+            await subscription.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.idle.wait(), grace_s)
         if self.in_flight:
             log.warning("grace period over; handing unfinished jobs back", in_flight=self.in_flight)
-        with contextlib.suppress(Exception):
-            await self.channel.close()
+        for subscription in self.subscriptions:
+            await subscription.close()

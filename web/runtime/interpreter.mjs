@@ -1,15 +1,16 @@
-// The main-thread side of one Pyodide interpreter: boots worker.mjs, runs
-// code in it with a wall-clock limit, and replaces nothing by itself — the
-// caller decides whether a worker that was terminated gets a successor.
+// The main-thread handle of one Pyodide interpreter, which lives in its own
+// Web Worker (interpreter-worker.mjs): boots it, runs code in it with a
+// wall-clock limit, and replaces nothing by itself — the caller decides
+// whether an interpreter that was terminated gets a successor.
 //
 // Used unchanged by the renderer's headless page and by the client-side page.
 
+import { terminatedRun, timedOutRun } from "./contract.mjs";
+
 const INTERRUPT_SIGINT = 2;
 
-export class TimeoutError extends Error {}
-
-export class PyodideWorker {
-  /** @param {{assetBase: string|URL}} options  where manifest.json, pyodide/, wheels/ and runtime/ live */
+export class Interpreter {
+  /** @param {{assetBase: string|URL}} options  where manifest.json, pyodide/, precompiled/ and runtime/ live */
   constructor({ assetBase }) {
     this.assetBase = new URL(assetBase, location.href).href;
     this.worker = null;
@@ -26,9 +27,9 @@ export class PyodideWorker {
   /**
    * Start the interpreter; resolves with its boot timings once plotly is imported.
    * `template` (from an earlier boot with `makeTemplate: true`) restores a
-   * ready interpreter in about a second instead of booting one from scratch;
-   * with `makeTemplate` the resolved value carries `template` and the worker
-   * itself is only good for making more templates: terminate it.
+   * ready interpreter in well under a second instead of booting one from
+   * scratch; with `makeTemplate` the resolved value carries `template` and
+   * the worker itself is only good for making more templates: terminate it.
    */
   boot({ template = null, makeTemplate = false } = {}) {
     this.terminate();
@@ -37,7 +38,7 @@ export class PyodideWorker {
     this.interruptBuffer = self.crossOriginIsolated ? new SharedArrayBuffer(1) : null;
     const channel = new MessageChannel();
     this.port = channel.port1;
-    this.worker = new Worker(new URL("./worker.mjs", import.meta.url), { type: "module", name: "pyodide" });
+    this.worker = new Worker(new URL("./interpreter-worker.mjs", import.meta.url), { type: "module", name: "pyodide" });
     const booted = new Promise((resolve, reject) => {
       this.port.onmessage = ({ data }) => {
         if (data.type === "ready") {
@@ -61,11 +62,12 @@ export class PyodideWorker {
   }
 
   /**
-   * Run code; resolves with {result, execMs, loadMs, packages, timedOut, terminated}.
-   * `loadMs` and `packages`: what loading the packages the code imports took, and their names.
-   * At timeoutMs the interpreter is interrupted (KeyboardInterrupt); if it has
-   * not answered graceMs later the worker is terminated and `terminated` is
-   * true: the caller must boot() again before the next run.
+   * Run code; resolves with {output, timings: {load_ms, run_ms}, packages, heapBytes, timedOut, terminated}.
+   * `output` is a RunOutput (contract.mjs); `packages` what was loaded for
+   * the code's imports. At timeoutMs the interpreter is interrupted
+   * (KeyboardInterrupt); if it has not answered graceMs later the worker is
+   * terminated and `terminated` is true: the caller must boot() again before
+   * the next run.
    */
   run(code, { timeoutMs, graceMs = 1000, limits }) {
     if (!this.alive) return Promise.reject(new Error("interpreter is not running"));
@@ -86,7 +88,7 @@ export class PyodideWorker {
       const killTimer = setTimeout(() => {
         this.pending = null; // answered here, not by terminate()
         this.terminate();
-        finish({ result: timeoutResult(timeoutMs, null), execMs: timeoutMs + graceMs, timedOut: true, terminated: true });
+        finish(outcome(timedOutRun(timeoutMs, null), { run_ms: timeoutMs + graceMs }, { timedOut: true, terminated: true }));
       }, timeoutMs + (this.interruptBuffer ? graceMs : 0));
       this.pending = { runId, timeoutMs, interrupted: () => interrupted, finish };
       this.port.postMessage({ type: "run", runId, code, limits });
@@ -96,10 +98,15 @@ export class PyodideWorker {
   onMessage(data) {
     const pending = this.pending;
     if (!pending || data.type !== "result" || data.runId !== pending.runId) return;
-    let result = JSON.parse(data.payload);
     const timedOut = pending.interrupted();
-    if (timedOut) result = timeoutResult(pending.timeoutMs, result);
-    pending.finish({ result, execMs: data.execMs, loadMs: data.loadMs, packages: data.packages, heapBytes: data.heapBytes, timedOut, terminated: false });
+    const output = JSON.parse(data.output);
+    pending.finish(
+      outcome(timedOut ? timedOutRun(pending.timeoutMs, output) : output, data.timings, {
+        packages: data.packages,
+        heapBytes: data.heapBytes,
+        timedOut,
+      }),
+    );
   }
 
   terminate() {
@@ -110,33 +117,11 @@ export class PyodideWorker {
     if (this.pending) {
       const { finish } = this.pending;
       this.pending = null;
-      finish({ result: crashedResult(), execMs: 0, timedOut: false, terminated: true });
+      finish(outcome(terminatedRun(), { run_ms: 0 }, { terminated: true }));
     }
   }
 }
 
-function timeoutResult(timeoutMs, partial) {
-  const seconds = `its ${(timeoutMs / 1000).toFixed(1)} s`;
-  const interruptedTrace = partial && partial.error ? partial.error.traceback : "";
-  return {
-    figures: [],
-    stdout: partial ? partial.stdout : "",
-    stderr: partial ? partial.stderr : "",
-    error: {
-      type: "TimeoutError",
-      message: partial
-        ? `the job exceeded ${seconds} time limit and was interrupted`
-        : `the job exceeded ${seconds} time limit and did not stop when interrupted; its interpreter was terminated`,
-      traceback: interruptedTrace,
-    },
-  };
-}
-
-function crashedResult() {
-  return {
-    figures: [],
-    stdout: "",
-    stderr: "",
-    error: { type: "InterpreterTerminated", message: "the interpreter was terminated while running the job", traceback: "" },
-  };
+function outcome(output, timings, { packages = [], heapBytes = 0, timedOut = false, terminated = false } = {}) {
+  return { output, timings: { load_ms: 0, ...timings }, packages, heapBytes, timedOut, terminated };
 }

@@ -1,0 +1,115 @@
+"""The renderer's life, in one place: start, serve until told to stop, drain, stop.
+
+:meth:`Renderer.run` is the whole of it (``python -m services.renderer`` only
+calls it):
+
+1. serve ``/healthz``, ``/readyz`` and ``/stats`` (not ready yet);
+2. connect to RabbitMQ, waiting for it as long as it takes; a broker that
+   refuses plotfarm's topology ends the renderer here, with the reason and
+   :data:`EX_CONFIG`, instead of a restart loop of tracebacks;
+3. start Chromium and the interpreter pool (no job is taken before a fresh
+   interpreter is ready); SIGTERM or Ctrl-C may interrupt a slow start;
+4. consume jobs until ``stop`` is set;
+5. drain: take no more jobs, give those in flight ``shutdown_grace_s``, hand
+   the rest back to the queue; then close the page, the broker, the health server.
+"""
+
+import asyncio
+import time
+
+import structlog
+
+from services.renderer.browser import HeadlessBrowser
+from services.renderer.consumer import JobConsumer
+from services.renderer.page import RendererPage
+from shared.assets import AssetStore
+from shared.broker import Broker
+from shared.health import serve_health, when
+from shared.settings import Settings
+from shared.topology import TopologyRefused
+
+log = structlog.get_logger("services.renderer")
+
+# The process exit status for "configuration error" (sysexits.h): the
+# supervisor does not restart a renderer that exits with it.
+EX_CONFIG = 78
+
+
+class Renderer:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.broker = Broker(settings)
+        self.page = RendererPage(HeadlessBrowser(settings), settings)
+        self.consumer = JobConsumer(settings, self.broker, self.page)
+
+    async def run(self, stop: asyncio.Event) -> int:
+        """Serve until ``stop`` is set; the process exit status."""
+        started = time.perf_counter()
+        AssetStore(self.settings).check()  # fail now, with the command to run, if the build step was skipped
+        health = await self._serve_health()
+        try:
+            if not await self._until_stopped(self.broker.connect(), stop):
+                return 0
+        except TopologyRefused as exc:
+            log.error("renderer cannot start: RabbitMQ refused plotfarm's topology", problem=str(exc))
+            await self._close(health)
+            return EX_CONFIG
+        try:
+            if not await self._until_stopped(self.page.start(), stop):
+                return 0
+            await self.consumer.start()
+            log.info(
+                "renderer ready",
+                cold_start_ms=round((time.perf_counter() - started) * 1000),
+                concurrency=self.settings.renderer_concurrency,
+                isolation=self.settings.isolation,
+            )
+            await stop.wait()
+            log.info("shutting down", in_flight=self.consumer.in_flight, grace_s=self.settings.shutdown_grace_s)
+            await self.consumer.drain(self.settings.shutdown_grace_s)
+            return 0
+        finally:
+            await self._close(health)
+            log.info("renderer stopped", jobs_completed=self.consumer.completed)
+
+    @staticmethod
+    async def _until_stopped(step, stop: asyncio.Event) -> bool:
+        """Run a start-up step unless ``stop`` comes first; True when the step finished."""
+        doing = asyncio.ensure_future(step)
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({doing, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if doing.done():
+            doing.result()
+            return True
+        doing.cancel()
+        await asyncio.gather(doing, return_exceptions=True)
+        return False
+
+    async def _serve_health(self):
+        if not self.settings.renderer_health_port:
+            return None
+        checks = {
+            "broker": self.broker.not_ready_because,
+            "interpreters": when(
+                self.page.ready.is_set, "no fresh interpreter ready (starting, or the page is being replaced)"
+            ),
+        }
+        return await serve_health(
+            self.settings.renderer_health_host, self.settings.renderer_health_port, checks, stats=self.stats
+        )
+
+    async def stats(self) -> dict:
+        """Jobs so far, and the interpreter pool's own numbers (boots, boot time median and p95)."""
+        return {
+            "renderer_id": self.settings.renderer_id,
+            "in_flight": self.consumer.in_flight,
+            "completed": self.consumer.completed,
+            "pool": await self.page.stats(),
+        }
+
+    async def _close(self, health) -> None:
+        await self.page.stop()
+        await self.broker.close()
+        if health is not None:
+            await health.cleanup()
