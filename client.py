@@ -1,48 +1,75 @@
 #!/usr/bin/env python3
-"""Submit Plotly code to plotfarm, wait for it, and write the SVGs.
+"""Submit Plotly code to plotfarm, wait for it, and write the figures.
 
     python client.py --code "import plotly.graph_objects as go; fig = go.Figure(go.Bar(y=[1, 3, 2])); fig.show()"
     python client.py --file script.py --out plots/
     echo "..." | python client.py -
     python client.py --no-wait --code "..."      # print the job id and exit
 
+    python client.py scripts/ --out plots/        # a batch: every *.py in scripts/
+    python client.py a.py b.py "more/*.py" --concurrency 8 --format svg --format png --scale 2
+
+One job (--code, stdin, or a single --file) writes <job id>.svg (<job id>-2.svg for
+a second figure, ...). A batch (files, directories, globs, or several --file)
+writes files named after each input: b1.py -> OUT/b1.svg, OUT/b1-2.svg, OUT/b1.png.
+A batch waits and retries whenever the gateway answers 429 or 503 (as its
+Retry-After says), so a large batch finishes at the gateway's rate limit.
+
 Uses only the standard library, so it runs with any Python 3.9+.
 
 Exit status: 0 done; 1 the job failed (its traceback is printed); 2 the
 request was refused (bad input); 3 the gateway is unreachable or busy;
-4 no result within --timeout.
+4 no result within --timeout. A batch exits with the most serious of its
+jobs' outcomes: 3, then 4, then 2, then 1 (any job failed), else 0.
 """
 
 import argparse
+import glob
 import json
 import os
+import queue
+import random
 import sys
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 DEFAULT_GATEWAY = os.environ.get("PLOTFARM_GATEWAY", "http://localhost:3000")
 EXIT_DONE, EXIT_FAILED, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_TIMEOUT = 0, 1, 2, 3, 4
 POLL_S = 25.0
+FORMATS = ("svg", "png", "json", "html")
+RETRY_CAP_S = 30.0  # longest single wait after a 429/503, whatever Retry-After says
+CONNECT_RETRIES = 3  # a batch retries a refused connection this often before giving up
 
 
 class GatewayError(Exception):
-    def __init__(self, status, message):
+    def __init__(self, status, message, retry_after=None, connect_failed=False):
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
+        self.connect_failed = connect_failed  # nothing was sent: safe to retry even a POST
 
 
-def request_json(url, body=None, timeout=60.0, api_key=None):
+def _retry_after(value):
+    try:
+        return max(0.0, float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _open(url, body=None, timeout=60.0, api_key=None, accept="application/json"):
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method="POST" if data else "GET")
-    request.add_header("Accept", "application/json")
+    request.add_header("Accept", accept)
     if api_key:
         request.add_header("Authorization", f"Bearer {api_key}")
     if data:
         request.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read())
+            return response.read()
     except urllib.error.HTTPError as exc:
         try:
             payload = json.loads(exc.read())
@@ -50,55 +77,118 @@ def request_json(url, body=None, timeout=60.0, api_key=None):
             details = payload.get("details")
             if details:
                 message += "".join(f"\n  {d.get('field')}: {d.get('message')}" for d in details)
-        except ValueError:
+        except (ValueError, AttributeError):
             message = exc.reason
-        raise GatewayError(exc.code, message) from None
+        raise GatewayError(exc.code, message, _retry_after(exc.headers.get("Retry-After"))) from None
     except (urllib.error.URLError, OSError) as exc:
-        raise GatewayError(None, f"cannot reach the gateway at {url}: {getattr(exc, 'reason', exc)}") from None
+        reason = getattr(exc, "reason", exc)
+        raise GatewayError(
+            None,
+            f"cannot reach the gateway at {url}: {reason}",
+            connect_failed=isinstance(reason, ConnectionRefusedError),
+        ) from None
+
+
+def request_json(url, body=None, timeout=60.0, api_key=None):
+    return json.loads(_open(url, body, timeout, api_key))
+
+
+def request_bytes(url, timeout=60.0, api_key=None):
+    return _open(url, timeout=timeout, api_key=api_key, accept="*/*")
 
 
 def read_code(args):
     if args.file:
-        with open(args.file, encoding="utf-8") as handle:
+        with open(args.file[0], encoding="utf-8") as handle:
             return handle.read()
-    if args.code == "-" or args.stdin == "-":
+    if args.code == "-" or args.inputs == ["-"]:
         return sys.stdin.read()
     if args.code is not None:
         return args.code
     raise SystemExit("give the code with --code, --file, or - (stdin)")
 
 
-def submit(args, code):
+def job_body(args, code):
     body = {"code": code}
     for field in ("width", "height"):
         if getattr(args, field):
             body[field] = getattr(args, field)
     if args.job_timeout:
         body["timeout_s"] = args.job_timeout
-    return request_json(f"{args.gateway}/api/jobs", body, api_key=args.api_key)
+    # Sent only when asked for: the gateway's default is ["svg"], and older gateways know no `formats`.
+    if args.format:
+        body["formats"] = args.format
+    if args.scale is not None:
+        body["scale"] = args.scale
+    return body
 
 
-def wait_for(args, job_id):
+def submit(args, code):
+    return request_json(f"{args.gateway}/api/jobs", job_body(args, code), api_key=args.api_key)
+
+
+def wait_for(args, job_id, tolerant=False):
+    """Long-poll until the job is final or --timeout passed. ``tolerant`` (batches) polls on
+    through a gateway that is briefly unreachable or answers 5xx, until the deadline."""
     deadline = time.monotonic() + args.timeout
+    status = {"job_id": job_id, "status": "queued", "status_url": f"{args.gateway}/api/jobs/{job_id}"}
     while True:
         remaining = deadline - time.monotonic()
         wait = max(0.0, min(POLL_S, remaining))
-        status = request_json(
-            f"{args.gateway}/api/jobs/{job_id}?wait={wait:.1f}&include=svg", timeout=wait + 30, api_key=args.api_key
-        )
+        try:
+            status = request_json(
+                f"{args.gateway}/api/jobs/{job_id}?wait={wait:.1f}&include=svg",
+                timeout=wait + 30,
+                api_key=args.api_key,
+            )
+        except GatewayError as exc:
+            if not tolerant or remaining <= 0 or (exc.status is not None and exc.status < 500 and exc.status != 429):
+                raise
+            time.sleep(min(exc.retry_after or 1.0, RETRY_CAP_S, max(0.1, remaining)))
+            continue
         if status["status"] in ("done", "failed") or remaining <= 0:
             return status
 
 
-def write_figures(args, status):
+def formats_of(args):
+    return args.format or ["svg"]
+
+
+def figure_name(stem, n, fmt):
+    return f"{stem}.{fmt}" if n == 0 else f"{stem}-{n + 1}.{fmt}"
+
+
+def on_our_gateway(args, url):
+    """The gateway hands out its public URLs; fetch through the address we were given."""
+    parts = urllib.parse.urlsplit(url)
+    return args.gateway + parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def figure_bytes(args, status, figure, fmt):
+    if fmt == "svg" and figure.get("svg"):
+        return figure["svg"].encode("utf-8")
+    files = figure.get("files") or {}
+    url = (files.get(fmt) or {}).get("url")
+    if url is None and fmt == "svg":
+        url = figure.get("url")
+    if url is None:
+        url = f"/api/jobs/{status['job_id']}/figures/{figure['index']}.{fmt}"
+    return request_bytes(on_our_gateway(args, url), api_key=args.api_key)
+
+
+def write_figures(args, status, stem=None):
+    """Write every figure in every asked-for format; ``stem`` names them (default: the job id)."""
     os.makedirs(args.out, exist_ok=True)
+    stem = stem or status["job_id"]
     paths = []
     for n, figure in enumerate(status.get("figures", [])):
-        name = f"{status['job_id']}.svg" if n == 0 else f"{status['job_id']}-{n + 1}.svg"
-        path = os.path.join(args.out, name)
-        with open(path, "w", encoding="utf-8") as handle:
-            handle.write(figure["svg"])
-        paths.append(path)
+        figure.setdefault("index", n)
+        for fmt in formats_of(args):
+            data = figure_bytes(args, status, figure, fmt)
+            path = os.path.join(args.out, figure_name(stem, n, fmt))
+            with open(path, "wb") as handle:
+                handle.write(data)
+            paths.append(path)
     return paths
 
 
@@ -122,33 +212,11 @@ def report(status, paths):
     print(f"view: {status['viewer_url']}")
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    source = parser.add_mutually_exclusive_group()
-    source.add_argument("--code", help='Python code, or "-" to read it from stdin')
-    source.add_argument("--file", help="a Python file to run")
-    source.add_argument("stdin", nargs="?", choices=["-"], help="read the code from stdin")
-    parser.add_argument(
-        "--gateway", default=DEFAULT_GATEWAY, help="gateway URL (default %(default)s, or $PLOTFARM_GATEWAY)"
-    )
-    parser.add_argument("--out", default="output", help="directory for the SVGs (default %(default)s)")
-    parser.add_argument(
-        "--timeout", type=float, default=120.0, help="seconds to wait for the result (default %(default)s)"
-    )
-    parser.add_argument(
-        "--job-timeout", type=float, help="the job's own time limit in the sandbox (server default 10 s, max 60)"
-    )
-    parser.add_argument("--width", type=int, help="figure width in pixels when the figure does not set one")
-    parser.add_argument("--height", type=int, help="figure height in pixels when the figure does not set one")
-    parser.add_argument("--no-wait", action="store_true", help="print the job id and exit")
-    parser.add_argument(
-        "--api-key",
-        default=os.environ.get("PLOTFARM_API_KEY"),
-        help="API key, when the gateway requires one (default $PLOTFARM_API_KEY)",
-    )
-    args = parser.parse_args(argv)
-    args.gateway = args.gateway.rstrip("/")
+def exit_code_for(exc):
+    return EXIT_REFUSED if exc.status and 400 <= exc.status < 500 and exc.status != 429 else EXIT_UNAVAILABLE
 
+
+def run_single(args):
     code = read_code(args)
     try:
         accepted = submit(args, code)
@@ -158,14 +226,14 @@ def main(argv=None):
             print(f"view: {accepted['viewer_url']}", file=sys.stderr)
             return EXIT_DONE
         status = wait_for(args, accepted["job_id"])
+        if status["status"] not in ("done", "failed"):
+            print(f"job {status['job_id']} is still {status['status']} after {args.timeout:.0f} s", file=sys.stderr)
+            print(f"status: {status['status_url']}", file=sys.stderr)
+            return EXIT_TIMEOUT
+        paths = write_figures(args, status)
     except GatewayError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_REFUSED if exc.status and 400 <= exc.status < 500 and exc.status != 429 else EXIT_UNAVAILABLE
-    if status["status"] not in ("done", "failed"):
-        print(f"job {status['job_id']} is still {status['status']} after {args.timeout:.0f} s", file=sys.stderr)
-        print(f"status: {status['status_url']}", file=sys.stderr)
-        return EXIT_TIMEOUT
-    paths = write_figures(args, status)
+        return exit_code_for(exc)
     try:
         report(status, paths)
     except BrokenPipeError:
@@ -173,6 +241,324 @@ def main(argv=None):
         # and the exit code still says how the job ended.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_DONE if status["status"] == "done" else EXIT_FAILED
+
+
+# --- batches ----------------------------------------------------------------------------
+
+
+def expand_inputs(items):
+    """Files, directories (their *.py) and glob patterns, in order, each file once."""
+    paths, seen = [], set()
+    for item in items:
+        if os.path.isdir(item):
+            found = sorted(glob.glob(os.path.join(item, "*.py")))
+            if not found:
+                raise ValueError(f"no *.py files in {item}")
+        elif any(ch in item for ch in "*?["):
+            found = sorted(p for p in glob.glob(item, recursive=True) if os.path.isfile(p))
+            if not found:
+                raise ValueError(f"no files match {item}")
+        elif os.path.isfile(item):
+            found = [item]
+        else:
+            raise ValueError(f"no such file or directory: {item}")
+        for path in found:
+            key = os.path.realpath(path)
+            if key not in seen:
+                seen.add(key)
+                paths.append(path)
+    return paths
+
+
+def output_stems(paths):
+    """b1.py -> b1; inputs that share a name get their directories in it (a/x.py -> a-x)."""
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    clashes = {s for s in stems if stems.count(s) > 1}
+    if not clashes:
+        return stems
+    common = os.path.commonpath([os.path.abspath(p) for p in paths])
+    result = []
+    for path, stem in ((path, stems[i]) for i, path in enumerate(paths)):
+        if stem in clashes:
+            relative = os.path.splitext(os.path.relpath(os.path.abspath(path), common))[0]
+            stem = relative.replace(os.sep, "-")
+        result.append(stem)
+    return result
+
+
+class Batch:
+    """Shared state of a batch: counts, the progress line, and a pause every worker honours."""
+
+    OUTCOMES = ("done", "failed", "refused", "unavailable", "timeout")
+
+    def __init__(self, total, show_progress):
+        self.total = total
+        self.show_progress = show_progress
+        self.lock = threading.Lock()
+        self.counts = dict.fromkeys(self.OUTCOMES, 0)
+        self.in_flight = 0
+        self.written = 0
+        self.started = time.monotonic()
+        self.pause_until = 0.0  # no submissions before this (after a 429/503)
+        self.last_busy_note = 0.0
+        self.stop = threading.Event()  # the gateway is gone: submit nothing more
+        self._drawn = 0.0
+
+    def finished(self):
+        return sum(self.counts.values())
+
+    def line(self):
+        elapsed = time.monotonic() - self.started
+        c = self.counts
+        text = f"[{self.finished()}/{self.total}] done={c['done']} failed={c['failed']} running={self.in_flight}"
+        others = " ".join(f"{k}={c[k]}" for k in ("refused", "unavailable", "timeout") if c[k])
+        if others:
+            text += " " + others
+        pause = self.pause_until - time.monotonic()
+        if pause > 0:
+            text += f" (gateway busy: waiting {pause:.0f} s)"
+        rate = (c["done"] + c["failed"]) / elapsed if elapsed > 0 else 0.0
+        return f"{text} {rate:.1f} jobs/s"
+
+    def draw(self, force=False):
+        """Redraw the progress line (terminals only); call with the lock held."""
+        if not self.show_progress:
+            return
+        now = time.monotonic()
+        if force or now - self._drawn >= 0.1:
+            self._drawn = now
+            sys.stderr.write("\r\033[K" + self.line())
+            sys.stderr.flush()
+
+    def say(self, text, stream=None):
+        """Print a line above the progress line."""
+        stream = stream or sys.stderr
+        with self.lock:
+            if self.show_progress:
+                sys.stderr.write("\r\033[K")
+                sys.stderr.flush()
+            print(text, file=stream, flush=True)
+            self.draw(force=True)
+
+    def busy(self, status, wait, message):
+        with self.lock:
+            now = time.monotonic()
+            self.pause_until = max(self.pause_until, now + wait)
+            note = now - self.last_busy_note >= 10 and not self.show_progress
+            if note:
+                self.last_busy_note = now
+        if note:
+            self.say(f"gateway busy ({status}: {message.splitlines()[0]}); retrying in {wait:.0f} s")
+
+    def wait_for_pause(self):
+        while not self.stop.is_set():
+            remaining = self.pause_until - time.monotonic()
+            if remaining <= 0:
+                return
+            with self.lock:
+                self.draw()
+            time.sleep(min(remaining, 0.5))
+
+    def record(self, outcome, written=0):
+        with self.lock:
+            self.counts[outcome] += 1
+            self.in_flight -= 1
+            self.written += written
+            self.draw(force=True)
+
+    def summary(self):
+        elapsed = time.monotonic() - self.started
+        c = self.counts
+        rate = (c["done"] + c["failed"]) / elapsed if elapsed > 0 else 0.0
+        text = f"done={c['done']} failed={c['failed']} seconds={elapsed:.1f} jobs/s={rate:.2f}"
+        others = " ".join(f"{k}={c[k]}" for k in ("refused", "unavailable", "timeout") if c[k])
+        skipped = self.total - self.finished()
+        if skipped:
+            others = (others + f" not_submitted={skipped}").strip()
+        return text + (f" {others}" if others else "")
+
+    def exit_code(self):
+        c = self.counts
+        if c["unavailable"] or self.total - self.finished():
+            return EXIT_UNAVAILABLE
+        if c["timeout"]:
+            return EXIT_TIMEOUT
+        if c["refused"]:
+            return EXIT_REFUSED
+        if c["failed"]:
+            return EXIT_FAILED
+        return EXIT_DONE
+
+
+def submit_patiently(args, batch, code):
+    """Submit; after a 429/503 wait as Retry-After says (capped) and try again, for as long as the
+    gateway keeps answering so. A refused connection is retried a few times, then the batch stops."""
+    connect_failures = 0
+    while True:
+        batch.wait_for_pause()
+        if batch.stop.is_set():
+            return None
+        try:
+            return submit(args, code)
+        except GatewayError as exc:
+            if exc.status in (429, 503):
+                wait = min(exc.retry_after if exc.retry_after is not None else 1.0, RETRY_CAP_S)
+                batch.busy(exc.status, wait + random.uniform(0, 0.25), str(exc))
+                continue
+            if exc.connect_failed and connect_failures < CONNECT_RETRIES:
+                connect_failures += 1
+                time.sleep(connect_failures)
+                continue
+            raise
+
+
+def run_one(args, batch, path, stem):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            code = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        batch.say(f"{path}: cannot read: {exc}")
+        return "refused", 0
+    try:
+        accepted = submit_patiently(args, batch, code)
+        if accepted is None:
+            return None, 0
+        if args.no_wait:
+            batch.say(f"{path} {accepted['job_id']}", stream=sys.stdout)
+            return "done", 0
+        status = wait_for(args, accepted["job_id"], tolerant=True)
+        if status["status"] not in ("done", "failed"):
+            batch.say(f"{path}: job {status['job_id']} still {status['status']} after {args.timeout:.0f} s")
+            return "timeout", 0
+        paths = write_figures(args, status, stem)
+    except GatewayError as exc:
+        outcome = "refused" if exit_code_for(exc) == EXIT_REFUSED else "unavailable"
+        if outcome == "unavailable":
+            batch.stop.set()
+        batch.say(f"{path}: error: {exc}")
+        return outcome, 0
+    if status["status"] == "failed":
+        error = status.get("error") or {}
+        trace = (error.get("traceback") or "").rstrip("\n")
+        batch.say(
+            f"{path}: failed (job {status['job_id']}): {error.get('type')}: {error.get('message')}"
+            + (f"\n{trace}" if trace else "")
+        )
+        return "failed", 0
+    return "done", len(paths)
+
+
+def run_batch(args, paths):
+    stems = output_stems(paths)
+    batch = Batch(len(paths), show_progress=sys.stderr.isatty())
+    work = queue.Queue()
+    for i, path in enumerate(paths):
+        work.put((path, stems[i]))
+
+    def worker():
+        while not batch.stop.is_set():
+            try:
+                path, stem = work.get_nowait()
+            except queue.Empty:
+                return
+            with batch.lock:
+                batch.in_flight += 1
+            try:
+                outcome, written = run_one(args, batch, path, stem)
+            except Exception as exc:  # noqa: BLE001  (one broken job must not hang the batch)
+                batch.say(f"{path}: {type(exc).__name__}: {exc}")
+                outcome, written = "unavailable", 0
+            if outcome is None:  # not submitted: the batch was stopped
+                with batch.lock:
+                    batch.in_flight -= 1
+                return
+            batch.record(outcome, written)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(args.concurrency, len(paths)))]
+    for thread in threads:
+        thread.start()
+    try:
+        while any(thread.is_alive() for thread in threads):
+            for thread in threads:
+                thread.join(0.2)
+            with batch.lock:
+                batch.draw()
+    except KeyboardInterrupt:
+        batch.stop.set()
+        if batch.show_progress:
+            sys.stderr.write("\n")
+        print(f"interrupted: {batch.summary()}", file=sys.stderr)
+        return 130
+    if batch.show_progress:
+        sys.stderr.write("\r\033[K")
+        sys.stderr.flush()
+    print(batch.summary())
+    if batch.written:
+        print(f"wrote {batch.written} file(s) to {args.out}")
+    return batch.exit_code()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--code", help='Python code, or "-" to read it from stdin')
+    parser.add_argument("--file", action="append", help="a Python file to run; give it several times for a batch")
+    parser.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="PATH",
+        help='files, directories (their *.py) or glob patterns to run as a batch; "-" reads one job from stdin',
+    )
+    parser.add_argument(
+        "--gateway", default=DEFAULT_GATEWAY, help="gateway URL (default %(default)s, or $PLOTFARM_GATEWAY)"
+    )
+    parser.add_argument("--out", default="output", help="directory for the figures (default %(default)s)")
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds to wait for a result (default %(default)s)"
+    )
+    parser.add_argument(
+        "--job-timeout", type=float, help="the job's own time limit in the sandbox (server default 10 s, max 60)"
+    )
+    parser.add_argument("--width", type=int, help="figure width in pixels when the figure does not set one")
+    parser.add_argument("--height", type=int, help="figure height in pixels when the figure does not set one")
+    parser.add_argument(
+        "--format",
+        action="append",
+        choices=FORMATS,
+        help="output format, repeatable (default svg); sent to the gateway as `formats`",
+    )
+    parser.add_argument("--scale", type=float, help="PNG pixel scale, 1 to 4 (default 1)")
+    parser.add_argument(
+        "--concurrency", type=int, default=4, help="jobs of a batch in flight at once (threads; default %(default)s)"
+    )
+    parser.add_argument("--no-wait", action="store_true", help="print the job id and exit")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("PLOTFARM_API_KEY"),
+        help="API key, when the gateway requires one (default $PLOTFARM_API_KEY)",
+    )
+    args = parser.parse_args(argv)
+    args.gateway = args.gateway.rstrip("/")
+    if args.format:
+        args.format = list(dict.fromkeys(args.format))
+    if args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
+    if args.scale is not None and not 1 <= args.scale <= 4:
+        parser.error("--scale must be between 1 and 4")
+
+    files = args.file or []
+    if "-" in args.inputs and (len(args.inputs) > 1 or files or args.code is not None):
+        parser.error('"-" (stdin) cannot be combined with other inputs')
+    if args.code is not None and (files or args.inputs):
+        parser.error("--code cannot be combined with files")
+    single = args.code is not None or args.inputs == ["-"] or (len(files) == 1 and not args.inputs)
+    if single or not (files or args.inputs):
+        return run_single(args)
+    try:
+        paths = expand_inputs([*files, *args.inputs])
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    return run_batch(args, paths)
 
 
 if __name__ == "__main__":

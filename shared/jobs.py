@@ -16,11 +16,12 @@ retention drops them).
 """
 
 import asyncio
+import json
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from shared.messages import FINAL_STATUSES, JobEvent, JobQueued, JobStarted, RenderResult
+from shared.messages import FINAL_STATUSES, Figure, JobEvent, JobQueued, JobStarted, RenderResult
 
 
 @dataclass
@@ -40,8 +41,13 @@ class JobRecord:
     def final(self) -> bool:
         return self.status in FINAL_STATUSES
 
-    def public_view(self, *, include_code: bool = False, include_svg: bool = False) -> dict:
-        """The job as JSON for clients: status, timings, output, error, figures."""
+    def public_view(self, *, include_code: bool = False, include: frozenset[str] = frozenset()) -> dict:
+        """The job as JSON for clients: status, timings, output, error, figures.
+
+        Each figure lists its ``files`` (the formats the job asked for, with
+        their sizes); ``include`` names formats to put inline as well: ``svg``
+        (the SVG text), ``png`` (base64), ``json`` (the figure itself).
+        """
         view = {
             "job_id": self.job_id,
             "status": self.status,
@@ -60,12 +66,36 @@ class JobRecord:
                 stderr=result.stderr,
                 error=result.error.model_dump() if result.error else None,
                 packages=result.packages,
-                figures=[
-                    {"index": n, "bytes": len(svg), **({"svg": svg} if include_svg else {})}
-                    for n, svg in enumerate(result.figures)
-                ],
+                figures=[figure_view(n, figure, include) for n, figure in enumerate(result.figures)],
             )
         return view
+
+
+def figure_size(figure: Figure) -> int:
+    """Bytes a figure holds in memory (its SVG, PNG and figure JSON)."""
+    spec = len(json.dumps(figure.spec)) if figure.spec is not None else 0
+    return len(figure.svg or "") + len(figure.png or "") + spec
+
+
+def figure_view(n: int, figure: Figure, include: frozenset[str]) -> dict:
+    files = {}
+    if figure.svg is not None:
+        files["svg"] = {"bytes": len(figure.svg.encode())}
+    if figure.png is not None:
+        files["png"] = {"bytes": len(figure.png) * 3 // 4 - figure.png[-2:].count("=")}
+    if figure.spec is not None:
+        files["json"] = {"bytes": len(json.dumps(figure.spec))}
+        files["html"] = {}
+    view = {"index": n, "files": files}
+    if figure.svg is not None:
+        view["bytes"] = files["svg"]["bytes"]  # as before formats: the SVG's size
+    if "svg" in include and figure.svg is not None:
+        view["svg"] = figure.svg
+    if "png" in include and figure.png is not None:
+        view["png"] = figure.png
+    if "json" in include and figure.spec is not None:
+        view["spec"] = figure.spec
+    return view
 
 
 class JobIndex:
@@ -110,7 +140,8 @@ class JobIndex:
         record.tenant = record.tenant or result.tenant
         record.code = record.code or result.code
         record.renderer_id, record.attempt = result.renderer_id, result.attempt
-        self._resize(record, sum(map(len, result.figures)) + len(result.stdout) + len(result.stderr) + len(result.code))
+        figures = sum(figure_size(figure) for figure in result.figures)
+        self._resize(record, figures + len(result.stdout) + len(result.stderr) + len(result.code))
         record.finished.set()
         self._evict()
 

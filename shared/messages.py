@@ -15,10 +15,29 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, TypeAdapter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    field_validator,
+)
 
 JobStatus = Literal["queued", "running", "done", "failed"]
 FINAL_STATUSES: frozenset[str] = frozenset({"done", "failed"})
+# What a figure can be returned as: SVG and PNG (plotly.js, in the renderer), the figure's
+# JSON as plotly.js received it, and a standalone interactive HTML page made from that JSON.
+Format = Literal["svg", "png", "json", "html"]
+FORMATS: tuple[str, ...] = ("svg", "png", "json", "html")
+CONTENT_TYPES = {
+    "svg": "image/svg+xml",
+    "png": "image/png",
+    "json": "application/json",
+    "html": "text/html",
+}
 
 
 def new_job_id() -> str:
@@ -42,6 +61,8 @@ class JobRequest(BaseModel):
     width: StrictInt | None = Field(None, ge=50, le=5000)
     height: StrictInt | None = Field(None, ge=50, le=5000)
     timeout_s: StrictFloat | StrictInt | None = Field(None, gt=0)
+    formats: list[Format] | None = Field(None, min_length=1, max_length=len(FORMATS), description="Default: svg.")
+    scale: StrictFloat | StrictInt | None = Field(None, ge=1, le=4, description="PNG pixels per figure pixel.")
 
 
 class RenderJob(BaseModel):
@@ -54,6 +75,21 @@ class RenderJob(BaseModel):
     timeout_s: float
     submitted_at: datetime
     tenant: str | None = None
+    formats: list[Format] = Field(default_factory=lambda: ["svg"])
+    scale: float = 1.0
+
+    @property
+    def needs_spec(self) -> bool:
+        """JSON and HTML are made from the figure as plotly.js received it, so it must travel."""
+        return "json" in self.formats or "html" in self.formats
+
+
+class Figure(BaseModel):
+    """One figure in the formats its job asked for (HTML is made from ``spec`` when asked for)."""
+
+    svg: str | None = Field(None, description="The SVG document.")
+    png: str | None = Field(None, description="The PNG image, base64.")
+    spec: dict | None = Field(None, description="The figure as plotly.js received it: data, layout, frames.")
 
 
 class JobError(BaseModel):
@@ -102,7 +138,7 @@ class RenderResult(BaseModel):
     job_id: str
     status: Literal["done", "failed"]
     code: str = ""
-    figures: list[str] = Field(default_factory=list, description="SVG documents, in the order shown.")
+    figures: list[Figure] = Field(default_factory=list, description="The figures, in the order shown.")
     stdout: str = ""
     stderr: str = ""
     error: JobError | None = None
@@ -113,6 +149,12 @@ class RenderResult(BaseModel):
     submitted_at: datetime | None = None
     finished_at: datetime = Field(default_factory=utcnow)
     tenant: str | None = None
+
+    @field_validator("figures", mode="before")
+    @classmethod
+    def _svg_strings_from_older_events(cls, figures):
+        """Results written before figures had formats carried SVG strings; the stream still holds some."""
+        return [{"svg": figure} if isinstance(figure, str) else figure for figure in figures or []]
 
     @classmethod
     def failure(cls, job: RenderJob, error: JobError, **fields) -> "RenderResult":

@@ -8,8 +8,9 @@ A job crosses three hands before it becomes a :class:`~shared.messages.RenderRes
    what loading packages and running took; its host (``interpreter.mjs``) parses
    the document once, or makes a :class:`RunOutput` itself when the run timed
    out or its worker died (``web/runtime/contract.mjs``);
-3. the renderer page (``web/renderer/renderer.mjs``) turns the figures into SVG
-   and answers ``plotfarm.render(job)`` with a :class:`PageResult`.
+3. the renderer page (``web/renderer/renderer.mjs``) turns the figures into
+   SVG and PNG, keeps their JSON when asked, and answers
+   ``plotfarm.render(job)`` with a :class:`PageResult`.
 
 The renderer validates every answer against :class:`PageResult` (unknown
 fields are an error), so the two sides cannot drift apart silently;
@@ -26,7 +27,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
-from shared.messages import JobError
+from shared.messages import Figure, JobError
 from shared.settings import PROJECT_ROOT, Settings
 
 # The error type every stage uses when a job's output is larger than allowed:
@@ -46,6 +47,7 @@ class OutputLimits(Strict):
     max_figure_bytes: int = Field(description="JSON of one captured figure.")
     max_total_figure_bytes: int = Field(description="JSON of all of a job's figures together.")
     max_svg_bytes: int = Field(description="One rendered SVG.")
+    max_png_pixels: int = Field(description="Pixels of one PNG (width x height x scale²), checked before rendering it.")
     max_output_chars: int = Field(description="Captured stdout, and stderr, each; the rest is cut with a marker.")
 
     @classmethod
@@ -56,6 +58,7 @@ class OutputLimits(Strict):
             # Leave room in the result for the SVGs, which are bigger than the JSON.
             max_total_figure_bytes=settings.max_result_bytes // 4,
             max_svg_bytes=settings.max_svg_bytes,
+            max_png_pixels=settings.max_png_pixels,
             max_output_chars=settings.max_output_chars,
         )
 
@@ -81,7 +84,9 @@ class PageTimings(Strict):
 class PageResult(Strict):
     """The renderer page's answer for one job (``plotfarm.render``)."""
 
-    svgs: list[str] = Field(description="One SVG document per figure, in the order shown; empty on failure.")
+    figures: list[Figure] = Field(
+        description="Each figure in the formats the job asked for, in the order shown; empty on failure."
+    )
     stdout: str
     stderr: str
     error: JobError | None

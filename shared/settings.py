@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     max_figures: int = Field(20, ge=1, description="Figures one job may show.")
     max_figure_bytes: int = Field(8_000_000, description="JSON of one captured figure.")
     max_svg_bytes: int = Field(8_000_000, description="One rendered SVG.")
+    max_png_pixels: int = Field(
+        40_000_000, ge=10_000, description="Pixels of one PNG (width x height x scale²); beyond it the job fails."
+    )
+    max_png_bytes: int = Field(8_000_000, description="One PNG file.")
     max_result_bytes: int = Field(32_000_000, description="A whole result message; RabbitMQ's own limit is 128 MiB.")
     max_output_chars: int = Field(64_000, description="Captured stdout and stderr, each.")
 
@@ -127,6 +131,28 @@ class Settings(BaseSettings):
     )
     chromium_sandbox: Literal["auto", "on", "off"] = Field(
         "auto", description="auto: off only when running as root, where Chromium refuses it."
+    )
+
+    # MCP service (services/mcp): a client of the gateway's HTTP API, nothing else
+    mcp_host: str = Field("0.0.0.0", description="Address the MCP server listens on.")
+    mcp_port: int = Field(3001, ge=0, le=65535, description="Port the MCP server listens on (endpoint /mcp).")
+    mcp_gateway_url: str = Field(
+        "http://127.0.0.1:3000", description="The gateway the MCP server submits jobs to (its own HTTP API)."
+    )
+    mcp_wait_margin_s: float = Field(
+        60.0,
+        gt=0,
+        description="How long a tool call waits for its result beyond the job's own time limit "
+        "(queueing, packages, images); after that it answers with the job id and an error.",
+    )
+    mcp_busy_retries: int = Field(
+        3, ge=0, le=20, description="Times a submission is retried when the gateway answers 429 or 503."
+    )
+    mcp_max_retry_after_s: float = Field(
+        10.0, gt=0, description="Longest single wait when retrying after 429/503 (Retry-After is capped to it)."
+    )
+    mcp_request_timeout_s: float = Field(
+        30.0, gt=0, description="Time limit of one gateway request other than the long poll (which adds its wait)."
     )
 
     # Paths and logging

@@ -41,7 +41,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 PLOTLY_JS = ROOT / "web" / "node_modules" / "plotly.js-strict-dist-min" / "plotly-strict.min.js"
 DEFAULT_CHROMIUM = "/usr/lib/chromium/chromium"
-# The renderer's default image size (web/runtime/svg.mjs); a figure's layout.width/height win.
+# The renderer's default image size (web/runtime/export.mjs); a figure's layout.width/height win.
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 700, 450
 # Chromium sends every http(s) request here (a port nothing listens on), so a figure that
 # would fetch from a CDN fails fast instead of depending on the network. file:// (the page,

@@ -2,17 +2,21 @@
 
 ``POST /api/jobs``                  submit; 202 once RabbitMQ confirmed the job
 ``GET  /api/jobs/{id}[?wait=S]``    status and result; long-polls up to S seconds
-``GET  /api/jobs/{id}/figures/{n}.svg``   one figure (n counts from 0)
+``GET  /api/jobs/{id}/figures/{n}.{svg,png,json,html}``   one figure (n counts from 0), in a format
+                                    the job asked for (figure_files.py)
 ``POST /execute``                   the original demo's call: submit and wait
 ``GET  /healthz``, ``/readyz``      liveness, readiness
 
 Every error is JSON: ``{"error": "...", "details": [...]}``.
 """
 
+import asyncio
+
 import structlog
 from aiohttp import web
 
 from services.gateway.access import CALLER, ApiKeys, RateLimiter, access_middleware
+from services.gateway.figure_files import FigureFiles
 from services.gateway.pages import AssetStore, add_page_routes
 from services.gateway.validation import InvalidRequest, parse_job_request, request_body_limit
 from shared.broker import Broker, BrokerUnavailable
@@ -28,6 +32,7 @@ SETTINGS = web.AppKey("settings", Settings)
 BROKER = web.AppKey("broker", Broker)
 INDEX = web.AppKey("index", JobIndex)
 FOLLOWER = web.AppKey("follower", EventFollower)
+FILES = web.AppKey("files", FigureFiles)
 KEYS = web.AppKey("keys", ApiKeys)
 API_PREFIXES = ("/api/", "/execute")
 
@@ -59,12 +64,24 @@ def job_urls(settings: Settings, job_id: str) -> dict:
     }
 
 
-def job_view(record: JobRecord, settings: Settings, *, include_svg: bool = False) -> dict:
-    """The public JSON for one job, with the URLs of its status, viewer page and figures."""
-    view = {**record.public_view(include_svg=include_svg), **job_urls(settings, record.job_id)}
+def job_view(record: JobRecord, settings: Settings, *, include: frozenset[str] = frozenset()) -> dict:
+    """The public JSON for one job, with the URLs of its status, viewer page and each figure's files."""
+    view = {**record.public_view(include=include), **job_urls(settings, record.job_id)}
     for figure in view.get("figures", []):
-        figure["url"] = f"{settings.public_gateway_url}/api/jobs/{record.job_id}/figures/{figure['index']}.svg"
+        base = f"{settings.public_gateway_url}/api/jobs/{record.job_id}/figures/{figure['index']}"
+        for fmt, file in figure["files"].items():
+            file["url"] = f"{base}.{fmt}"
+        if "svg" in figure["files"]:
+            figure["url"] = figure["files"]["svg"]["url"]
     return view
+
+
+def _include(request: web.Request) -> frozenset[str]:
+    """``?include=svg,png,json``: formats to put inline in the job's JSON."""
+    asked = frozenset(part for part in request.query.get("include", "").split(",") if part)
+    if unknown := asked - {"svg", "png", "json"}:
+        raise InvalidRequest(400, f"include can name svg, png and json, not {', '.join(sorted(unknown))}")
+    return asked
 
 
 async def _accept(request: web.Request, job: RenderJob) -> None:
@@ -131,8 +148,7 @@ async def _find(request: web.Request, wait: float = 0.0) -> JobRecord:
 
 async def get_job(request: web.Request) -> web.Response:
     record = await _find(request, _wait_seconds(request))
-    include_svg = request.query.get("include") == "svg"
-    return web.json_response(job_view(record, request.app[SETTINGS], include_svg=include_svg))
+    return web.json_response(job_view(record, request.app[SETTINGS], include=_include(request)))
 
 
 async def get_figure(request: web.Request) -> web.Response:
@@ -144,28 +160,23 @@ async def get_figure(request: web.Request) -> web.Response:
         raise web.HTTPNotFound(
             text=f"job {record.job_id} has {len(record.result.figures)} figure(s); {index} is out of range"
         )
-    return web.Response(
-        text=record.result.figures[index],
-        content_type="image/svg+xml",
-        headers={
-            # The SVG is the user's output: never let a browser run anything in it.
-            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox",
-            "X-Content-Type-Options": "nosniff",
-            "Content-Disposition": f'inline; filename="{record.job_id}-{index}.svg"',
-        },
+    figure = record.result.figures[index]
+    return await asyncio.to_thread(
+        request.app[FILES].response, figure, request.match_info["format"], f"{record.job_id}-{index}"
     )
 
 
 async def execute(request: web.Request) -> web.Response:
-    """The original demo's synchronous call: ``{code}`` in, the SVG out (202 if still running)."""
+    """The original demo's synchronous call: ``{code}`` in, the SVG (and PNG, if asked) out (202 if still running)."""
     settings = request.app[SETTINGS]
     job = await _read_job(request)
     await _accept(request, job)
     record = await request.app[INDEX].wait_final(job.job_id, settings.max_wait_s)
-    view = job_view(record, settings, include_svg=True)
+    view = job_view(record, settings, include=frozenset({"svg", "png"}))
     if not record.final:
         return web.json_response(view, status=202)
-    view["svg"] = view["figures"][0]["svg"] if view["figures"] else None
+    first = view["figures"][0] if view["figures"] else {}
+    view["svg"], view["png"] = first.get("svg"), first.get("png")
     return web.json_response(view)
 
 
@@ -189,12 +200,14 @@ def create_app(settings: Settings, broker: Broker, index: JobIndex, follower: Ev
         client_max_size=request_body_limit(settings),
     )
     app[SETTINGS], app[BROKER], app[INDEX], app[FOLLOWER], app[KEYS] = settings, broker, index, follower, keys
+    assets = AssetStore(settings)
+    app[FILES] = FigureFiles(assets)
     app.router.add_get("/", index_page)
     app.router.add_post("/api/jobs", submit_job)
     app.router.add_get("/api/jobs/{job_id}", get_job)
-    app.router.add_get(r"/api/jobs/{job_id}/figures/{index:\d+}.svg", get_figure)
+    app.router.add_get(r"/api/jobs/{job_id}/figures/{index:\d+}.{format:svg|png|json|html}", get_figure)
     app.router.add_post("/execute", execute)
-    add_page_routes(app, settings, AssetStore(settings))
+    add_page_routes(app, settings, assets)
     add_health_routes(
         app,
         {

@@ -61,6 +61,7 @@ def parse_job_request(raw: bytes, settings: Settings, *, tenant: str | None = No
             "timeout_s is too long",
             [{"field": "timeout_s", "message": f"must be at most {settings.max_timeout_s}"}],
         )
+    formats = list(dict.fromkeys(request.formats or ["svg"]))  # in order, each once
     return RenderJob(
         job_id=new_job_id(),
         code=request.code,
@@ -69,4 +70,6 @@ def parse_job_request(raw: bytes, settings: Settings, *, tenant: str | None = No
         timeout_s=float(timeout_s),
         submitted_at=utcnow(),
         tenant=tenant,
+        formats=formats,
+        scale=float(request.scale or 1),
     )

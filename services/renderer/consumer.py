@@ -77,21 +77,32 @@ def delivery_attempt(message: AbstractIncomingMessage) -> int:
     return int((message.headers or {}).get("x-delivery-count", 0)) + 1
 
 
-def checked_svgs(output: PageResult, settings: Settings) -> PageResult:
-    """The page's answer with its SVGs sanitised and within the size limit (or the job failed)."""
+def _too_large(n: int, what: str, size: int, limit: int) -> JobError:
+    return JobError(type=OUTPUT_LIMIT_EXCEEDED, message=f"figure {n} is {size} bytes of {what}; the limit is {limit}")
+
+
+def checked_figures(output: PageResult, settings: Settings) -> PageResult:
+    """The page's answer with its SVGs sanitised and every file within its size limit (or the job failed)."""
     if output.error:
         return output
-    for n, svg in enumerate(output.svgs, 1):
-        if len(svg) > settings.max_svg_bytes:
-            error = JobError(
-                type=OUTPUT_LIMIT_EXCEEDED,
-                message=f"figure {n} is {len(svg)} bytes of SVG; the limit is {settings.max_svg_bytes}",
-            )
-            return output.model_copy(update={"svgs": [], "error": error})
+
+    def failed(error: JobError) -> PageResult:
+        return output.model_copy(update={"figures": [], "error": error})
+
+    for n, figure in enumerate(output.figures, 1):
+        if figure.svg is not None and len(figure.svg) > settings.max_svg_bytes:
+            return failed(_too_large(n, "SVG", len(figure.svg), settings.max_svg_bytes))
+        png_bytes = len(figure.png) * 3 // 4 if figure.png is not None else 0
+        if png_bytes > settings.max_png_bytes:
+            return failed(_too_large(n, "PNG", png_bytes, settings.max_png_bytes))
     try:
-        return output.model_copy(update={"svgs": [sanitize_svg(svg) for svg in output.svgs]})
+        figures = [
+            figure.model_copy(update={"svg": sanitize_svg(figure.svg)}) if figure.svg is not None else figure
+            for figure in output.figures
+        ]
     except UnsafeSvg as exc:
-        return output.model_copy(update={"svgs": [], "error": JobError(type="UnsafeSvg", message=str(exc))})
+        return failed(JobError(type="UnsafeSvg", message=str(exc)))
+    return output.model_copy(update={"figures": figures})
 
 
 def build_result(job: RenderJob, output: PageResult, settings: Settings, *, started, attempt: int) -> RenderResult:
@@ -102,7 +113,7 @@ def build_result(job: RenderJob, output: PageResult, settings: Settings, *, star
         job_id=job.job_id,
         status="failed" if error else "done",
         code=job.code,
-        figures=[] if error else output.svgs,
+        figures=[] if error else output.figures,
         packages=output.packages,
         stdout=output.stdout,
         stderr=output.stderr,
@@ -192,7 +203,7 @@ class JobConsumer:
             log.warning("interpreter crashed under the job; handing it back", error=str(exc))
             await self._settle(message, requeue=True)
             return
-        output = await asyncio.to_thread(checked_svgs, output, self.settings)
+        output = await asyncio.to_thread(checked_figures, output, self.settings)
         result = build_result(job, output, self.settings, started=started, attempt=attempt)
         await self._publish_and_ack(result, message)
 

@@ -38,7 +38,7 @@ class InterpreterCrashed(Exception):
 def failed(error_type: str, message: str, *, run_ms: float = 0.0) -> PageResult:
     """A PageResult for a job the page could not answer for itself."""
     return PageResult(
-        svgs=[],
+        figures=[],
         stdout="",
         stderr="",
         error=JobError(type=error_type, message=message),
@@ -126,6 +126,8 @@ class RendererPage:
             "code": job.code,
             "width": job.width,
             "height": job.height,
+            "formats": job.formats,
+            "scale": job.scale,
             "timeoutMs": job.timeout_s * 1000,
             "graceMs": self.settings.interrupt_grace_s * 1000,
             "limits": OutputLimits.from_settings(self.settings).model_dump(),

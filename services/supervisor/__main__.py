@@ -1,7 +1,7 @@
 """``python -m services.supervisor``: the whole system in one terminal (``make run``).
 
-Starts the gateway, the viewer and ``PLOTFARM_RENDERERS`` (or ``RENDERERS``)
-renderers (default 1) as child processes, prints their logs interleaved with a
+Starts the gateway, the viewer, the MCP server and ``PLOTFARM_RENDERERS`` (or
+``RENDERERS``) renderers (default 1) as child processes, prints their logs interleaved with a
 coloured name in front, and restarts any that dies (as compose's ``restart:
 unless-stopped`` would), forever, backing off when one keeps dying, except a
 child that exits with EX_CONFIG (78: its configuration cannot work, e.g. the
@@ -41,7 +41,11 @@ class Child:
 def children(renderers: int) -> list[Child]:
     host = socket.gethostname()
     settings = get_settings()
-    procs = [Child("gateway", "services.gateway"), Child("viewer", "services.viewer")]
+    procs = [
+        Child("gateway", "services.gateway"),
+        Child("viewer", "services.viewer"),
+        Child("mcp", "services.mcp", {"PLOTFARM_MCP_GATEWAY_URL": f"http://127.0.0.1:{settings.gateway_port}"}),
+    ]
     for i in range(1, renderers + 1):
         procs.append(
             Child(
@@ -122,7 +126,8 @@ async def main() -> int:
     supervisor = Supervisor(children(renderers))
     print(
         f"plotfarm: gateway {settings.public_gateway_url}  viewer {settings.public_viewer_url}  "
-        f"client-side page {settings.public_gateway_url}/client-plot  broker {settings.amqp_url.split('@')[-1]}  "
+        f"client-side page {settings.public_gateway_url}/client-plot  MCP http://localhost:{settings.mcp_port}/mcp  "
+        f"broker {settings.amqp_url.split('@')[-1]}  "
         f"renderers {renderers}   (Ctrl-C stops everything)",
         flush=True,
     )

@@ -15,6 +15,7 @@ mistaken ``innerHTML`` in the page's own script would throw, not render).
 """
 
 import asyncio
+import base64
 import contextlib
 
 import structlog
@@ -84,6 +85,20 @@ async def job(request: web.Request) -> web.Response:
     return web.json_response(view, headers={"Cache-Control": "no-store"})
 
 
+async def png(request: web.Request) -> web.Response:
+    """A figure's PNG, for the page's download link (PNGs are not pushed over the WebSocket)."""
+    job_id, index = request.match_info["job_id"], int(request.match_info["index"])
+    record = request.app[LIVE].record(job_id, tenant_filter(request))
+    figures = record.result.figures if record is not None and record.result is not None else []
+    if index >= len(figures) or figures[index].png is None:
+        return web.json_response({"error": "no such PNG (unknown job, or it asked for no PNG)"}, status=404)
+    return web.Response(
+        body=await asyncio.to_thread(base64.b64decode, figures[index].png),
+        content_type="image/png",
+        headers={"Content-Disposition": f'attachment; filename="{job_id}-{index}.png"', "Cache-Control": "no-store"},
+    )
+
+
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     live = request.app[LIVE]
     since_raw = request.query.get("since")
@@ -132,6 +147,7 @@ def create_app(
     app.router.add_get("/", page)
     app.router.add_get("/ws", websocket)
     app.router.add_get("/api/jobs/{job_id:[0-9a-f]{1,64}}", job)
+    app.router.add_get(r"/api/jobs/{job_id:[0-9a-f]{1,64}}/figures/{index:\d+}.png", png)
     app.router.add_get("/static/{path:[A-Za-z0-9_.-]+}", static)
     add_health_routes(
         app,

@@ -38,12 +38,17 @@ class LiveJobs:
         self.last_offset = -1
         self.subscribers: dict[asyncio.Queue, str | None] = {}  # outbox -> the tenant it may see (None: all)
 
-    def view(self, job_id: str, tenant: str | None = None) -> dict | None:
-        """The job as pages show it; None if unknown, or another tenant's when ``tenant`` is given."""
+    def record(self, job_id: str, tenant: str | None = None):
+        """The job's record; None if unknown, or another tenant's when ``tenant`` is given."""
         record = self.index.get(job_id)
         if record is None or (tenant is not None and record.tenant != tenant):
             return None
-        return record.public_view(include_code=True, include_svg=True)
+        return record
+
+    def view(self, job_id: str, tenant: str | None = None) -> dict | None:
+        """The job as pages show it (SVGs inline; PNGs only listed, fetched from /api/jobs/ID/figures/N.png)."""
+        record = self.record(job_id, tenant)
+        return None if record is None else record.public_view(include_code=True, include=frozenset({"svg"}))
 
     def apply(self, event: JobEvent, offset: int) -> None:
         self.last_offset = max(self.last_offset, offset)

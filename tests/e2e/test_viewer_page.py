@@ -134,6 +134,21 @@ def test_viewer_shows_jobs_from_the_gateway_live(e2e, gateway, new_page):
     )
 
 
+def test_a_job_with_a_png_gets_a_png_download_link(e2e, gateway, new_page):
+    page = open_viewer(new_page, e2e)
+    job_id = gateway.submit(example("bar"), formats=["svg", "png"], scale=2)
+    assert gateway.wait(job_id)["status"] == "done"
+    item = card(page, job_id)
+    expect(item).to_have_attribute("data-status", "done", timeout=LIVE)
+    link = item.locator("a.download.png")
+    expect(link).to_have_attribute("download", f"{job_id}-0.png")
+    with page.expect_download() as downloaded:
+        link.click()
+    data = open(downloaded.value.path(), "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(data[16:20], "big") == 1400  # 700 px at scale 2
+    assert csp_violations(page) == []
+
+
 def test_viewer_filters_and_job_link(e2e, gateway, new_page):
     page = open_viewer(new_page, e2e)
     marker = "needle-7f3a"

@@ -1,7 +1,9 @@
-"""client.py as a user runs it: submit, wait, write SVGs, print where to look."""
+"""client.py as a user runs it: submit, wait, write SVGs, print where to look; and batches."""
 
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -92,3 +94,102 @@ def test_api_key_is_sent_when_the_gateway_requires_one(stack, tmp_path):
         assert "Example" in (tmp_path / f"{accepted.stdout.split()[1]}.svg").read_text()
     finally:
         keyed.stop()
+
+
+# --- batches ------------------------------------------------------------------------------
+
+SUMMARY = re.compile(r"done=(\d+) failed=(\d+) seconds=[\d.]+ jobs/s=[\d.]+")
+
+
+def test_batch_of_a_directory_writes_files_named_after_the_inputs(stack, tmp_path):
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    (jobs / "b1.py").write_text((ROOT / "examples" / "bar.py").read_text())
+    (jobs / "b2.py").write_text((ROOT / "examples" / "two_figures.py").read_text())
+    (jobs / "b3.py").write_text("import plotly\nraise ValueError('bad batch input')\n")
+    (jobs / "notes.txt").write_text("not a job")
+    out = tmp_path / "out"
+
+    run = client(stack, str(jobs), "--out", str(out), "--concurrency", "3")
+
+    assert run.returncode == 1, run.stderr  # one job failed
+    assert sorted(p.name for p in out.iterdir()) == ["b1.svg", "b2-2.svg", "b2.svg"]
+    assert "Fruit sold" in (out / "b1.svg").read_text()
+    assert "First figure" in (out / "b2.svg").read_text()
+    assert "Second figure" in (out / "b2-2.svg").read_text()
+    assert SUMMARY.search(run.stdout).groups() == ("2", "1"), run.stdout
+    assert "b3.py: failed" in run.stderr and "ValueError: bad batch input" in run.stderr
+    assert "Traceback" in run.stderr
+
+
+def test_batch_from_files_and_globs_all_done_exits_0(stack, tmp_path):
+    out = tmp_path / "out"
+    run = client(
+        stack,
+        "--file",
+        str(ROOT / "examples" / "scatter.py"),
+        "--file",
+        str(ROOT / "examples" / "pie.py"),
+        str(ROOT / "examples" / "b*.py"),  # quoted glob: expanded by the client
+        "--out",
+        str(out),
+    )
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["bar.svg", "pie.svg", "scatter.svg"]
+    assert SUMMARY.search(run.stdout).groups() == ("3", "0")
+
+
+def test_batch_asks_for_the_formats_and_writes_each(stack, tmp_path):
+    out = tmp_path / "out"
+    run = client(
+        stack,
+        str(ROOT / "examples" / "bar.py"),
+        "--format",
+        "svg",
+        "--format",
+        "png",
+        "--scale",
+        "2",
+        "--out",
+        str(out),
+    )
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["bar.png", "bar.svg"]
+    assert (out / "bar.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert (out / "bar.svg").read_text().startswith("<svg")
+
+
+def test_missing_batch_input_is_refused(stack, tmp_path):
+    run = client(stack, str(tmp_path / "nope.py"), str(tmp_path / "*.py"))
+    assert run.returncode == 2
+    assert "no such file" in run.stderr
+
+
+def test_batch_larger_than_the_burst_finishes_at_the_rate_limit(stack, tmp_path):
+    limited = stack.start_gateway(
+        "gateway-rate-limited", PLOTFARM_RATE_LIMIT_PER_MINUTE="60", PLOTFARM_RATE_LIMIT_BURST="2"
+    )
+    try:
+        stack.wait_ready(limited)
+        jobs = tmp_path / "jobs"
+        jobs.mkdir()
+        for n in range(8):
+            (jobs / f"j{n}.py").write_text(SEED.replace("Example", f"Batch {n}"))
+        out = tmp_path / "out"
+        started = time.monotonic()
+        run = subprocess.run(
+            [sys.executable, str(ROOT / "client.py"), "--gateway", limited.url, str(jobs), "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            cwd=ROOT,
+        )
+        elapsed = time.monotonic() - started
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert SUMMARY.search(run.stdout).groups() == ("8", "0")
+        assert sorted(p.name for p in out.iterdir()) == [f"j{n}.svg" for n in range(8)]
+        assert "Batch 7" in (out / "j7.svg").read_text()
+        assert "gateway busy (429" in run.stderr  # it did hit the limit, and waited it out
+        assert elapsed >= 5  # 2 at once, then one a second
+    finally:
+        limited.stop()

@@ -32,13 +32,14 @@ def child_pids(parent: int) -> dict[int, str]:
 
 
 def test_supervisor_restarts_a_dead_service_and_stops_cleanly(amqp_url, tmp_path):
-    gateway_port, viewer_port, namespace = free_port(), free_port(), new_namespace()
+    gateway_port, viewer_port, mcp_port, namespace = free_port(), free_port(), free_port(), new_namespace()
     env = {
         **os.environ,
         "PLOTFARM_AMQP_URL": amqp_url,
         "PLOTFARM_NAMESPACE": namespace,
         "PLOTFARM_GATEWAY_PORT": str(gateway_port),
         "PLOTFARM_VIEWER_PORT": str(viewer_port),
+        "PLOTFARM_MCP_PORT": str(mcp_port),
         "RENDERERS": "0",
     }
     log = open(tmp_path / "supervisor.log", "wb")
@@ -48,6 +49,7 @@ def test_supervisor_restarts_a_dead_service_and_stops_cleanly(amqp_url, tmp_path
     try:
         wait_http_ok(f"http://127.0.0.1:{gateway_port}/healthz", 60)
         wait_http_ok(f"http://127.0.0.1:{viewer_port}/healthz", 60)
+        wait_http_ok(f"http://127.0.0.1:{mcp_port}/healthz", 60)  # make run starts the MCP server too
         gateway = next(pid for pid, cmd in child_pids(supervisor.pid).items() if "services.gateway" in cmd)
         os.kill(gateway, signal.SIGKILL)
         time.sleep(0.5)

@@ -14,7 +14,12 @@ from shared.page_contract import OUTPUT_LIMIT_EXCEEDED, OutputLimits, RunOutput
 from shared.settings import PROJECT_ROOT
 
 LIMITS = OutputLimits(
-    max_figures=3, max_figure_bytes=200_000, max_total_figure_bytes=400_000, max_svg_bytes=10**6, max_output_chars=100
+    max_figures=3,
+    max_figure_bytes=200_000,
+    max_total_figure_bytes=400_000,
+    max_svg_bytes=10**6,
+    max_png_pixels=10**6,
+    max_output_chars=100,
 ).model_dump()
 
 

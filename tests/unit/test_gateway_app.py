@@ -82,13 +82,44 @@ async def test_result_and_figure_are_served(gateway):
     index.apply(RenderResult(job_id=job_id, status="done", figures=["<svg>a</svg>"], stdout="out"))
     body = await (await client.get(f"/api/jobs/{job_id}")).json()
     assert body["status"] == "done" and body["stdout"] == "out"
-    assert body["figures"] == [{"index": 0, "bytes": 12, "url": f"http://gw/api/jobs/{job_id}/figures/0.svg"}]
+    url = f"http://gw/api/jobs/{job_id}/figures/0.svg"
+    assert body["figures"] == [{"index": 0, "bytes": 12, "url": url, "files": {"svg": {"bytes": 12, "url": url}}}]
     with_svg = await (await client.get(f"/api/jobs/{job_id}?include=svg")).json()
     assert with_svg["figures"][0]["svg"] == "<svg>a</svg>"
     figure = await client.get(f"/api/jobs/{job_id}/figures/0.svg")
     assert figure.status == 200 and figure.content_type == "image/svg+xml"
     assert "sandbox" in figure.headers["Content-Security-Policy"]
     assert await figure.text() == "<svg>a</svg>"
+    missing = await client.get(f"/api/jobs/{job_id}/figures/0.png")  # the job did not ask for PNG
+    assert missing.status == 404 and '"formats": ["png"]' in (await missing.json())["error"]
+
+
+async def test_every_format_is_served_with_its_type_and_a_sandbox(gateway):
+    import base64  # noqa: PLC0415
+
+    client, index = await gateway()
+    job_id = (await (await client.post("/api/jobs", json={"code": "x", "formats": ["svg", "png", "html"]})).json())[
+        "job_id"
+    ]
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
+    spec = {"data": [{"type": "bar", "y": [1]}], "layout": {"title": {"text": "</script><b>t</b>"}}}
+    index.apply(RenderResult(job_id=job_id, status="done", figures=[{"svg": "<svg/>", "png": png, "spec": spec}]))
+    body = await (await client.get(f"/api/jobs/{job_id}?include=png,json")).json()
+    assert set(body["figures"][0]["files"]) == {"svg", "png", "json", "html"}
+    assert body["figures"][0]["png"] == png and body["figures"][0]["spec"] == spec
+    for fmt, content_type in (("png", "image/png"), ("json", "application/json"), ("html", "text/html")):
+        response = await client.get(f"/api/jobs/{job_id}/figures/0.{fmt}")
+        assert response.status == 200 and response.content_type == content_type, fmt
+        assert "sandbox" in response.headers["Content-Security-Policy"]
+    assert await (await client.get(f"/api/jobs/{job_id}/figures/0.png")).read() == base64.b64decode(png)
+    page = await (await client.get(f"/api/jobs/{job_id}/figures/0.html")).text()
+    assert "</script><b>" not in page and "\\u003c/script" in page  # the title is data, never markup
+    assert (
+        "connect-src 'none'"
+        in (await client.get(f"/api/jobs/{job_id}/figures/0.html")).headers["Content-Security-Policy"]
+    )
+    bad = await client.get(f"/api/jobs/{job_id}?include=pdf")
+    assert bad.status == 400
 
 
 async def test_long_poll_wakes_on_result(gateway):

@@ -36,7 +36,7 @@ def test_first_result_wins_and_duplicates_are_counted():
     assert index.apply(result(status="done", svg="<svg>first</svg>"))
     assert not index.apply(result(status="failed"))
     record = index.get("j")
-    assert record.status == "done" and record.result.figures == ["<svg>first</svg>"]
+    assert record.status == "done" and [figure.svg for figure in record.result.figures] == ["<svg>first</svg>"]
     assert index.duplicates == 1
 
 

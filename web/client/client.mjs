@@ -141,6 +141,9 @@ async function showFigures(figures) {
       frames: figure.frames || [],
       config: { responsive: true, displaylogo: false },
     });
+    const download = el("button", { type: "button", className: "download-png", textContent: figures.length > 1 ? `download PNG ${n + 1}` : "download PNG" });
+    download.addEventListener("click", () => Plotly.downloadImage(plot, { format: "png", filename: `plotfarm-figure-${n + 1}` }));
+    $("local-plots").append(download);
   }
 }
 

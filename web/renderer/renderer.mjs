@@ -15,7 +15,7 @@
 // A pool of fresh interpreters is kept ready and refilled in the background.
 
 import { Interpreter } from "../runtime/interpreter.mjs";
-import { figureToSvg } from "../runtime/svg.mjs";
+import { exportFigure } from "../runtime/export.mjs";
 
 const assetBase = new URL("../", import.meta.url).href;
 // {isolation, spares, parallelBoots, heapLimitBytes}: from the renderer's
@@ -146,12 +146,12 @@ function release(interpreter, key, outcome) {
 }
 
 /**
- * Run one job and turn its figures into SVG.
+ * Run one job and export its figures in the formats it asked for.
  * Resolves with a PageResult (runtime/contract.mjs; shared/page_contract.py),
- * which the renderer service validates. Output limits on the SVGs are the
- * service's to apply; this page only renders.
+ * which the renderer service validates. Limits on the SVG and PNG bytes are
+ * the service's to apply; PNG pixels are checked here, before rendering.
  */
-async function render({ code, width, height, timeoutMs, graceMs, limits, tenant }) {
+async function render({ code, width, height, formats, scale, timeoutMs, graceMs, limits, tenant }) {
   const started = performance.now();
   const key = isolationKey(tenant);
   const interpreter = await acquire(key);
@@ -163,24 +163,25 @@ async function render({ code, width, height, timeoutMs, graceMs, limits, tenant 
     release(interpreter, key, outcome || { output: { error: null }, terminated: true });
   }
   const { output, timings, packages } = outcome;
-  const svgs = [];
+  const figures = [];
   let error = output.error;
-  const svgStarted = performance.now();
+  const exportStarted = performance.now();
   if (!error) {
+    const options = { width, height, formats, scale, maxPngPixels: limits.max_png_pixels };
     try {
-      for (const figure of output.figures) svgs.push(await figureToSvg(window.Plotly, figure, { width, height }));
+      for (const figure of output.figures) figures.push(await exportFigure(window.Plotly, figure, options));
     } catch (err) {
-      svgs.length = 0;
-      error = { type: "SvgRenderError", message: String(err.message || err), traceback: "" };
+      figures.length = 0;
+      error = { type: err.type || "RenderError", message: String(err.message || err), traceback: "" };
     }
   }
   return {
-    svgs,
+    figures,
     stdout: output.stdout,
     stderr: output.stderr,
     error,
     packages,
-    timings: { wait_ms: waitMs, load_ms: timings.load_ms, run_ms: timings.run_ms, svg_ms: performance.now() - svgStarted },
+    timings: { wait_ms: waitMs, load_ms: timings.load_ms, run_ms: timings.run_ms, svg_ms: performance.now() - exportStarted },
   };
 }
 

@@ -8,9 +8,13 @@
  * @typedef {{type: string, message: string, traceback: string}} JobError
  * @typedef {{figures: object[], stdout: string, stderr: string, error: JobError|null}} RunOutput
  * @typedef {{wait_ms: number, load_ms: number, run_ms: number, svg_ms: number}} PageTimings
- * @typedef {{svgs: string[], stdout: string, stderr: string, error: JobError|null,
+ * @typedef {{svg?: string, png?: string, spec?: object}} Figure  (png: base64)
+ * @typedef {{figures: Figure[], stdout: string, stderr: string, error: JobError|null,
  *            packages: string[], timings: PageTimings}} PageResult
  */
+
+/** The error type for output larger than its limits (OUTPUT_LIMIT_EXCEEDED in shared/page_contract.py). */
+export const OUTPUT_LIMIT_EXCEEDED = "OutputLimitExceeded";
 
 /** @returns {RunOutput} a run that produced `error` instead of figures, keeping any output. */
 export function failedRun(type, message, { traceback = "", stdout = "", stderr = "" } = {}) {

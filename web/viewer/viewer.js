@@ -209,9 +209,17 @@ function cardParts(entry) {
 
   const actions = el("div", { className: "actions" });
   figures.forEach((figure, n) => {
-    if (!urls[n]) return;
-    const label = figures.length > 1 ? `SVG ${n + 1}` : "download SVG";
-    actions.append(el("a", { href: urls[n], download: `${job.job_id}-${n}.svg`, textContent: label, className: "download" }));
+    const many = figures.length > 1;
+    if (urls[n]) {
+      const label = many ? `SVG ${n + 1}` : "download SVG";
+      actions.append(el("a", { href: urls[n], download: `${job.job_id}-${n}.svg`, textContent: label, className: "download" }));
+    }
+    // A PNG stays on the viewer (it is not pushed over the WebSocket): a link to it.
+    if (figure.files && figure.files.png && /^[0-9a-f]+$/.test(job.job_id)) {
+      const label = many ? `PNG ${n + 1}` : "download PNG";
+      const href = `/api/jobs/${job.job_id}/figures/${n}.png`;
+      actions.append(el("a", { href, download: `${job.job_id}-${n}.png`, textContent: label, className: "download png" }));
+    }
   });
   if (job.code) {
     const copy = el("button", { type: "button", className: "copy", textContent: "copy code" });

@@ -1,0 +1,140 @@
+"""The MCP server: one tool, served with Streamable HTTP at ``/mcp``, plus health routes.
+
+SDK pieces used (``mcp`` 2.x): ``MCPServer`` (FastMCP's successor) with
+``@server.tool`` and ``@server.custom_route``; ``Context.headers`` (the HTTP
+headers of the MCP request carrying the tool call) for the caller's bearer
+token; ``Context.report_progress`` while the job waits; and
+``MCPServer.streamable_http_app`` (a Starlette app) in stateless mode, so any
+number of these services can stand behind one address with no session
+affinity.
+"""
+
+from collections.abc import Mapping
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+import structlog
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import CallToolResult, ToolAnnotations
+from pydantic import Field
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from services.mcp.gateway import GatewayClient
+from services.mcp.tool import TOOL_DESCRIPTION, RenderTool
+from shared.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+MCP_PATH = "/mcp"
+INSTRUCTIONS = (
+    "plotfarm renders Plotly figures from Python code in a sandbox (no network, no installs). "
+    "Call render_plotly with code that builds a figure and calls fig.show(); you get a PNG to look at "
+    "and the SVG as a resource."
+)
+
+
+def caller_key(headers: Mapping[str, str] | None) -> str | None:
+    """The API key the MCP client sent: ``Authorization: Bearer <key>``, or ``X-API-Key``."""
+    if not headers:
+        return None
+    lowered = {k.lower(): v for k, v in headers.items()}
+    auth = lowered.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    return lowered.get("x-api-key", "").strip() or None
+
+
+def build_server(tool: RenderTool) -> MCPServer:
+    server = MCPServer(
+        "plotfarm",
+        title="plotfarm",
+        description="Sandboxed Plotly rendering: Python code in, PNG and SVG out.",
+        instructions=INSTRUCTIONS,
+        version="0.1.0",
+    )
+
+    @server.tool(
+        name="render_plotly",
+        title="Render Plotly figures",
+        description=TOOL_DESCRIPTION,
+        annotations=ToolAnnotations(
+            title="Render Plotly figures",
+            read_only_hint=True,
+            destructive_hint=False,
+            idempotent_hint=False,
+            open_world_hint=False,
+        ),
+    )
+    async def render_plotly(
+        code: Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=65536,
+                description="Python code that builds Plotly figures and calls fig.show() for each one to return.",
+            ),
+        ],
+        ctx: Context,
+        width: Annotated[
+            int | None,
+            Field(ge=50, le=5000, description="Figure width in pixels when the layout sets none (default 700)."),
+        ] = None,
+        height: Annotated[
+            int | None,
+            Field(ge=50, le=5000, description="Figure height in pixels when the layout sets none (default 450)."),
+        ] = None,
+        scale: Annotated[
+            float | None,
+            Field(ge=1, le=4, description="PNG pixel scale, 1 to 4 (2 gives a sharp image); SVG is unaffected."),
+        ] = None,
+        timeout_s: Annotated[
+            float | None,
+            Field(gt=0, le=60, description="The code's time limit in seconds (default 10, at most 60)."),
+        ] = None,
+    ) -> CallToolResult:
+        async def progress(done: float, total: float, message: str) -> None:
+            await ctx.report_progress(done, total, message)
+
+        return await tool.render(
+            code,
+            width=width,
+            height=height,
+            scale=scale,
+            timeout_s=timeout_s,
+            api_key=caller_key(ctx.headers),
+            progress=progress,
+        )
+
+    @server.custom_route("/healthz", methods=["GET"])
+    async def healthz(_request: Request) -> JSONResponse:
+        return JSONResponse({"status": "alive"})
+
+    @server.custom_route("/readyz", methods=["GET"])
+    async def readyz(_request: Request) -> JSONResponse:
+        reason = await tool.gateway.ready()
+        return JSONResponse(
+            {"ready": reason is None, "checks": {"gateway": reason or "ok"}}, status_code=200 if reason is None else 503
+        )
+
+    return server
+
+
+def create_app(settings: Settings, gateway: GatewayClient | None = None) -> Starlette:
+    """The ASGI app: ``/mcp`` (Streamable HTTP, stateless), ``/healthz``, ``/readyz``."""
+    gateway = gateway or GatewayClient(settings)
+    server = build_server(RenderTool(settings, gateway))
+    app = server.streamable_http_app(streamable_http_path=MCP_PATH, stateless_http=True, host=settings.mcp_host)
+    sdk_lifespan = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(starlette_app: Starlette):
+        async with sdk_lifespan(starlette_app):  # the SDK's session manager
+            try:
+                yield
+            finally:
+                await gateway.aclose()
+
+    app.router.lifespan_context = lifespan
+    return app
