@@ -6,19 +6,30 @@ asset_server.py), the only thing it can connect to. On top of that,
 Playwright's request routing lets through only requests for the asset
 server's origin and aborts everything else, and every asset carries a
 strict Content-Security-Policy.
+
+Chromium's own sandbox is on everywhere unless ``PLOTFARM_CHROMIUM_SANDBOX=off``
+says otherwise. It cannot run as root, so a renderer running as root starts
+Chromium (and the asset server) as the unprivileged system user
+``plotfarm-chromium`` (``make`` creates it); see launcher.py. What Chromium
+actually got, read from ``/proc`` (uid, seccomp mode, no_new_privs, own user
+namespace, per process type), is logged once per start and reported in
+``/stats``: :func:`sandbox_report`.
 """
 
 import asyncio
 import os
+import pwd
 import shlex
 import shutil
 import socket
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import dataclass
 
 import structlog
 from playwright.async_api import Browser, BrowserContext, Page, Playwright, Route, async_playwright
+from playwright.async_api import Error as PlaywrightError
 
 from shared.retry import Backoff, retry
 from shared.settings import PROJECT_ROOT, Settings
@@ -27,6 +38,11 @@ log = structlog.get_logger(__name__)
 
 # Inside a network namespace of its own nothing else can hold this port.
 NAMESPACED_ASSET_PORT = 8731
+# Who Chromium runs as when the renderer runs as root (`make` creates it:
+# useradd --system). It owns nothing, has no login, and is in no group.
+CHROMIUM_USER = "plotfarm-chromium"
+# How the launcher says that user cannot read the project's files (see launcher.py).
+LAUNCHER_CANNOT_READ = "cannot read the assets"
 
 CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "chromium", "chromium-browser", "google-chrome")
 CHROMIUM_FLAGS = [
@@ -94,11 +110,146 @@ async def network_namespace(settings: Settings) -> Namespace:
     return Namespace([], None, f"unavailable: {reason}")
 
 
+class ChromiumSetupError(RuntimeError):
+    """Chromium cannot be started as configured; retrying will not help (the renderer exits EX_CONFIG)."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The unprivileged user Chromium runs as when the renderer is root."""
+
+    name: str
+    uid: int
+    gid: int
+
+
 def sandbox_enabled(settings: Settings) -> bool:
-    """Chromium's own sandbox refuses to start as root; keep it everywhere else."""
-    if settings.chromium_sandbox == "auto":
-        return os.geteuid() != 0
-    return settings.chromium_sandbox == "on"
+    """Chromium's own sandbox: on (``auto`` and ``on``) unless explicitly turned off."""
+    return settings.chromium_sandbox != "off"
+
+
+def chromium_identity(settings: Settings) -> Identity | None:
+    """Whom the launcher makes Chromium run as; None: as we are (we are not root).
+
+    As root, always the system user :data:`CHROMIUM_USER`: Chromium's sandbox
+    needs a non-root uid, and even without the sandbox root has no business
+    running a browser. Only ``PLOTFARM_CHROMIUM_SANDBOX=off`` without that
+    user still runs Chromium as root (loudly).
+    """
+    if os.geteuid() != 0:
+        return None
+    try:
+        entry = pwd.getpwnam(CHROMIUM_USER)
+    except KeyError:
+        if not sandbox_enabled(settings):
+            return None
+        raise ChromiumSetupError(
+            f"the renderer runs as root, so Chromium must run as the unprivileged system user {CHROMIUM_USER!r},"
+            " which does not exist: run `make setup` (or `useradd --system --user-group --no-create-home"
+            f" --home-dir /nonexistent --shell /usr/sbin/nologin {CHROMIUM_USER}`), run plotfarm as a normal"
+            " user, or set PLOTFARM_CHROMIUM_SANDBOX=off to accept Chromium as root without its sandbox"
+        ) from None
+    if entry.pw_uid == 0 or entry.pw_gid == 0:
+        raise ChromiumSetupError(f"the user {CHROMIUM_USER!r} has uid or gid 0; it must be unprivileged")
+    return Identity(CHROMIUM_USER, entry.pw_uid, entry.pw_gid)
+
+
+# ---- what Chromium got, from /proc --------------------------------------------
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def process_facts(pid: int) -> dict | None:
+    """Uid, seccomp mode, no_new_privs and namespaces of one process (None if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            status = dict(line.rstrip("\n").split(":\t", 1) for line in handle if ":\t" in line)
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            # Chromium's child processes rewrite their title: one string, words split by spaces.
+            argv = handle.read().replace(b"\0", b" ").decode(errors="replace").split()
+    except OSError:
+        return None
+    kind = next((a.split("=", 1)[1] for a in argv if a.startswith("--type=")), "browser")
+    namespaces = {}
+    for ns in ("user", "pid", "net"):
+        try:
+            namespaces[ns] = os.readlink(f"/proc/{pid}/ns/{ns}")
+        except OSError:
+            namespaces[ns] = None  # not ours to look at (another user namespace's process)
+    return {
+        "pid": pid,
+        "argv0": argv[0] if argv else "",
+        "argv": argv,
+        "type": kind,
+        "uids": [int(u) for u in status.get("Uid", "").split()],
+        "seccomp": int(status.get("Seccomp", "-1")),
+        "no_new_privs": int(status.get("NoNewPrivs", "-1")),
+        "namespaces": namespaces,
+    }
+
+
+def chromium_processes(chromium: str, root: int | None = None) -> list[dict]:
+    """Every Chromium process started under ``root`` (default: this process)."""
+    binary = os.path.realpath(chromium)
+    names = {binary, chromium, os.path.basename(binary)}
+    facts = [process_facts(pid) for pid in _descendants(os.getpid() if root is None else root)]
+    found = []
+    for f in facts:
+        if f and (f["argv0"] in names or os.path.basename(f["argv0"]) in names):
+            found.append(f)
+        elif f and "services.renderer.launcher" in f["argv"]:  # the launcher's fork: the asset server
+            found.append({**f, "type": "asset-server"})
+    return found
+
+
+def summarize(processes: list[dict]) -> dict:
+    """Per process type: how many, their uids, seccomp modes, no_new_privs, user namespaces."""
+    own_user_ns = os.readlink("/proc/self/ns/user")
+    by_type: dict[str, dict] = {}
+    for kind in sorted({p["type"] for p in processes}):
+        group = [p for p in processes if p["type"] == kind]
+        user_ns = Counter(
+            {None: "unknown", own_user_ns: "same"}.get(p["namespaces"]["user"], "separate") for p in group
+        )
+        by_type[kind] = {
+            "count": len(group),
+            "uid": sorted({p["uids"][0] for p in group if p["uids"]}),
+            "seccomp": sorted({p["seccomp"] for p in group}),
+            "no_new_privs": sorted({p["no_new_privs"] for p in group}),
+            "user_namespace": dict(user_ns),
+        }
+    return by_type
+
+
+def sandbox_verdict(by_type: dict, sandbox: bool) -> str | None:
+    """Why the processes that run job code are not sandboxed as asked; None when they are."""
+    renderers = by_type.get("renderer")
+    if not sandbox or renderers is None:
+        return None
+    problems = []
+    if 0 in renderers["uid"]:
+        problems.append("a renderer process runs as uid 0")
+    if renderers["seccomp"] != [2]:
+        problems.append(f"renderer processes have seccomp mode {renderers['seccomp']}, not 2 (filter)")
+    if renderers["no_new_privs"] != [1]:
+        problems.append("renderer processes lack no_new_privs")
+    return "; ".join(problems) or None
 
 
 class HeadlessBrowser:
@@ -112,11 +263,16 @@ class HeadlessBrowser:
         self.running = asyncio.Event()
         self.network_namespace = "not started"
         self.asset_origin = ""
+        self.identity: Identity | None = None
+        self.sandbox = sandbox_enabled(settings)
+        self._chromium = ""
         self._launcher: str | None = None
+        self._sandbox_checked = False
 
     async def _executable(self) -> str:
         """A one-line launcher: [network namespace] -> asset server + Chromium."""
-        chromium = find_chromium(self.settings)
+        chromium = self._chromium = find_chromium(self.settings)
+        self.identity = chromium_identity(self.settings)
         namespace = await network_namespace(self.settings)
         self.network_namespace = namespace.description
         if namespace.prefix:
@@ -127,6 +283,8 @@ class HeadlessBrowser:
             with socket.socket() as probe:  # host loopback: take a free port
                 probe.bind(("127.0.0.1", 0))
                 port, extra = probe.getsockname()[1], []
+        if self.identity is not None:
+            extra += ["--drop-to", f"{self.identity.uid}:{self.identity.gid}"]
         self.asset_origin = f"http://127.0.0.1:{port}"
         command = [
             *namespace.prefix,
@@ -149,29 +307,82 @@ class HeadlessBrowser:
             script.write(f'exec {shlex.join(command)} "$@"\n')
         return self._launcher
 
+    @property
+    def runs_as(self) -> str:
+        if self.identity is not None:
+            return f"{self.identity.name} (uid {self.identity.uid})"
+        return f"uid {os.getuid()}" + (" (root)" if os.geteuid() == 0 else "")
+
     async def start(self) -> None:
         executable = await self._executable()
-        sandbox = sandbox_enabled(self.settings)
+        if not self.sandbox:
+            log.warning(
+                "CHROMIUM SANDBOX OFF: PLOTFARM_CHROMIUM_SANDBOX=off starts Chromium with --no-sandbox; "
+                "code that escapes V8 and Pyodide is then not contained by Chromium",
+                runs_as=self.runs_as,
+            )
         if self.playwright is None:
             self.playwright = await async_playwright().start()
-        self.browser = await self.playwright.chromium.launch(
-            executable_path=executable,
-            headless=True,
-            chromium_sandbox=sandbox,
-            args=[*CHROMIUM_FLAGS, f"--js-flags=--max-old-space-size={self.settings.js_heap_mb}"],
-        )
+        try:
+            self.browser = await self.playwright.chromium.launch(
+                executable_path=executable,
+                headless=True,
+                # False makes Playwright add --no-sandbox: only on the explicit opt-out.
+                chromium_sandbox=self.sandbox,
+                args=[*CHROMIUM_FLAGS, f"--js-flags=--max-old-space-size={self.settings.js_heap_mb}"],
+            )
+        except PlaywrightError as exc:
+            unreadable = next((line for line in str(exc).splitlines() if LAUNCHER_CANNOT_READ in line), None)
+            if self.identity is not None and unreadable:
+                # A restart would meet the same file permissions: say so once, and stop.
+                raise ChromiumSetupError(unreadable.split("[err] ", 1)[-1]) from exc
+            raise
         self.disconnected.clear()
+        self._sandbox_checked = False
         self.browser.on("disconnected", self._on_disconnected)
         self.context = await self.browser.new_context(service_workers="block", accept_downloads=False)
         await self.context.route("**/*", self._answer)
         self.running.set()
         log.info(
             "chromium started",
-            executable=find_chromium(self.settings),
+            executable=self._chromium,
             version=self.browser.version,
-            sandbox=sandbox,
+            sandbox=self.sandbox,
+            runs_as=self.runs_as,
             network_namespace=self.network_namespace,
         )
+
+    def sandbox_report(self) -> dict:
+        """What Chromium's processes got, read from /proc now (for /stats and the log)."""
+        by_type = summarize(chromium_processes(self._chromium)) if self._chromium and self.running.is_set() else {}
+        renderers = by_type.get("renderer", {})
+        return {
+            "sandbox": "on" if self.sandbox else "off",
+            "runs_as": self.runs_as,
+            "network_namespace": self.network_namespace,
+            # The processes that run job code (pages and their workers).
+            "renderer_processes": {k: renderers.get(k) for k in ("count", "uid", "seccomp", "no_new_privs")},
+            "problem": sandbox_verdict(by_type, self.sandbox),
+            "processes": by_type,
+        }
+
+    def _log_sandbox(self) -> None:
+        report = self.sandbox_report()
+        renderers = report["renderer_processes"]
+        facts = {
+            "sandbox": report["sandbox"],
+            "uid": ",".join(map(str, renderers["uid"] or [])),
+            "seccomp": ",".join(map(str, renderers["seccomp"] or [])),
+            "no_new_privs": ",".join(map(str, renderers["no_new_privs"] or [])),
+            "runs_as": report["runs_as"],
+            "processes": {kind: group["count"] for kind, group in report["processes"].items()},
+        }
+        if report["problem"]:
+            log.error("chromium sandbox NOT in effect", problem=report["problem"], **facts)
+        elif self.sandbox:
+            log.info("chromium sandbox", **facts)
+        else:
+            log.warning("chromium sandbox OFF", **facts)
 
     def _on_disconnected(self, _browser) -> None:
         self.running.clear()
@@ -188,6 +399,9 @@ class HeadlessBrowser:
         page.on("pageerror", lambda err: log.warning("page error", error=str(err)[:500]))
         await page.goto(f"{self.asset_origin}/renderer/index.html")
         await page.wait_for_function("window.plotfarm !== undefined")
+        if not self._sandbox_checked:  # the first page of this Chromium: its renderer process exists now
+            self._sandbox_checked = True
+            await asyncio.to_thread(self._log_sandbox)
         return page
 
     async def _answer(self, route: Route) -> None:

@@ -1,0 +1,185 @@
+"""Chromium's own sandbox is on under the test stack itself (root on CI, a normal user elsewhere).
+
+Read straight from ``/proc`` of the Chromium processes the renderer services
+started (their descendants), not from what the renderer says about itself:
+
+- the processes that run job code (``--type=renderer``: the page and its
+  Web Workers, where Pyodide runs) have a non-zero uid on the host, or live
+  in a user namespace that maps nothing to host root; ``Seccomp: 2``
+  (Chromium's seccomp-bpf filter) and ``NoNewPrivs: 1``;
+- no Chromium process of ours runs as root, and none has the renderer's
+  environment (the broker URL);
+- as root: Chromium and the asset server run as the unprivileged system
+  user, with no supplementary groups and no capabilities, and that user
+  cannot read the asset server's memory or environment;
+- the renderer's log and ``/stats`` say the same.
+"""
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import urllib.request
+
+import pytest
+
+from services.renderer.browser import CHROMIUM_USER
+from tests.integration.conftest import RENDERERS
+
+pytestmark = pytest.mark.integration
+
+AS_ROOT = os.geteuid() == 0
+HOST_USER_NS = os.readlink("/proc/1/ns/user") if os.access("/proc/1/ns/user", os.R_OK) else None
+
+
+def children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    return children
+
+
+def descendants(root: int) -> list[int]:
+    children, found, todo = children_map(), [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found[1:]
+
+
+def status(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/status") as handle:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in handle if ":\t" in line)
+
+
+def words(pid: int) -> list[str]:
+    """argv; Chromium's child processes rewrite theirs into one string of words."""
+    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+        return handle.read().replace(b"\0", b" ").decode(errors="replace").split()
+
+
+def maps_host_root(pid: int) -> bool:
+    """Does the process's user namespace map any uid to host uid 0? (read from the host's namespace)"""
+    with open(f"/proc/{pid}/uid_map") as handle:
+        for line in handle:
+            _inside, outside, count = (int(x) for x in line.split())
+            if outside <= 0 < outside + count:
+                return True
+    return False
+
+
+def chromium_of(renderer: str, stack) -> dict[str, list[int]]:
+    """The Chromium processes under one renderer service, by type (browser, zygote, renderer, ...)."""
+    by_type: dict[str, list[int]] = {}
+    for pid in descendants(stack.processes[renderer].proc.pid):
+        try:
+            argv = words(pid)
+        except OSError:
+            continue
+        if argv and os.path.basename(argv[0]) == "chromium":
+            kind = next((a.split("=", 1)[1] for a in argv if a.startswith("--type=")), "browser")
+            by_type.setdefault(kind, []).append(pid)
+        elif "services.renderer.launcher" in argv:
+            by_type.setdefault("asset-server", []).append(pid)
+    return by_type
+
+
+@pytest.fixture(scope="module")
+def chromium(stack):
+    return {name: chromium_of(name, stack) for name in RENDERERS}
+
+
+async def test_a_job_runs(api):
+    result = await api.render("import plotly.graph_objects as go\ngo.Figure(go.Bar(y=[1, 2])).show()")
+    assert result["status"] == "done", result.get("error")
+
+
+@pytest.mark.parametrize("renderer", RENDERERS)
+def test_processes_that_run_job_code_are_sandboxed(renderer, chromium):
+    pids = chromium[renderer].get("renderer", [])
+    assert pids, f"no Chromium renderer processes under {renderer}: {chromium[renderer]}"
+    for pid in pids:
+        facts = status(pid)
+        uids = [int(u) for u in facts["Uid"].split()]
+        own_user_ns = os.readlink(f"/proc/{pid}/ns/user") != HOST_USER_NS
+        assert all(uids) or (own_user_ns and not maps_host_root(pid)), f"pid {pid}: Uid {facts['Uid']}"
+        assert facts["Seccomp"] == "2", f"pid {pid}: Seccomp {facts['Seccomp']} (2 = a seccomp-bpf filter)"
+        assert facts["NoNewPrivs"] == "1", f"pid {pid}: NoNewPrivs {facts['NoNewPrivs']}"
+        assert int(facts["CapEff"], 16) == 0, f"pid {pid}: CapEff {facts['CapEff']}"
+        # Chromium's namespace sandbox: a user and a PID namespace of its own (and no network).
+        assert own_user_ns
+        assert os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
+        assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink(f"/proc/{chromium[renderer]['browser'][0]}/ns/net")
+
+
+@pytest.mark.parametrize("renderer", RENDERERS)
+def test_no_chromium_process_runs_as_root_or_sees_the_renderers_environment(renderer, chromium):
+    everything = [pid for pids in chromium[renderer].values() for pid in pids]
+    assert chromium[renderer].get("browser"), chromium[renderer]
+    for pid in everything:
+        uids = [int(u) for u in status(pid)["Uid"].split()]
+        assert all(uids), f"pid {pid} ({words(pid)[:2]}) runs as uid {uids}"
+    browser = chromium[renderer]["browser"][0]
+    with open(f"/proc/{browser}/environ", "rb") as handle:
+        environment = handle.read().decode(errors="replace").split("\0")
+    leaked = [v.split("=", 1)[0] for v in environment if v.startswith(("PLOTFARM_", "PYTHONPATH"))]
+    assert not leaked, f"Chromium sees {leaked}"
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="the renderer drops to the system user only when it runs as root")
+@pytest.mark.parametrize("renderer", RENDERERS)
+def test_as_root_chromium_and_the_asset_server_run_as_the_unprivileged_system_user(renderer, chromium):
+    user = pwd.getpwnam(CHROMIUM_USER)
+    assert user.pw_uid != 0 and user.pw_gid != 0
+    browser = chromium[renderer]["browser"][0]
+    servers = chromium[renderer].get("asset-server", [])
+    assert len(servers) == 1, chromium[renderer]
+    for pid in (browser, servers[0]):
+        facts = status(pid)
+        assert facts["Uid"].split() == [str(user.pw_uid)] * 4, facts["Uid"]
+        assert facts["Gid"].split() == [str(user.pw_gid)] * 4, facts["Gid"]
+        assert facts["Groups"].strip() == "", f"supplementary groups: {facts['Groups']}"
+        assert int(facts["CapEff"], 16) == 0 and int(facts["CapPrm"], 16) == 0
+        assert facts["NoNewPrivs"] == "1"
+    profile = next(a.split("=", 1)[1] for a in words(browser) if a.startswith("--user-data-dir="))
+    assert os.stat(profile).st_uid == user.pw_uid
+
+
+@pytest.mark.skipif(not AS_ROOT or not shutil.which("setpriv"), reason="needs root and setpriv")
+@pytest.mark.parametrize("renderer", RENDERERS)
+def test_chromiums_user_cannot_read_the_asset_servers_memory(renderer, chromium):
+    """The asset server is a fork of the launcher (which had the renderer's environment): not dumpable."""
+    user = pwd.getpwnam(CHROMIUM_USER)
+    server = chromium[renderer]["asset-server"][0]
+    as_chromium = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups", "--"]
+    for what in ("environ", "mem", "maps"):
+        attempt = subprocess.run([*as_chromium, "cat", f"/proc/{server}/{what}"], capture_output=True)
+        assert attempt.returncode != 0 and not attempt.stdout, f"{what} is readable by {CHROMIUM_USER}"
+    # ... while Chromium's own processes are (same uid, dumpable): the check above means something.
+    browser = chromium[renderer]["browser"][0]
+    assert subprocess.run([*as_chromium, "cat", f"/proc/{browser}/environ"], capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("renderer", RENDERERS)
+def test_the_renderer_logs_and_reports_what_chromium_got(renderer, stack, chromium):
+    process = stack.processes[renderer]
+    logged = [json.loads(line) for line in process.log_path.read_text().splitlines() if '"chromium sandbox"' in line]
+    assert logged, process.tail()
+    assert logged[0]["sandbox"] == "on" and logged[0]["seccomp"] == "2" and logged[0]["no_new_privs"] == "1"
+    assert "0" not in logged[0]["uid"].split(",")
+    with urllib.request.urlopen(f"{process.url}/stats", timeout=10) as response:
+        report = json.load(response)["chromium"]
+    assert report["sandbox"] == "on" and report["problem"] is None, report
+    assert report["renderer_processes"]["seccomp"] == [2]
+    assert report["renderer_processes"]["no_new_privs"] == [1]
+    assert 0 not in report["renderer_processes"]["uid"]
+    if AS_ROOT:
+        assert report["runs_as"].startswith(CHROMIUM_USER)
