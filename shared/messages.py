@@ -143,6 +143,11 @@ class RenderResult(BaseModel):
     stderr: str = ""
     error: JobError | None = None
     packages: list[str] = Field(default_factory=list, description="Packages loaded for this job's imports.")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="What came out differently than the code asked: tiles not loaded offline, WebGL traces "
+        "as raster images in the SVG, fonts substituted.",
+    )
     timings: Timings = Field(default_factory=Timings)
     renderer_id: str = ""
     attempt: int = 1

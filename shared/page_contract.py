@@ -70,6 +70,7 @@ class RunOutput(Strict):
     stdout: str
     stderr: str
     error: JobError | None
+    warnings: list[str] = Field(description="What the run itself changed, such as figures beyond the limit left out.")
 
 
 class PageTimings(Strict):
@@ -91,6 +92,9 @@ class PageResult(Strict):
     stderr: str
     error: JobError | None
     packages: list[str] = Field(description="Packages loaded for this job's imports.")
+    warnings: list[str] = Field(
+        description="What was drawn differently than asked: tiles not loaded, WebGL rasterised, fonts substituted."
+    )
     timings: PageTimings
 
 

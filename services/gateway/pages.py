@@ -64,6 +64,10 @@ CONTENT_SECURITY_POLICY = content_security_policy(
     "trusted-types default",
 )
 COMMON_HEADERS = security_headers(CONTENT_SECURITY_POLICY, cross_origin_isolated=True)
+# The page itself also lets plotly.js's map library start its blob: Web Workers
+# (tile maps); the interpreter's worker script keeps the policy above.
+PAGE_POLICY = CONTENT_SECURITY_POLICY.replace("worker-src 'self'", "worker-src 'self' blob:")
+PAGE_HEADERS = {**COMMON_HEADERS, "Content-Security-Policy": PAGE_POLICY}
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 # What the page may load under /assets/{build}/: whatever the AssetStore serves
@@ -160,7 +164,7 @@ class ClientPages:
             body=body,
             content_type="text/html",
             charset="utf-8",
-            headers={**COMMON_HEADERS, "Cache-Control": "no-cache"},
+            headers={**PAGE_HEADERS, "Cache-Control": "no-cache"},
         )
 
     async def asset(self, request: web.Request) -> web.Response:

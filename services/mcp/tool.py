@@ -255,6 +255,7 @@ class RenderTool:
         text = [head, *lines]
         if status.get("packages"):
             text.append("packages loaded: " + ", ".join(map(str, status["packages"])))
+        text += [f"warning: {warning}" for warning in status.get("warnings") or []]
         text += notes
         text.append(f"View in the browser: {viewer}")
         return "\n".join(text)

@@ -18,6 +18,8 @@ from aiohttp import web
 from shared.assets import AssetStore
 from shared.web_security import LOCKED_DOWN, content_security_policy, security_headers
 
+# Workers (the interpreters, where user code runs) take their policy from
+# their own script's response: the strict one, no workers of their own.
 CONTENT_SECURITY_POLICY = content_security_policy(
     "default-src 'none'",
     "script-src 'self' 'wasm-unsafe-eval'",
@@ -28,7 +30,11 @@ CONTENT_SECURITY_POLICY = content_security_policy(
     "font-src 'self' data:",
     *LOCKED_DOWN,
 )
+# The renderer page itself (no user code runs on it) also lets plotly.js's
+# map library start the blob: Web Workers it draws tile maps with.
+PAGE_POLICY = CONTENT_SECURITY_POLICY.replace("worker-src 'self'", "worker-src 'self' blob:")
 HEADERS = {**security_headers(CONTENT_SECURITY_POLICY, cross_origin_isolated=True), "Cache-Control": "no-store"}
+PAGE_HEADERS = {**HEADERS, "Content-Security-Policy": PAGE_POLICY}
 
 
 def make_app(assets: AssetStore) -> web.Application:
@@ -37,7 +43,8 @@ def make_app(assets: AssetStore) -> web.Application:
         asset = await asyncio.to_thread(assets.get, request.match_info["path"])
         if asset is None:
             raise web.HTTPNotFound(headers=HEADERS)
-        return web.Response(body=asset.body, headers={**HEADERS, "Content-Type": asset.content_type})
+        headers = PAGE_HEADERS if asset.content_type.startswith("text/html") else HEADERS
+        return web.Response(body=asset.body, headers={**headers, "Content-Type": asset.content_type})
 
     app = web.Application()
     app.router.add_get("/{path:.*}", answer)

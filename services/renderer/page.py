@@ -23,6 +23,7 @@ from playwright.async_api import Page
 from pydantic import ValidationError
 
 from services.renderer.browser import HeadlessBrowser
+from services.renderer.fonts import installed_fonts
 from shared.messages import JobError, RenderJob
 from shared.page_contract import OutputLimits, PageResult, PageTimings
 from shared.retry import Backoff, retry
@@ -43,6 +44,7 @@ def failed(error_type: str, message: str, *, run_ms: float = 0.0) -> PageResult:
         stderr="",
         error=JobError(type=error_type, message=message),
         packages=[],
+        warnings=[],
         timings=PageTimings(wait_ms=0, load_ms=0, run_ms=run_ms, svg_ms=0),
     )
 
@@ -53,6 +55,7 @@ class RendererPage:
         self.settings = settings
         self.page: Page | None = None
         self.ready = asyncio.Event()
+        self.fonts: dict = {"installed": [], "fallback": "sans-serif"}
         self.start_timings: dict = {}
         self._restart_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
@@ -65,10 +68,12 @@ class RendererPage:
             "spares": self.settings.spare_interpreters or self.settings.renderer_concurrency,
             "parallelBoots": self.settings.parallel_boots,
             "heapLimitBytes": self.settings.interpreter_heap_limit_mb * 1024 * 1024,
+            "fonts": self.fonts,
         }
 
     async def start(self) -> None:
         """Start Chromium and the pool; returns once a fresh interpreter is ready."""
+        self.fonts = await installed_fonts()
         await self.browser.start()
         await self._open_page()
         self._spawn(self._watch_browser())
@@ -84,7 +89,8 @@ class RendererPage:
         self.start_timings = {k: round(v) if isinstance(v, float) else v for k, v in timings.items()}
         self.start_timings["page_start_ms"] = round((time.perf_counter() - started) * 1000)
         self.ready.set()
-        log.info("interpreter pool ready", **self.pool_options, **self.start_timings)
+        options = {**self.pool_options, "fonts": len(self.fonts["installed"])}
+        log.info("interpreter pool ready", **options, **self.start_timings)
 
     def _on_page_lost(self, why: str) -> None:
         log.error("renderer page lost; replacing it", reason=why)

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import expect
 
-from services.gateway.pages import CONTENT_SECURITY_POLICY
+from services.gateway.pages import CONTENT_SECURITY_POLICY, PAGE_POLICY
 from tests.e2e.conftest import CHROMIUM, RECORDER, VIEWPORT, chromium_args, csp_violations, record, screenshot
 from tests.px_cases import CASES_BY_NAME
 
@@ -95,11 +95,13 @@ def test_client_page_headers_and_cached_versioned_assets(e2e, playwright):
         response = request.get(f"{e2e.gateway_url}/client-plot")
         assert response.status == 200
         headers = response.headers
-        assert headers["content-security-policy"] == CONTENT_SECURITY_POLICY
-        directives = dict(d.strip().split(" ", 1) for d in CONTENT_SECURITY_POLICY.split(";"))
+        assert headers["content-security-policy"] == PAGE_POLICY
+        directives = dict(d.strip().split(" ", 1) for d in PAGE_POLICY.split(";"))
         assert directives["default-src"] == "'none'"
         assert directives["script-src"] == "'self' 'wasm-unsafe-eval'"  # no 'unsafe-eval', no 'unsafe-inline'
-        assert directives["connect-src"] == "'self'" and directives["worker-src"] == "'self'"
+        # The page may start blob: workers (plotly.js's maps); the interpreter's worker script may not.
+        assert directives["connect-src"] == "'self'" and directives["worker-src"] == "'self' blob:"
+        assert "worker-src 'self';" in CONTENT_SECURITY_POLICY
         assert "unsafe-inline" not in directives["style-src-elem"]
         assert directives["require-trusted-types-for"] == "'script'"
         assert headers["cross-origin-opener-policy"] == "same-origin"
@@ -231,6 +233,40 @@ def test_numpy_pandas_and_plotly_express_load_on_demand(client_page):
         f"({loaded_bytes / 1e6:.1f} MB over the network) in {first['loadMs'] / 1000:.1f} s, then ran in "
         f"{first['runMs'] / 1000:.1f} s; total {first['totalMs'] / 1000:.1f} s"
     )
+
+
+def test_maps_latex_and_top_level_await_in_the_browser(client_page):
+    """Offline geo maps, tile maps without tiles, LaTeX with MathJax loaded only when a figure has some."""
+    page = client_page
+    assert page.evaluate("() => 'MathJax' in window") is False  # nothing typeset yet: not loaded
+    code = (
+        "import asyncio\nawait asyncio.sleep(0.01)\n"
+        "import plotly.graph_objects as go\n"
+        "go.Figure(go.Choropleth(locations=['FRA', 'BRA'], z=[1, 2])).update_layout(title='choropleth').show()\n"
+        "fig = go.Figure(go.Scattermap(lat=[45], lon=[5]))\nfig.update_layout(title='tile map', map_style='open-street-map')\n"
+        "fig.show()\n"
+    )
+    run = run_local(page, code=code)
+    assert run["error"] is None and run["figures"] == 2, run
+    plots = page.locator("#local-plots .js-plotly-plot")
+    expect(plots.nth(0).locator(".choroplethlocation")).to_have_count(2)
+    land = plots.nth(0).locator(".layer.land path").get_attribute("d") or ""
+    assert len(land) > 500, "the base map did not arrive"
+    expect(plots.nth(1).locator(".gtitle")).to_have_text("tile map")
+    assert any("base-map tiles are not loaded offline" in warning for warning in run["warnings"]), run["warnings"]
+    assert not any("WebGL" in warning for warning in run["warnings"])  # interactive here: WebGL is WebGL
+    expect(page.locator("#local-state")).to_contain_text("base-map tiles are not loaded offline")
+    assert page.evaluate("() => 'MathJax' in window") is False
+
+    run = run_local(
+        page,
+        code="import plotly.graph_objects as go\ngo.Figure(go.Bar(y=[1])).update_layout(title=r'$\\alpha^2$').show()",
+    )
+    assert run["error"] is None, run
+    expect(page.locator("#local-plots .gtitle-math-group")).to_have_count(1)
+    assert page.evaluate("() => Boolean(window.MathJax && window.MathJax.version)") is True
+    assert csp_violations(page) == [] and page.errors == []
+    assert page.foreign_requests == []
 
 
 def test_editor_tab_indents_and_dedents(client_page):

@@ -149,6 +149,18 @@ def test_a_job_with_a_png_gets_a_png_download_link(e2e, gateway, new_page):
     assert csp_violations(page) == []
 
 
+def test_a_jobs_warnings_are_shown_in_its_card(e2e, gateway, new_page):
+    page = open_viewer(new_page, e2e)
+    code = "import plotly.graph_objects as go\ngo.Figure(go.Scattergl(y=[1, 3, 2])).show()"
+    job_id = gateway.submit(code)
+    assert gateway.wait(job_id)["status"] == "done"
+    item = card(page, job_id)
+    expect(item).to_have_attribute("data-status", "done", timeout=LIVE)
+    expect(item.locator(".warnings li")).to_have_count(1)
+    expect(item.locator(".warnings li")).to_contain_text("scattergl is drawn with WebGL")
+    assert csp_violations(page) == []
+
+
 def test_viewer_filters_and_job_link(e2e, gateway, new_page):
     page = open_viewer(new_page, e2e)
     marker = "needle-7f3a"

@@ -46,3 +46,12 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
+
+
+def pytest_terminal_summary(terminalreporter):
+    from tests.integration import test_fidelity  # noqa: PLC0415  (its results, if it ran)
+
+    if test_fidelity.RESULTS:
+        terminalreporter.section("fidelity: every trace type, plotfarm vs Kaleido")
+        for line in test_fidelity.summary_lines():
+            terminalreporter.write_line(line)

@@ -57,6 +57,13 @@ def test_failed_job_prints_traceback_and_exits_nonzero(stack, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_warnings_are_printed(stack, tmp_path):
+    code = "import plotly.graph_objects as go\ngo.Figure(go.Scattergl(y=[1, 3, 2])).show()"
+    run = client(stack, "--code", code, "--out", str(tmp_path))
+    assert run.returncode == 0, run.stderr
+    assert "warning: figure 1: scattergl is drawn with WebGL" in run.stderr
+
+
 def test_no_wait_prints_only_the_job_id(stack):
     run = client(stack, "--no-wait", "--code", SEED)
     assert run.returncode == 0

@@ -54,7 +54,8 @@ async def test_every_format_is_made_and_served(api, stack):
         assert status == 200 and kind == "text/html"
         policy = headers["Content-Security-Policy"]
         assert "sandbox allow-scripts" in policy and "connect-src 'none'" in policy
-        assert b"<script src=" not in page and b"<link " not in page  # plotly.js inline; the browser test proves no fetch
+        # plotly.js is inline; the browser test proves the page fetches nothing.
+        assert b"<script src=" not in page and b"<link " not in page
         assert b"</script><b>formats" not in page  # the figure is data in the page, never markup
 
 

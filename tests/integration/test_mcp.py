@@ -100,3 +100,11 @@ async def test_bearer_token_of_the_mcp_request_is_the_gateway_key(stack):
             stack.processes.pop("mcp-keys", None)
         keyed.stop()
         stack.processes.pop("gateway-mcp-keys", None)
+
+
+async def test_warnings_are_returned_as_text(mcp_url):
+    code = "import plotly.graph_objects as go\ngo.Figure(go.Scattergl(y=[1, 3, 2])).show()"
+    async with session(mcp_url) as client:
+        result = await client.call_tool("render_plotly", {"code": code})
+    assert not result.is_error, texts(result)
+    assert "warning: figure 1: scattergl is drawn with WebGL" in texts(result)

@@ -51,8 +51,11 @@ def test_a_figure_left_in_fig_is_rendered_and_no_figure_is_an_error(capture):
 
 
 def test_limits(capture):
-    out = run(capture, "import plotly.graph_objects as go\nfor n in range(5):\n    go.Figure().show()")
-    assert out["error"]["type"] == OUTPUT_LIMIT_EXCEEDED
+    out = run(capture, "import plotly.graph_objects as go\nfor n in range(5):\n    go.Figure(go.Bar(y=[n])).show()")
+    assert out["error"] is None and [figure["data"][0]["y"] for figure in out["figures"]] == [[0], [1], [2]]
+    assert out["warnings"] == ["5 figures were shown; the first 3 were kept (the limit per job)"]
+    out = run(capture, "import plotly.graph_objects as go\ngo.Figure(go.Scatter(y=list(range(50_000)))).show()")
+    assert out["error"]["type"] == OUTPUT_LIMIT_EXCEEDED and "bytes of JSON" in out["error"]["message"]
     out = run(capture, "print('x' * 500)\nimport plotly.graph_objects as go\ngo.Figure().show()")
     assert out["stdout"].startswith("x" * 100) and "output truncated" in out["stdout"]
 
@@ -115,3 +118,18 @@ def test_imports_needed_reads_imports_and_what_plotly_express_implies(capture):
 def test_package_loading_errors_are_part_of_the_message(capture):
     output = json.loads(capture.run("import scipy", json.dumps(LIMITS), json.dumps(["scipy: request failed"])))
     assert "could not be loaded" in output["error"]["message"] and "request failed" in output["error"]["message"]
+
+
+def test_top_level_await_runs_as_a_coroutine(capture):
+    import asyncio  # noqa: PLC0415
+
+    code = "import asyncio\nawait asyncio.sleep(0)\nimport plotly.graph_objects as go\nprint('awaited')\ngo.Figure().show()"
+    pending = capture.run(code, json.dumps(LIMITS))
+    assert not isinstance(pending, str)  # the caller awaits it
+    output = json.loads(asyncio.run(pending))
+    assert output["error"] is None and output["stdout"] == "awaited\n" and len(output["figures"]) == 1
+
+
+def test_syntax_errors_are_reported_with_their_line(capture):
+    out = run(capture, "x = (1,\nprint(x)")
+    assert out["error"]["type"] == "SyntaxError" and "<job>" in out["error"]["traceback"]

@@ -20,6 +20,7 @@ def page_result(**fields) -> PageResult:
         "stderr": "",
         "error": None,
         "packages": [],
+        "warnings": [],
         "timings": {"wait_ms": 1, "load_ms": 0, "run_ms": 2, "svg_ms": 3},
         **fields,
     }

@@ -7,16 +7,17 @@
 // in with textContent, the server's SVGs only as <img> from blob: URLs. The
 // page's CSP has Trusted Types on, so no HTML-from-string sink works anyway.
 
+import { configure, prepareFigure } from "../runtime/fidelity.mjs";
 import { Interpreter } from "../runtime/interpreter.mjs";
 
 // Trusted Types (required by the page's CSP) turn every string-to-code and
 // string-to-HTML sink into an error unless a policy lets the value through.
 // This page has one policy, the default one, and it lets through only:
 // - same-origin script URLs: the runtime's `new Worker(url)` (our assets);
-// - HTML that is empty or one character entity: plotly.js decodes entities in
-//   text with `div.html("&eacute;").text()` and writes "&times;" on its
-//   notifier's close button. No tag can pass, so no markup and no handler.
-const SINGLE_ENTITY = /^(&(#[0-9]{1,7}|#x[0-9a-f]{1,6}|[a-z][a-z0-9]{1,31});)?$/i;
+// - HTML without a "<": plotly.js decodes entities in text with
+//   `div.html("&eacute;").text()` and writes "&times;" on its notifier's close
+//   button; MathJax fills its <style> elements with innerHTML. Without a "<"
+//   the parser makes text nodes only: no element, no attribute, no handler.
 if (window.trustedTypes && window.trustedTypes.createPolicy) {
   window.trustedTypes.createPolicy("default", {
     createScriptURL(url) {
@@ -24,7 +25,7 @@ if (window.trustedTypes && window.trustedTypes.createPolicy) {
       return parsed.origin === location.origin ? parsed.href : null;
     },
     createHTML(html) {
-      return SINGLE_ENTITY.test(html) ? html : null;
+      return html.includes("<") ? null : html;
     },
   });
 }
@@ -52,7 +53,7 @@ const plotlyReady = new Promise((resolve, reject) => {
     script.addEventListener("error", settle, { once: true });
   }
 });
-plotlyReady.catch(() => {}); // reported by boot()
+plotlyReady.then((Plotly) => configure(Plotly, new URL("../", import.meta.url)), () => {}); // errors: boot() reports them
 
 // ---- small helpers ---------------------------------------------------------------
 
@@ -130,9 +131,37 @@ function clearPlots() {
   $("local-plots").replaceChildren();
 }
 
+// MathJax (3, our own copy) is big: loaded the first time a figure has "$...$" text.
+let mathJaxReady = null;
+
+function hasLatex(figure) {
+  return /"\$[^"]*\$"/.test(JSON.stringify(figure));
+}
+
+function loadMathJax() {
+  if (!mathJaxReady) {
+    mathJaxReady = new Promise((resolve, reject) => {
+      const configScript = el("script", { src: new URL("../runtime/mathjax-config.js", import.meta.url).href });
+      configScript.addEventListener("load", () => {
+        const script = el("script", { src: new URL("../mathjax/startup.js", import.meta.url).href });
+        script.addEventListener("load", () => window.plotfarmMathJax.then(resolve, reject));
+        script.addEventListener("error", () => reject(new Error("MathJax did not load")));
+        document.head.append(script);
+      });
+      document.head.append(configScript);
+    });
+  }
+  return mathJaxReady;
+}
+
+/** Draw the figures; resolves with the warnings about what came out differently. */
 async function showFigures(figures) {
   const Plotly = await plotlyReady;
-  for (const [n, figure] of figures.entries()) {
+  const warnings = [];
+  if (figures.some(hasLatex)) await loadMathJax();
+  for (const [n, shown] of figures.entries()) {
+    const { figure, warnings: about } = prepareFigure(shown, n + 1, { exportsSvg: false });
+    warnings.push(...about);
     const plot = el("div", { className: "plot", ariaLabel: `figure ${n + 1} of ${figures.length}` });
     $("local-plots").append(plot);
     await Plotly.newPlot(plot, {
@@ -145,6 +174,7 @@ async function showFigures(figures) {
     download.addEventListener("click", () => Plotly.downloadImage(plot, { format: "png", filename: `plotfarm-figure-${n + 1}` }));
     $("local-plots").append(download);
   }
+  return warnings;
 }
 
 async function runLocal() {
@@ -171,9 +201,10 @@ async function runLocal() {
     error = { type: "Stopped", message: "you stopped the run; its interpreter was terminated and a fresh one is starting", traceback: "" };
   }
   const execAt = performance.now();
+  let warnings = [];
   if (!error) {
     try {
-      await showFigures(output.figures);
+      warnings = [...output.warnings, ...(await showFigures(output.figures))];
     } catch (err) {
       clearPlots();
       error = { type: "PlotlyError", message: String(err.message || err), traceback: "" };
@@ -189,8 +220,9 @@ async function runLocal() {
   const loadedNote = packages.length ? ` · loaded ${packages.join(", ")} in ${formatMs(loadMs)}` : "";
   $("local-state").textContent = error
     ? `${stopped ? "stopped" : "failed"} after ${formatMs(execAt - started)}${loadedNote}`
-    : `${count} figure${count === 1 ? "" : "s"}${loadedNote} · drag to zoom, double-click to reset, hover for values`;
-  history.runs.push({ runMs, loadMs, packages, totalMs, timedOut, terminated, stopped, figures: count, error: error ? error.type : null });
+    : `${count} figure${count === 1 ? "" : "s"}${loadedNote} · drag to zoom, double-click to reset, hover for values` +
+      warnings.map((warning) => ` · ${warning}`).join("");
+  history.runs.push({ runMs, loadMs, packages, warnings, totalMs, timedOut, terminated, stopped, figures: count, error: error ? error.type : null });
   if (terminated) await boot("restart");
   else setEngine("ready", "Python ready");
 }

@@ -16,9 +16,10 @@
 
 import { Interpreter } from "../runtime/interpreter.mjs";
 import { exportFigure } from "../runtime/export.mjs";
+import { configure, prepareFigure } from "../runtime/fidelity.mjs";
 
 const assetBase = new URL("../", import.meta.url).href;
-// {isolation, spares, parallelBoots, heapLimitBytes}: from the renderer's
+// {isolation, spares, parallelBoots, heapLimitBytes, fonts}: from the renderer's
 // Settings (services/renderer/page.py), given to start(); no defaults here.
 let config = null;
 let template = null;
@@ -31,7 +32,9 @@ const stats = { boots: 0, bootFailures: 0, bootMs: [], recycled: 0, reused: 0, t
 /** Make the template and the first fresh interpreters; resolves once one is ready. */
 async function start(options) {
   config = { ...options };
+  configure(window.Plotly, assetBase, config.fonts);
   const started = performance.now();
+  await window.plotfarmMathJax; // LaTeX ready before the first job
   const maker = new Interpreter({ assetBase });
   try {
     const made = await maker.boot({ makeTemplate: true });
@@ -164,12 +167,17 @@ async function render({ code, width, height, formats, scale, timeoutMs, graceMs,
   }
   const { output, timings, packages } = outcome;
   const figures = [];
+  const warnings = [...output.warnings];
   let error = output.error;
   const exportStarted = performance.now();
   if (!error) {
     const options = { width, height, formats, scale, maxPngPixels: limits.max_png_pixels };
     try {
-      for (const figure of output.figures) figures.push(await exportFigure(window.Plotly, figure, options));
+      for (const [n, shown] of output.figures.entries()) {
+        const prepared = prepareFigure(shown, n + 1);
+        warnings.push(...prepared.warnings);
+        figures.push(await exportFigure(window.Plotly, prepared.figure, options));
+      }
     } catch (err) {
       figures.length = 0;
       error = { type: err.type || "RenderError", message: String(err.message || err), traceback: "" };
@@ -180,6 +188,7 @@ async function render({ code, width, height, formats, scale, timeoutMs, graceMs,
     stdout: output.stdout,
     stderr: output.stderr,
     error,
+    warnings: error ? [] : warnings,
     packages,
     timings: { wait_ms: waitMs, load_ms: timings.load_ms, run_ms: timings.run_ms, svg_ms: performance.now() - exportStarted },
   };

@@ -6,11 +6,11 @@
 // the interpreter; made here only when there was no interpreter to ask.
 /**
  * @typedef {{type: string, message: string, traceback: string}} JobError
- * @typedef {{figures: object[], stdout: string, stderr: string, error: JobError|null}} RunOutput
+ * @typedef {{figures: object[], stdout: string, stderr: string, error: JobError|null, warnings: string[]}} RunOutput
  * @typedef {{wait_ms: number, load_ms: number, run_ms: number, svg_ms: number}} PageTimings
  * @typedef {{svg?: string, png?: string, spec?: object}} Figure  (png: base64)
  * @typedef {{figures: Figure[], stdout: string, stderr: string, error: JobError|null,
- *            packages: string[], timings: PageTimings}} PageResult
+ *            warnings: string[], packages: string[], timings: PageTimings}} PageResult
  */
 
 /** The error type for output larger than its limits (OUTPUT_LIMIT_EXCEEDED in shared/page_contract.py). */
@@ -18,7 +18,7 @@ export const OUTPUT_LIMIT_EXCEEDED = "OutputLimitExceeded";
 
 /** @returns {RunOutput} a run that produced `error` instead of figures, keeping any output. */
 export function failedRun(type, message, { traceback = "", stdout = "", stderr = "" } = {}) {
-  return { figures: [], stdout, stderr, error: { type, message, traceback } };
+  return { figures: [], stdout, stderr, error: { type, message, traceback }, warnings: [] };
 }
 
 /** @returns {RunOutput} the run that hit its time limit (`partial`: what it said when interrupted, if it did). */

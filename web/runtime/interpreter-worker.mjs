@@ -391,6 +391,15 @@ async function handleRun(message, { run, packages, interruptBuffer, heap, send }
     loadMs = performance.now() - started;
     if (interruptBuffer) new Uint8Array(interruptBuffer)[0] = 0;
     output = run(code, JSON.stringify(limits), JSON.stringify(loaded.errors));
+    if (typeof output !== "string") {
+      // Top-level await: Python handed back a coroutine; it resolves to the same JSON.
+      const pending = output;
+      try {
+        output = await pending;
+      } finally {
+        pending.destroy();
+      }
+    }
   } catch (err) {
     // Only reached when the interrupt lands outside the user's code, or the
     // interpreter itself failed; report it the same way as a Python error.

@@ -11,8 +11,10 @@ Everything crosses back to JavaScript as one JSON document, a ``RunOutput``
 object (and no proxy to one) ever leaves the interpreter.
 """
 
+import ast
 import builtins
 import contextlib
+import inspect
 import io
 import json
 import linecache
@@ -96,10 +98,12 @@ class Capture:
         self.max_total_bytes = max_total_bytes
         self.total_bytes = 0
         self.figures = []
+        self.dropped = 0  # figures shown beyond max_figures: counted, never serialised
 
     def show(self, fig=None, *args, **kwargs):
         if len(self.figures) >= self.max_figures:
-            raise OutputLimitExceeded(f"a job may show at most {self.max_figures} figures")
+            self.dropped += 1  # a loop of show() keeps the first figures; the result says how many went
+            return
         fig_dict = validate_coerce_fig_to_dict(fig, validate=True)
         text = json.dumps(fig_dict, cls=PlotlyJSONEncoder)
         if len(text) > self.max_figure_bytes:
@@ -252,40 +256,90 @@ def imported_bytecode():
     return sorted({re.sub(r"^/+", "/", path) for path in paths if isinstance(path, str)})
 
 
+class Job:
+    """One run of user code: its namespace, captured output and figures."""
+
+    def __init__(self, code, limits_json, package_errors_json):
+        limits = json.loads(limits_json)
+        self.code = code
+        self.package_errors = json.loads(package_errors_json)
+        self.capture = Capture(limits["max_figures"], limits["max_figure_bytes"], limits["max_total_figure_bytes"])
+        self.stdout = BoundedText(limits["max_output_chars"])
+        self.stderr = BoundedText(limits["max_output_chars"])
+        self.namespace = {"__name__": "__main__", "__builtins__": builtins}
+        self.error = None
+
+    def compile(self):
+        """The code object; top-level ``await`` is allowed (the code then runs as a coroutine)."""
+        _install(self.capture)
+        linecache.cache[JOB_FILENAME] = (len(self.code), None, self.code.splitlines(True), JOB_FILENAME)
+        return compile(self.code, JOB_FILENAME, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
+
+    @contextlib.contextmanager
+    def running(self):
+        """Around the user's code: its output captured, sys.exit(0) fine, any exception recorded."""
+        try:
+            with contextlib.redirect_stdout(self.stdout), contextlib.redirect_stderr(self.stderr):
+                try:
+                    yield
+                except SystemExit as exit_:
+                    # sys.exit() / exit() ends a script; only a failing status fails the job.
+                    if exit_.code not in (None, 0):
+                        raise
+            if not self.capture.figures:
+                leftover = _left_in_namespace(self.namespace)
+                if leftover is None:
+                    raise NoFigureError(
+                        "the code ran but produced no figure: call fig.show() or leave the figure in a variable named fig"
+                    )
+                self.capture.show(leftover)
+        except BaseException as exc:  # noqa: BLE001  (user code may raise anything, even SystemExit)
+            self.error = _describe(exc, self.package_errors)
+        finally:
+            self.namespace.clear()
+            sys.stdout.flush()
+
+    def warnings(self):
+        dropped = self.capture.dropped
+        if not dropped:
+            return []
+        shown = len(self.capture.figures) + dropped
+        return [f"{shown} figures were shown; the first {self.capture.max_figures} were kept (the limit per job)"]
+
+    def output(self):
+        rest = json.dumps(
+            {
+                "stdout": self.stdout.getvalue(),
+                "stderr": self.stderr.getvalue(),
+                "error": self.error,
+                "warnings": self.warnings(),
+            }
+        )
+        return '{"figures": [' + ",".join(self.capture.figures) + "], " + rest[1:]
+
+
 def run(code, limits_json, package_errors_json="[]"):
     """Execute ``code``; a RunOutput as JSON: figures, output and error.
 
-    ``package_errors_json``: why packages the code imports could not be
-    loaded, if they could not (said in the ImportError that follows).
+    Code with a top-level ``await`` gets an awaitable instead (the caller
+    awaits it for the same JSON): plain code stays synchronous, with no
+    event-loop round trip. ``package_errors_json``: why packages the code
+    imports could not be loaded, if they could not (said in the ImportError).
     """
-    limits = json.loads(limits_json)
-    capture = Capture(limits["max_figures"], limits["max_figure_bytes"], limits["max_total_figure_bytes"])
-    _install(capture)
-    stdout = BoundedText(limits["max_output_chars"])
-    stderr = BoundedText(limits["max_output_chars"])
-    namespace = {"__name__": "__main__", "__builtins__": builtins}
-    linecache.cache[JOB_FILENAME] = (len(code), None, code.splitlines(True), JOB_FILENAME)
-    error = None
+    job = Job(code, limits_json, package_errors_json)
     try:
-        compiled = compile(code, JOB_FILENAME, "exec", dont_inherit=True)
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            try:
-                exec(compiled, namespace)
-            except SystemExit as exit_:
-                # sys.exit() / exit() ends a script; only a failing status fails the job.
-                if exit_.code not in (None, 0):
-                    raise
-        if not capture.figures:
-            leftover = _left_in_namespace(namespace)
-            if leftover is None:
-                raise NoFigureError(
-                    "the code ran but produced no figure: call fig.show() or leave the figure in a variable named fig"
-                )
-            capture.show(leftover)
-    except BaseException as exc:  # noqa: BLE001  (user code may raise anything, even SystemExit)
-        error = _describe(exc, json.loads(package_errors_json))
-    finally:
-        namespace.clear()
-        sys.stdout.flush()
-    rest = json.dumps({"stdout": stdout.getvalue(), "stderr": stderr.getvalue(), "error": error})
-    return '{"figures": [' + ",".join(capture.figures) + "], " + rest[1:]
+        compiled = job.compile()
+    except BaseException as exc:  # noqa: BLE001  (a SyntaxError, or anything compile() raises)
+        job.error = _describe(exc, job.package_errors)
+        return job.output()
+    if compiled.co_flags & inspect.CO_COROUTINE:
+        return _run_async(job, compiled)
+    with job.running():
+        exec(compiled, job.namespace)
+    return job.output()
+
+
+async def _run_async(job, compiled):
+    with job.running():
+        await eval(compiled, job.namespace)
+    return job.output()

@@ -181,6 +181,10 @@ function cardParts(entry) {
     figureBox.append(el("p", { className: "placeholder", textContent: waiting[job.status] || "no figure" }));
   }
   parts.push(figureBox);
+  if (job.warnings && job.warnings.length) {
+    // What came out differently (tiles offline, WebGL as images, fonts): said as text.
+    parts.push(el("ul", { className: "warnings" }, ...job.warnings.map((warning) => el("li", { textContent: warning }))));
+  }
 
   if (job.error) {
     parts.push(
