@@ -14,16 +14,18 @@ WHEELS := build/wheels
 export PLOTFARM_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv assets chromium broker run test test-unit bench chaos clean distclean images
+.PHONY: help setup venv assets chromium chromium-user fonts broker run test test-unit bench bench-mathjax chaos cluster-test clean distclean images
 
 help:
 	@echo "make run        install what is missing, then start gateway, viewer and renderer(s) (RENDERERS=N)"
 	@echo "make test       install what is missing, then run the test suite against RabbitMQ and Chromium"
 	@echo "make bench      measure latency and throughput (prints medians, p95)"
-	@echo "make chaos      the fault-injection tests with larger counts (CHAOS_SCALE, default 3)"
+	@echo "make chaos      the fault-injection tests with larger counts (CHAOS_SCALE, default 3), the cluster test too"
+	@echo "make cluster-test  a 3-node RabbitMQ cluster on this machine, its jobs queue's leader killed mid-burst"
+	@echo "make bench-mathjax what loading MathJax costs a job without LaTeX"
 	@echo "make images     build the container images (docker or podman)"
 
-setup: venv assets chromium
+setup: venv assets chromium chromium-user fonts
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements/dev.txt
@@ -79,6 +81,30 @@ chromium:
 		|| { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null; }; \
 	else echo "Chromium is missing: install Debian's 'chromium' package or set PLOTFARM_CHROMIUM_PATH" >&2; exit 1; fi
 
+# As root the renderer runs Chromium (and its asset server) as this unprivileged
+# system user, so that Chromium's sandbox is on (README, "Chromium's sandbox:
+# who runs as whom"). No login, no home, no other groups. Nothing to do when
+# we are not root: Chromium then runs as us.
+CHROMIUM_USER := plotfarm-chromium
+chromium-user:
+	@if [ "$$(id -u)" != 0 ] || getent passwd $(CHROMIUM_USER) >/dev/null; then :; \
+	else echo "creating the system user $(CHROMIUM_USER) (Chromium runs as it when we are root)"; \
+		useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin $(CHROMIUM_USER); fi
+
+# The fonts figures are drawn with, the same in every renderer and container
+# (README, "Fonts"): plotly.js's default Open Sans, the metric-compatible
+# Liberation (Arial, Times, Courier), DejaVu, and Noto for most scripts, CJK
+# and emoji. Installed from Debian when missing and we are root.
+FONTS := fonts-open-sans fonts-dejavu-core fonts-liberation2 fonts-noto-core fonts-noto-cjk fonts-noto-color-emoji
+fonts:
+	@missing=$$(for p in $(FONTS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing fonts:" $$missing; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing >/dev/null \
+		|| { apt-get update >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing >/dev/null; }; \
+	else echo "fonts missing:" $$missing "(text is drawn with substitutes; see the README's Fonts section)" >&2; fi
+
 # Start the local RabbitMQ if it is installed here but not running.
 broker: venv
 	@$(PY) -m scripts.broker_check "$(PLOTFARM_AMQP_URL)"
@@ -95,9 +121,19 @@ test-unit: venv
 bench: setup broker
 	$(PY) -m scripts.bench $(BENCH_ARGS)
 
-# Kills renderers and Chromium, restarts the local RabbitMQ: run it alone.
+# What loading MathJax costs a job without LaTeX (README, Performance).
+bench-mathjax: setup
+	$(PY) -m scripts.bench_mathjax $(BENCH_ARGS)
+
+# Kills renderers and Chromium, restarts the local RabbitMQ, kills a cluster node: run it alone.
 chaos: setup broker
 	PLOTFARM_CHAOS_SCALE=$(or $(CHAOS_SCALE),3) $(PY) -m pytest tests/faults -m faults -s -p no:cacheprovider $(PYTEST_ARGS)
+	PLOTFARM_CHAOS_SCALE=$(or $(CHAOS_SCALE),3) $(PY) -m pytest tests/cluster -m cluster -s -p no:cacheprovider $(PYTEST_ARGS)
+
+# Three RabbitMQ nodes of their own (beside the default broker, which it leaves alone),
+# the jobs queue's leader killed mid-burst; removes the nodes and their data after.
+cluster-test: setup broker
+	$(PY) -m pytest tests/cluster -m cluster -s -p no:cacheprovider $(PYTEST_ARGS)
 
 images:
 	deploy/build-images.sh

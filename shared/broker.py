@@ -6,11 +6,13 @@ re-declares the topology and resumes consumers after a reconnect. Reading the
 events stream is another matter (shared/events.py).
 
 Connecting is retried forever (a service waits for its broker, saying so at
-every attempt); a broker that *refuses* the topology, because a queue exists
-with other arguments, is not waited for: :class:`~shared.topology.TopologyRefused`
-names the queue and the argument, :attr:`Broker.problem` keeps it for
-``/readyz``, and the service decides (the renderer exits, the gateway answers
-503 and stays not ready).
+every attempt). With several node URLs (``PLOTFARM_AMQP_URLS``) each attempt
+tries every node in turn, and a lost connection is pointed at the next node
+before aio-pika reconnects (shared/amqp_nodes.py). A broker that *refuses*
+the topology, because a queue exists with other arguments, is not waited
+for: :class:`~shared.topology.TopologyRefused` names the queue and the
+argument, :attr:`Broker.problem` keeps it for ``/readyz``, and the service
+decides (the renderer exits, the gateway answers 503 and stays not ready).
 """
 
 import asyncio
@@ -21,9 +23,10 @@ from dataclasses import dataclass
 import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
+from pamqp.commands import Basic
 from pydantic import BaseModel
 
-from shared import topology
+from shared import amqp_nodes, topology
 from shared.messages import JobEvent, RenderJob
 from shared.retry import Backoff, retry
 from shared.settings import Settings
@@ -31,6 +34,8 @@ from shared.settings import Settings
 log = structlog.get_logger(__name__)
 
 CONNECT_BACKOFF = Backoff(first_s=0.5, max_s=5.0)
+# A nacked publish replaces the publishing channel, at most this often (see Broker._replace_publisher).
+PUBLISHER_REPLACE_S = 1.0
 
 
 class BrokerUnavailable(Exception):
@@ -73,12 +78,16 @@ class Broker:
         self.channel = None
         self.topology: topology.Topology | None = None
         self.problem: str | None = "not connected yet"
+        self.failover: amqp_nodes.RobustFailover | None = None
+        self._publisher_replaced_at: float | None = None
+        self._replacing_publisher = False
+        self._closing: set[asyncio.Task] = set()
 
     async def connect(self) -> "Broker":
         """Connect and declare the topology, retrying forever; a refused topology is raised at once."""
         await retry(
             self._connect_once,
-            what=f"connect to RabbitMQ at {self.settings.amqp_url.split('@')[-1]}",
+            what="connect to RabbitMQ at " + ", ".join(map(amqp_nodes.describe, amqp_nodes.node_urls(self.settings))),
             attempts=None,
             backoff=CONNECT_BACKOFF,
             give_up_on=(topology.TopologyRefused,),
@@ -87,24 +96,26 @@ class Broker:
         return self
 
     async def _connect_once(self) -> None:
-        connection = None
+        connection = failover = None
         try:
-            connection = await aio_pika.connect_robust(self.settings.amqp_url, timeout=10, reconnect_interval=1)
+            connection, failover = await amqp_nodes.connect_robust(self.settings, timeout=10, reconnect_interval=1)
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             self.topology = await topology.declare(channel, self.settings)
         except topology.TopologyRefused as exc:
             self.problem = str(exc)
             log.error("RabbitMQ refused plotfarm's topology", problem=str(exc))
-            await self._close_quietly(connection)
+            await self._close_quietly(connection, failover)
             raise
         except BaseException as exc:
             self.problem = f"connecting: {exc!r}"
-            await self._close_quietly(connection)
+            await self._close_quietly(connection, failover)
             raise
-        self.connection, self.channel = connection, channel
+        self.connection, self.channel, self.failover = connection, channel, failover
 
     @staticmethod
-    async def _close_quietly(connection) -> None:
+    async def _close_quietly(connection, failover=None) -> None:
+        if failover is not None:
+            await failover.stop()
         if connection is not None:
             with contextlib.suppress(Exception):
                 await connection.close()
@@ -142,9 +153,49 @@ class Broker:
         except TimeoutError as exc:
             raise BrokerUnavailable("RabbitMQ did not confirm the message in time") from exc
         except aio_pika.exceptions.DeliveryError as exc:
+            if isinstance(exc.frame, Basic.Nack):
+                await self._replace_publisher(exc)
             raise BrokerUnavailable(f"RabbitMQ refused the message: {exc}") from exc
         except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
             raise BrokerUnavailable(f"lost the connection to RabbitMQ: {exc}") from exc
+
+    async def _replace_publisher(self, cause: Exception) -> None:
+        """Open a new publishing channel after a nack, at most every PUBLISHER_REPLACE_S.
+
+        Why: a nack usually means the jobs queue is full, but on a cluster
+        RabbitMQ 3.10 also nacks, for good, every publish on a channel whose
+        first publish to a quorum queue came while that queue was electing a
+        new leader (seen here: a channel opened 4 ms after the leader's node
+        was killed was nacked indefinitely; a new channel on the same connection
+        was acked at once). After a failover the reconnect is fast enough to
+        land in that window. The old channel is closed only after
+        ``publish_timeout_s``, so confirms still due on it can arrive.
+        """
+        loop = asyncio.get_running_loop()
+        recently = (
+            self._publisher_replaced_at is not None and loop.time() - self._publisher_replaced_at < PUBLISHER_REPLACE_S
+        )
+        if self._replacing_publisher or recently or self.connection is None:
+            return
+        self._replacing_publisher, self._publisher_replaced_at = True, loop.time()
+        try:
+            channel = await self.connection.channel(publisher_confirms=True, on_return_raises=True)
+            declared = await topology.declare(channel, self.settings)
+        except Exception as exc:  # noqa: BLE001  (keep the old channel; the next nack tries again)
+            log.warning("could not replace the publishing channel", cause=repr(exc)[:300])
+            return
+        finally:
+            self._replacing_publisher = False
+        old, self.channel, self.topology = self.channel, channel, declared
+        log.warning("publish nacked: publishing on a new channel", cause=str(cause)[:300])
+        task = asyncio.create_task(self._close_later(old))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _close_later(self, channel) -> None:
+        await asyncio.sleep(self.settings.publish_timeout_s)
+        with contextlib.suppress(Exception):
+            await channel.close()
 
     async def consume(
         self,
@@ -166,5 +217,9 @@ class Broker:
         return Subscription(channel, subscribed, tag)
 
     async def close(self) -> None:
+        for task in list(self._closing):
+            task.cancel()
+        if self.failover is not None:
+            await self.failover.stop()
         if self.connection is not None:
             await self.connection.close()

@@ -13,14 +13,15 @@ operator may fix the queue).
 import asyncio
 import contextlib
 import functools
+import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
-import aio_pika
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
-from shared import topology
-from shared.messages import JobEvent, parse_event
+from shared import amqp_nodes, topology
+from shared.messages import JobEvent, JobStarted, RenderResult, parse_event
 from shared.retry import Backoff
 from shared.settings import Settings
 
@@ -41,12 +42,25 @@ STALL_CONFIRM_S = 3.0
 EventHandler = Callable[[JobEvent, int], Awaitable[None] | None]
 
 
+def event_time(event: JobEvent) -> datetime:
+    """When the event happened, by its own timestamp: queued, started, or the result's finish."""
+    if isinstance(event, RenderResult):
+        return event.finished_at
+    if isinstance(event, JobStarted):
+        return event.started_at
+    return event.submitted_at
+
+
 class EventFollower:
     """Reads the events stream from ``start`` and calls ``handler(event, offset)`` for each.
 
     ``caught_up`` is set once the replay reached the stream's end as it was
     when following began, so a service can wait for its history before it
     answers questions about old jobs.
+
+    How far behind it is (for /metrics, shared/metrics.py), known without asking the
+    broker: ``last_event_at``, the Unix time of the last event handled, by the event's
+    own timestamp, and ``lag_s``, how old that event was when it was handled.
     """
 
     def __init__(self, settings: Settings, handler: EventHandler, *, start: str | int = "first"):
@@ -54,6 +68,8 @@ class EventFollower:
         self.handler = handler
         self.next_offset: str | int = start
         self.last_offset: int | None = None
+        self.last_event_at: float | None = None
+        self.lag_s: float | None = None
         self.connected = asyncio.Event()
         self.caught_up = asyncio.Event()
         self._last_delivery = 0.0  # event-loop time
@@ -107,7 +123,7 @@ class EventFollower:
 
     async def _follow_once(self) -> None:
         """Follow the stream on one connection until the connection, the channel or the consumer is lost."""
-        connection = await aio_pika.connect(self.settings.amqp_url, timeout=10)
+        connection = await amqp_nodes.connect(self.settings, timeout=10)  # the first node that answers
         async with connection:
             lost = asyncio.get_running_loop().create_future()
 
@@ -249,6 +265,8 @@ class EventFollower:
                     await result
             except Exception:  # noqa: BLE001  (an unacked event would stall the stream after `prefetch` of them)
                 log.exception("event handler failed, skipping the event", offset=offset, job_id=event.job_id)
+            self.last_event_at = event_time(event).timestamp()
+            self.lag_s = max(0.0, time.time() - self.last_event_at)
         self.last_offset = offset
         self.next_offset = offset + 1
         await message.ack()

@@ -27,6 +27,11 @@ class Settings(BaseSettings):
 
     # Broker
     amqp_url: str = Field("amqp://guest:guest@127.0.0.1:5672/", description="The RabbitMQ every service uses.")
+    amqp_urls: str = Field(
+        "",
+        description="Comma-separated URLs of every node of a RabbitMQ cluster; connections try them in turn and "
+        "fail over to the next node when theirs is lost (shared/amqp_nodes.py). Empty = just amqp_url.",
+    )
     namespace: str = Field(
         "plotfarm",
         pattern=r"^[A-Za-z0-9_.-]{1,100}$",
@@ -87,7 +92,9 @@ class Settings(BaseSettings):
     default_height: int = Field(450, ge=50, description="Figure height when neither the job nor the figure sets one.")
     max_figures: int = Field(20, ge=1, description="Figures one job may show.")
     max_figure_bytes: int = Field(8_000_000, description="JSON of one captured figure.")
-    max_svg_bytes: int = Field(8_000_000, description="One rendered SVG.")
+    max_svg_bytes: int = Field(
+        16_000_000, description="One rendered SVG; a world map at 50 m resolution with its countries is ~9.4 MB."
+    )
     max_png_pixels: int = Field(
         40_000_000, ge=10_000, description="Pixels of one PNG (width x height x scale²); beyond it the job fails."
     )
@@ -130,7 +137,9 @@ class Settings(BaseSettings):
         "auto", description="Start Chromium in an empty network namespace (unshare); auto: when the kernel allows."
     )
     chromium_sandbox: Literal["auto", "on", "off"] = Field(
-        "auto", description="auto: off only when running as root, where Chromium refuses it."
+        "auto",
+        description="Chromium's own sandbox: auto and on keep it on (as root, Chromium then runs as the system"
+        " user plotfarm-chromium); off passes --no-sandbox and logs a warning at every start.",
     )
 
     # MCP service (services/mcp): a client of the gateway's HTTP API, nothing else
