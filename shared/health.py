@@ -8,13 +8,15 @@ that cannot do it yet; each check says why it fails::
     {"ready": false, "checks": {"broker": "PRECONDITION_FAILED - inequivalent arg ...", "events": "ok"}}
 
 A check returns None when all is well and the reason otherwise. A service
-may add ``/stats`` (JSON numbers for operators and ``make bench``).
+may add ``/stats`` (JSON numbers for operators and ``make bench``) and
+``/metrics`` (Prometheus, shared/metrics.py).
 """
 
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from shared.metrics import Metrics
 from shared.service import serve
 
 Checks = dict[str, Callable[[], str | None]]
@@ -40,11 +42,17 @@ def add_health_routes(app: web.Application, checks: Checks) -> None:
 
 
 async def serve_health(
-    host: str, port: int, checks: Checks, stats: Callable[[], Awaitable[dict]] | None = None
+    host: str,
+    port: int,
+    checks: Checks,
+    stats: Callable[[], Awaitable[dict]] | None = None,
+    metrics: Metrics | None = None,
 ) -> web.AppRunner:
     """A stand-alone health server, for services with no HTTP interface of their own."""
     app = web.Application()
     add_health_routes(app, checks)
+    if metrics is not None:
+        metrics.add_route(app)
     if stats is not None:
 
         async def stats_route(_request: web.Request) -> web.Response:

@@ -60,12 +60,27 @@ class RateLimiter:
         return wait
 
 
-def access_middleware(keys: ApiKeys, limiter: RateLimiter, protected_prefixes: tuple[str, ...]):
-    """Authenticate API calls, attach ``request["caller"]``, and rate-limit submissions."""
+def access_middleware(
+    keys: ApiKeys,
+    limiter: RateLimiter,
+    protected_prefixes: tuple[str, ...],
+    public_paths: tuple[str, ...] = (),
+    public_prefixes: tuple[str, ...] = (),
+):
+    """Authenticate API calls, attach ``request["caller"]``, and rate-limit submissions.
+
+    ``public_paths`` and ``public_prefixes`` are exceptions under the protected prefixes
+    (the API's own description and its docs page), open to anyone.
+    """
 
     @web.middleware
     async def access_control(request: web.Request, handler):
-        if not request.path.startswith(protected_prefixes):
+        path = request.path
+        if (
+            not path.startswith(protected_prefixes)
+            or path in public_paths
+            or (public_prefixes and path.startswith(public_prefixes))
+        ):
             return await handler(request)
         tenant = None
         if keys.enabled:

@@ -6,25 +6,33 @@
                                     the job asked for (figure_files.py)
 ``POST /execute``                   the original demo's call: submit and wait
 ``GET  /healthz``, ``/readyz``      liveness, readiness
+``GET  /metrics``                   Prometheus metrics (shared/metrics.py): submissions, queue depths
+``GET  /api/openapi.json``          the OpenAPI 3.1 document (openapi.py), ``/api/docs`` a page for it
 
-Every error is JSON: ``{"error": "...", "details": [...]}``.
+Every error is JSON: ``{"error": "...", "details": [...]}``. Every JSON answer is built
+through its model in shared/api_models.py, the same models the OpenAPI document is made of.
 """
 
 import asyncio
 
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
+from pydantic import BaseModel
 
 from services.gateway.access import CALLER, ApiKeys, RateLimiter, access_middleware
 from services.gateway.figure_files import FigureFiles
+from services.gateway.openapi import DOCS_PATH, OPENAPI_PATH, PUBLIC_PATHS, PUBLIC_PREFIXES, add_docs_routes
 from services.gateway.pages import AssetStore, add_page_routes
 from services.gateway.validation import InvalidRequest, parse_job_request, request_body_limit
+from shared.api_models import ErrorBody, ExecuteResult, JobAccepted, JobView, ServiceIndex
 from shared.broker import Broker, BrokerUnavailable
 from shared.events import EventFollower
 from shared.health import add_health_routes, when
 from shared.jobs import JobIndex, JobRecord
 from shared.messages import JobQueued, RenderJob
+from shared.metrics import GatewayMetrics
 from shared.settings import Settings
+from shared.topology import Names
 
 log = structlog.get_logger(__name__)
 
@@ -34,7 +42,25 @@ INDEX = web.AppKey("index", JobIndex)
 FOLLOWER = web.AppKey("follower", EventFollower)
 FILES = web.AppKey("files", FigureFiles)
 KEYS = web.AppKey("keys", ApiKeys)
+METRICS = web.AppKey("metrics", GatewayMetrics)
 API_PREFIXES = ("/api/", "/execute")
+SUBMIT_PATHS = ("/api/jobs", "/execute")
+# Headers of an HTTP exception that describe its text body, not the JSON one sent instead.
+BODY_HEADERS = frozenset({hdrs.CONTENT_TYPE, hdrs.CONTENT_LENGTH, hdrs.CONTENT_ENCODING})
+
+
+def json_body(model: BaseModel, *, status: int = 200, headers: dict | None = None) -> web.Response:
+    """A JSON response from one of shared/api_models.py's models (absent optional fields stay absent)."""
+    return web.Response(
+        body=model.model_dump_json(exclude_unset=True),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def retry_after(request: web.Request) -> dict[str, str]:
+    return {"Retry-After": str(request.app[SETTINGS].retry_after_s)}
 
 
 @web.middleware
@@ -42,19 +68,38 @@ async def json_errors(request: web.Request, handler):
     try:
         return await handler(request)
     except InvalidRequest as exc:
-        return web.json_response(exc.body(), status=exc.status)
+        return json_body(ErrorBody.model_validate(exc.body()), status=exc.status)
     except BrokerUnavailable as exc:
-        return web.json_response(
-            {"error": f"the job was not accepted: {exc}; retry later"},
-            status=503,
-            headers={"Retry-After": str(request.app[SETTINGS].retry_after_s)},
+        return json_body(
+            ErrorBody(error=f"the job was not accepted: {exc}; retry later"), status=503, headers=retry_after(request)
         )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         default_text = f"{exc.status}: {exc.reason}"
         message = exc.text if exc.text and exc.text != default_text else exc.reason
-        return web.json_response({"error": message}, status=exc.status)
+        # Keep what the exception says beyond its body: Allow on a 405, Retry-After on a 503.
+        headers = {name: value for name, value in exc.headers.items() if name not in BODY_HEADERS}
+        return json_body(ErrorBody(error=message), status=exc.status, headers=headers)
+
+
+@web.middleware
+async def count_refusals(request: web.Request, handler):
+    """Count every refused submission by the answer it got (the outermost middleware: it sees them all)."""
+    if request.method != "POST" or request.path not in SUBMIT_PATHS:
+        return await handler(request)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            request.app[METRICS].refused(exc.status)
+        raise
+    except Exception:
+        request.app[METRICS].refused(500)
+        raise
+    if response.status >= 400:
+        request.app[METRICS].refused(response.status)
+    return response
 
 
 def job_urls(settings: Settings, job_id: str) -> dict:
@@ -95,6 +140,7 @@ async def _accept(request: web.Request, job: RenderJob) -> None:
             log.warning("job refused: broker unavailable", error=str(exc))
             raise
         index.apply(queued)
+        request.app[METRICS].jobs_accepted.inc()
         log.info("job accepted", code_bytes=len(job.code.encode()), timeout_s=job.timeout_s)
         try:
             await broker.publish_event(queued)
@@ -118,7 +164,7 @@ async def submit_job(request: web.Request) -> web.Response:
     job = await _read_job(request)
     await _accept(request, job)
     urls = job_urls(request.app[SETTINGS], job.job_id)
-    return web.json_response({"job_id": job.job_id, "status": "queued", **urls}, status=202)
+    return json_body(JobAccepted(job_id=job.job_id, status="queued", **urls), status=202)
 
 
 def _wait_seconds(request: web.Request, default: float = 0.0) -> float:
@@ -141,14 +187,17 @@ async def _find(request: web.Request, wait: float = 0.0) -> JobRecord:
         record = None  # another tenant's job: as good as unknown
     if record is None:
         if not request.app[FOLLOWER].caught_up.is_set():
-            raise web.HTTPServiceUnavailable(text="the gateway is still reading job history; retry shortly")
+            raise web.HTTPServiceUnavailable(
+                text="the gateway is still reading job history; retry shortly", headers=retry_after(request)
+            )
         raise web.HTTPNotFound(text=f"no job {job_id} (unknown, or older than the gateway keeps)")
     return record
 
 
 async def get_job(request: web.Request) -> web.Response:
-    record = await _find(request, _wait_seconds(request))
-    return web.json_response(job_view(record, request.app[SETTINGS], include=_include(request)))
+    include, wait = _include(request), _wait_seconds(request)  # both checked before any wait
+    record = await _find(request, wait)
+    return json_body(JobView.model_validate(job_view(record, request.app[SETTINGS], include=include)))
 
 
 async def get_figure(request: web.Request) -> web.Response:
@@ -174,32 +223,44 @@ async def execute(request: web.Request) -> web.Response:
     record = await request.app[INDEX].wait_final(job.job_id, settings.max_wait_s)
     view = job_view(record, settings, include=frozenset({"svg", "png"}))
     if not record.final:
-        return web.json_response(view, status=202)
+        return json_body(JobView.model_validate(view), status=202)
     first = view["figures"][0] if view["figures"] else {}
     view["svg"], view["png"] = first.get("svg"), first.get("png")
-    return web.json_response(view)
+    return json_body(ExecuteResult.model_validate(view))
 
 
 async def index_page(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
-    return web.json_response(
-        {
-            "service": "plotfarm gateway",
-            "submit": f"POST {settings.public_gateway_url}/api/jobs",
-            "viewer": settings.public_viewer_url,
-            "client_side_page": f"{settings.public_gateway_url}/client-plot",
-        }
+    return json_body(
+        ServiceIndex(
+            service="plotfarm gateway",
+            submit=f"POST {settings.public_gateway_url}/api/jobs",
+            viewer=settings.public_viewer_url,
+            client_side_page=f"{settings.public_gateway_url}/client-plot",
+            openapi=f"{settings.public_gateway_url}{OPENAPI_PATH}",
+            api_docs=f"{settings.public_gateway_url}{DOCS_PATH}",
+        )
     )
 
 
-def create_app(settings: Settings, broker: Broker, index: JobIndex, follower: EventFollower) -> web.Application:
+def create_app(
+    settings: Settings,
+    broker: Broker,
+    index: JobIndex,
+    follower: EventFollower,
+    metrics: GatewayMetrics | None = None,
+) -> web.Application:
     keys = ApiKeys.from_settings(settings)
     limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+    access = access_middleware(keys, limiter, API_PREFIXES, PUBLIC_PATHS, PUBLIC_PREFIXES)
     app = web.Application(
-        middlewares=[json_errors, access_middleware(keys, limiter, API_PREFIXES)],
+        middlewares=[count_refusals, json_errors, access],
         client_max_size=request_body_limit(settings),
     )
     app[SETTINGS], app[BROKER], app[INDEX], app[FOLLOWER], app[KEYS] = settings, broker, index, follower, keys
+    app[METRICS] = metrics = metrics or GatewayMetrics()
+    metrics.watch_queues(broker, Names(settings.namespace))
+    metrics.watch_follower(follower)
     assets = AssetStore(settings)
     app[FILES] = FigureFiles(assets)
     app.router.add_get("/", index_page)
@@ -208,6 +269,7 @@ def create_app(settings: Settings, broker: Broker, index: JobIndex, follower: Ev
     app.router.add_get(r"/api/jobs/{job_id}/figures/{index:\d+}.{format:svg|png|json|html}", get_figure)
     app.router.add_post("/execute", execute)
     add_page_routes(app, settings, assets)
+    add_docs_routes(app, settings, keys_enabled=keys.enabled)
     add_health_routes(
         app,
         {
@@ -216,4 +278,5 @@ def create_app(settings: Settings, broker: Broker, index: JobIndex, follower: Ev
             "history": when(follower.caught_up.is_set, "still reading the events stream's history"),
         },
     )
+    metrics.add_route(app)
     return app

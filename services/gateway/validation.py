@@ -37,14 +37,24 @@ def _field_errors(exc: ValidationError) -> list[dict]:
     ]
 
 
+def _json_number(text: str) -> float | int:
+    """A JSON number with a fraction: ``298.0`` is the integer 298, as JSON Schema (and our OpenAPI) counts it."""
+    number = float(text)
+    return int(number) if number.is_integer() else number
+
+
 def parse_job_request(raw: bytes, settings: Settings, *, tenant: str | None = None) -> RenderJob:
     """Validate a ``POST /api/jobs`` body and make the job it asks for."""
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_float=_json_number)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidRequest(400, f"the body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise InvalidRequest(400, 'the body must be a JSON object such as {"code": "..."}')
+    try:  # JSON's \ud800 escapes decode to lone surrogates, which are no text: refuse them here
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest(400, f"the body is not valid JSON text: a lone surrogate escape ({exc.reason})") from exc
     try:
         request = JobRequest.model_validate(data)
     except ValidationError as exc:

@@ -28,6 +28,7 @@ from services.renderer.page import InterpreterCrashed, RendererPage
 from services.renderer.sanitize import UnsafeSvg, sanitize_svg
 from shared.broker import Broker, BrokerUnavailable, Subscription
 from shared.messages import JobError, JobStarted, RenderJob, RenderResult, Timings, ms_between, utcnow
+from shared.metrics import RendererMetrics
 from shared.page_contract import OUTPUT_LIMIT_EXCEEDED, PageResult
 from shared.settings import Settings
 
@@ -115,6 +116,7 @@ def build_result(job: RenderJob, output: PageResult, settings: Settings, *, star
         code=job.code,
         figures=[] if error else output.figures,
         packages=output.packages,
+        warnings=output.warnings,
         stdout=output.stdout,
         stderr=output.stderr,
         error=error,
@@ -152,10 +154,11 @@ def build_result(job: RenderJob, output: PageResult, settings: Settings, *, star
 class JobConsumer:
     """Takes jobs from the jobs queue (and dead letters), runs them on the page, publishes, acks."""
 
-    def __init__(self, settings: Settings, broker: Broker, page: RendererPage):
+    def __init__(self, settings: Settings, broker: Broker, page: RendererPage, metrics: RendererMetrics | None = None):
         self.settings = settings
         self.broker = broker
         self.page = page
+        self.metrics = metrics or RendererMetrics()
         self.in_flight = 0
         self.completed = 0
         self.idle = asyncio.Event()  # set whenever no job is in flight
@@ -201,21 +204,25 @@ class JobConsumer:
                 output = await self.page.render(job)
         except InterpreterCrashed as exc:
             log.warning("interpreter crashed under the job; handing it back", error=str(exc))
+            self.metrics.handed_back("interpreter_crashed")
             await self._settle(message, requeue=True)
             return
         output = await asyncio.to_thread(checked_figures, output, self.settings)
         result = build_result(job, output, self.settings, started=started, attempt=attempt)
         await self._publish_and_ack(result, message)
 
-    async def _publish_and_ack(self, result: RenderResult, message: AbstractIncomingMessage) -> None:
+    async def _publish_and_ack(self, result: RenderResult, message: AbstractIncomingMessage, *, ran=True) -> None:
+        """``ran``: the result came from the page (a dead letter's did not, so it has no timings to count)."""
         try:
             await self.broker.publish_event(result)
         except BrokerUnavailable as exc:
             log.warning("result not confirmed; handing the job back", error=str(exc))
+            self.metrics.handed_back("result_unconfirmed")
             await self._settle(message, requeue=True)
             return
         await self._settle(message, ack=True)
         self.completed += 1
+        self.metrics.finished(result, ran=ran)
         log.info(
             "job finished",
             status=result.status,
@@ -256,7 +263,7 @@ class JobConsumer:
                 job, error, renderer_id=self.settings.renderer_id, attempt=self.settings.delivery_limit
             )
             log.error("job dead-lettered", reason=reason)
-            await self._publish_and_ack(result, message)
+            await self._publish_and_ack(result, message, ran=False)
 
     async def drain(self, grace_s: float) -> None:
         """Stop taking jobs, give in-flight ones ``grace_s`` to finish, hand back the rest.

@@ -3,7 +3,7 @@
 :meth:`Renderer.run` is the whole of it (``python -m services.renderer`` only
 calls it):
 
-1. serve ``/healthz``, ``/readyz`` and ``/stats`` (not ready yet);
+1. serve ``/healthz``, ``/readyz``, ``/stats`` and ``/metrics`` (not ready yet);
 2. connect to RabbitMQ, waiting for it as long as it takes; a broker that
    refuses plotfarm's topology ends the renderer here, with the reason and
    :data:`EX_CONFIG`, instead of a restart loop of tracebacks;
@@ -19,12 +19,13 @@ import time
 
 import structlog
 
-from services.renderer.browser import HeadlessBrowser
+from services.renderer.browser import ChromiumSetupError, HeadlessBrowser
 from services.renderer.consumer import JobConsumer
 from services.renderer.page import RendererPage
 from shared.assets import AssetStore
 from shared.broker import Broker
 from shared.health import serve_health, when
+from shared.metrics import RendererMetrics
 from shared.settings import Settings
 from shared.topology import TopologyRefused
 
@@ -40,7 +41,10 @@ class Renderer:
         self.settings = settings
         self.broker = Broker(settings)
         self.page = RendererPage(HeadlessBrowser(settings), settings)
-        self.consumer = JobConsumer(settings, self.broker, self.page)
+        self.metrics = RendererMetrics()
+        self.consumer = JobConsumer(settings, self.broker, self.page, self.metrics)
+        self.metrics.watch_pool(self.page)
+        self.metrics.watch_consumer(self.consumer)
 
     async def run(self, stop: asyncio.Event) -> int:
         """Serve until ``stop`` is set; the process exit status."""
@@ -55,8 +59,12 @@ class Renderer:
             await self._close(health)
             return EX_CONFIG
         try:
-            if not await self._until_stopped(self.page.start(), stop):
-                return 0
+            try:
+                if not await self._until_stopped(self.page.start(), stop):
+                    return 0
+            except ChromiumSetupError as exc:
+                log.error("renderer cannot start: Chromium cannot run as configured", problem=str(exc))
+                return EX_CONFIG
             await self.consumer.start()
             log.info(
                 "renderer ready",
@@ -96,16 +104,22 @@ class Renderer:
             ),
         }
         return await serve_health(
-            self.settings.renderer_health_host, self.settings.renderer_health_port, checks, stats=self.stats
+            self.settings.renderer_health_host,
+            self.settings.renderer_health_port,
+            checks,
+            stats=self.stats,
+            metrics=self.metrics,
         )
 
     async def stats(self) -> dict:
-        """Jobs so far, and the interpreter pool's own numbers (boots, boot time median and p95)."""
+        """Jobs so far, the interpreter pool's own numbers (boots, boot time median and p95), and
+        what Chromium's sandbox looks like right now (uid, seccomp, no_new_privs per process type)."""
         return {
             "renderer_id": self.settings.renderer_id,
             "in_flight": self.consumer.in_flight,
             "completed": self.consumer.completed,
             "pool": await self.page.stats(),
+            "chromium": await asyncio.to_thread(self.page.browser.sandbox_report),
         }
 
     async def _close(self, health) -> None:

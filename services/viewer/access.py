@@ -16,7 +16,7 @@ from aiohttp import web
 from shared.auth import ApiKeys, presented_key
 
 KEY_COOKIE = "plotfarm_key"
-PUBLIC_PREFIXES = ("/healthz", "/readyz", "/static/")
+PUBLIC_PREFIXES = ("/healthz", "/readyz", "/metrics", "/static/")
 # The tenant whose jobs this request may see; absent means every job.
 TENANT = web.RequestKey("tenant", str)
 

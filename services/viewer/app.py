@@ -7,6 +7,7 @@
 ``GET /api/jobs/ID``  one job as the page shows it (for ``?job=`` links to a
                      result older than the history a page gets)
 ``GET /healthz``, ``/readyz``
+``GET /metrics``     Prometheus metrics (shared/metrics.py): WebSocket clients, the events follower
 
 Results are untrusted (user code chose their titles and text): the page
 shows SVGs only as images and inserts text as text, and every response
@@ -27,6 +28,7 @@ from shared.assets import AssetStore
 from shared.auth import ApiKeys
 from shared.events import EventFollower
 from shared.health import add_health_routes, when
+from shared.metrics import ViewerMetrics
 from shared.settings import Settings
 from shared.web_security import LOCKED_DOWN, content_security_policy, security_headers
 
@@ -35,6 +37,7 @@ log = structlog.get_logger(__name__)
 LIVE = web.AppKey("live", LiveJobs)
 ASSETS = web.AppKey("assets", AssetStore)
 FOLLOWER = web.AppKey("follower", EventFollower)
+METRICS = web.AppKey("metrics", ViewerMetrics)
 
 SETTINGS = web.AppKey("settings", Settings)
 
@@ -100,12 +103,18 @@ async def png(request: web.Request) -> web.Response:
 
 
 async def websocket(request: web.Request) -> web.WebSocketResponse:
-    live = request.app[LIVE]
     since_raw = request.query.get("since")
     since = int(since_raw) if since_raw and since_raw.lstrip("-").isdigit() else None
     settings = request.app[SETTINGS]
     ws = web.WebSocketResponse(heartbeat=settings.websocket_heartbeat_s, max_msg_size=64 * 1024)
     await ws.prepare(request)
+    with request.app[METRICS].websocket_clients.track_inprogress():
+        return await _serve_page(request, ws, since)
+
+
+async def _serve_page(request: web.Request, ws: web.WebSocketResponse, since: int | None) -> web.WebSocketResponse:
+    """One open WebSocket: the hello, then every change, until the page goes."""
+    live, settings = request.app[LIVE], request.app[SETTINGS]
     follower = request.app[FOLLOWER]
     if not follower.caught_up.is_set():
         # A page (re)connecting while this viewer still replays the stream (it just
@@ -139,11 +148,18 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 
 
 def create_app(
-    settings: Settings, live: LiveJobs, follower: EventFollower, assets: AssetStore, keys: ApiKeys | None = None
+    settings: Settings,
+    live: LiveJobs,
+    follower: EventFollower,
+    assets: AssetStore,
+    keys: ApiKeys | None = None,
+    metrics: ViewerMetrics | None = None,
 ) -> web.Application:
     access = access_middleware(keys or ApiKeys([]), settings.viewer_require_key)
     app = web.Application(middlewares=[add_security_headers, access])
     app[SETTINGS], app[LIVE], app[ASSETS], app[FOLLOWER] = settings, live, assets, follower
+    app[METRICS] = metrics = metrics or ViewerMetrics()
+    metrics.watch_follower(follower)
     app.router.add_get("/", page)
     app.router.add_get("/ws", websocket)
     app.router.add_get("/api/jobs/{job_id:[0-9a-f]{1,64}}", job)
@@ -156,4 +172,5 @@ def create_app(
             "history": when(follower.caught_up.is_set, "still reading the events stream's history"),
         },
     )
+    metrics.add_route(app)
     return app

@@ -212,6 +212,9 @@ function poolStats() {
     templateMs: stats.templateMs,
     bootMsMedian: pick(0.5),
     bootMsP95: pick(0.95),
+    // The last (up to 200) restore times, newest last: with `boots`, the service
+    // observes each new one into its restore-time histogram (shared/metrics.py).
+    recentBootMs: stats.bootMs,
   };
 }
 
