@@ -91,7 +91,9 @@ async def network_namespace(settings: Settings) -> Namespace:
         return Namespace([], None, "off (PLOTFARM_NETWORK_NAMESPACE=off)")
     unshare = shutil.which("unshare")
     if os.geteuid() == 0:
-        args, as_user, inner = ["--net"], None, []
+        # A mount namespace too (private): the launcher shows the asset server the
+        # project's files there, wherever the checkout is (launcher.py, --assets-at).
+        args, as_user, inner = ["--net", "--mount"], None, []
     else:
         args = ["--user", "--map-root-user", "--net"]
         as_user = f"{os.getuid()}:{os.getgid()}"
@@ -267,6 +269,7 @@ class HeadlessBrowser:
         self.sandbox = sandbox_enabled(settings)
         self._chromium = ""
         self._launcher: str | None = None
+        self._assets_at: str | None = None
         self._sandbox_checked = False
 
     async def _executable(self) -> str:
@@ -285,6 +288,8 @@ class HeadlessBrowser:
                 port, extra = probe.getsockname()[1], []
         if self.identity is not None:
             extra += ["--drop-to", f"{self.identity.uid}:{self.identity.gid}"]
+            if namespace.prefix:
+                extra += ["--assets-at", self._assets_mountpoint()]
         self.asset_origin = f"http://127.0.0.1:{port}"
         command = [
             *namespace.prefix,
@@ -306,6 +311,18 @@ class HeadlessBrowser:
             script.write(f"#!/bin/sh\nexport PYTHONPATH={shlex.quote(str(PROJECT_ROOT))}\n")
             script.write(f'exec {shlex.join(command)} "$@"\n')
         return self._launcher
+
+    def _assets_mountpoint(self) -> str:
+        """An empty directory the launcher bind-mounts the assets onto, in its own mount namespace.
+
+        The checkout may lie where the unprivileged user cannot go (``/root`` is
+        mode 0700); mounted here, read-only, only what is served becomes reachable
+        to it. On the host the directory stays empty; :meth:`stop` removes it.
+        """
+        if self._assets_at is None:
+            self._assets_at = tempfile.mkdtemp(prefix="plotfarm-assets-")
+            os.chmod(self._assets_at, 0o755)
+        return self._assets_at
 
     @property
     def runs_as(self) -> str:
@@ -431,3 +448,6 @@ class HeadlessBrowser:
         if self._launcher is not None:
             os.unlink(self._launcher)
             self._launcher = None
+        if self._assets_at is not None:  # Chromium is gone, and its mount namespace with it
+            shutil.rmtree(self._assets_at, ignore_errors=True)
+            self._assets_at = None

@@ -11,8 +11,8 @@ the kernel allows). Here we:
    (exec), keeping only stdio and the two pipes Playwright talks to it
    through (fds 3 and 4, ``--remote-debugging-pipe``).
 
-    python -m services.renderer.launcher --port P [--loopback] [--as-user UID:GID | --drop-to UID:GID]
-        --chromium PATH -- CHROMIUM-ARGS...
+    python -m services.renderer.launcher --port P [--loopback] [--as-user UID:GID | --drop-to UID:GID
+        [--assets-at DIR]] --chromium PATH -- CHROMIUM-ARGS...
 
 Who Chromium runs as (never root, unless the sandbox was explicitly turned off):
 
@@ -21,7 +21,9 @@ Who Chromium runs as (never root, unless the sandbox was explicitly turned off):
   takes that. It then gives the profile directory Playwright made
   (``--user-data-dir``) to that unprivileged system user, and the asset
   server and Chromium both run as it, without supplementary groups, with
-  ``no_new_privs`` set and none of root's descriptors. Chromium's own
+  ``no_new_privs`` set and none of root's descriptors. With ``--assets-at``
+  (the renderer adds a private mount namespace) the served directories are
+  bound read-only there first, so the checkout may be where that user cannot go. Chromium's own
   sandbox (user, PID and network namespaces plus seccomp-bpf) is then on.
 - ``--as-user UID:GID`` (a normal user): the launcher runs as root inside a
   user namespace of its own (needed to bring loopback up); Chromium is
@@ -47,6 +49,7 @@ import sys
 
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
+MS_RDONLY, MS_REMOUNT, MS_BIND = 1, 32, 4096
 # What Chromium keeps: stdin/stdout/stderr and Playwright's pipe (3: commands in, 4: answers out).
 CHROMIUM_FDS = 5
 # The lowest nice value Chromium may give its threads once unprivileged: 20 - 28 = -8 (see below).
@@ -129,6 +132,37 @@ def give_tree(path: str, uid: int, gid: int) -> None:
     for parent, dirs, files in os.walk(path):
         for name in dirs + files:
             os.chown(os.path.join(parent, name), uid, gid, follow_symlinks=False)
+
+
+def bind_read_only(source: str, target: str) -> None:
+    """``mount --bind source target`` made read-only (in our own, private, mount namespace)."""
+    for source_arg, flags in ((source, MS_BIND), (None, MS_BIND | MS_REMOUNT | MS_RDONLY)):
+        if _libc.mount(source_arg and source_arg.encode(), target.encode(), None, flags, None) != 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, f"mount {source} on {target}: {os.strerror(errno)}")
+
+
+def expose_assets(at: str) -> None:
+    """Show the asset server the served directories at ``at``, wherever the checkout is.
+
+    The unprivileged user cannot read a checkout under a directory only root may
+    enter (``/root`` is mode 0700, and many checkouts are there). In the mount
+    namespace the renderer started us in (``unshare --net --mount``, private), the
+    web and build directories are bound read-only under ``at`` (an empty directory
+    the renderer made); the asset server reads them from there (its settings point
+    there). Nothing else of the checkout becomes reachable, and on the host ``at``
+    stays empty.
+    """
+    from shared.settings import Settings  # noqa: PLC0415  (not get_settings: the asset server reads its own)
+
+    settings = Settings()
+    build = settings.wheels_dir.parent  # wheels, precompiled, pyodide-packages (shared/assets.py)
+    for name, source in (("web", settings.web_dir), ("build", build)):
+        target = os.path.join(at, name)
+        os.makedirs(target, exist_ok=True)
+        bind_read_only(str(source), target)
+    os.environ["PLOTFARM_WEB_DIR"] = os.path.join(at, "web")
+    os.environ["PLOTFARM_WHEELS_DIR"] = os.path.join(at, "build", settings.wheels_dir.name)
 
 
 def user_data_dir(chromium_args: list[str]) -> str | None:
@@ -255,6 +289,7 @@ def main(argv: list[str]) -> None:
     who = parser.add_mutually_exclusive_group()
     who.add_argument("--as-user", type=parse_ids, help="UID:GID to map back to before starting Chromium")
     who.add_argument("--drop-to", type=parse_ids, help="UID:GID to become (from real root) before starting Chromium")
+    parser.add_argument("--assets-at", help="with --drop-to, in a mount namespace of our own: bind the assets here")
     parser.add_argument("--chromium", required=True)
     args, chromium_args = parser.parse_args(argv[:split]), argv[split + 1 :]
     if args.loopback:
@@ -265,6 +300,8 @@ def main(argv: list[str]) -> None:
         if home is None:
             raise SystemExit("plotfarm launcher: --drop-to needs Chromium's --user-data-dir")
         give_tree(home, *args.drop_to)
+        if args.assets_at:
+            expose_assets(args.assets_at)
     server, ready = start_asset_server(args.port, args.drop_to)
     wait_until_ready(server, ready)
     env = clean_environment(home)

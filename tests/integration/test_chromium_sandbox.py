@@ -15,6 +15,7 @@ started (their descendants), not from what the renderer says about itself:
 - the renderer's log and ``/stats`` say the same.
 """
 
+import glob
 import json
 import os
 import pwd
@@ -26,6 +27,7 @@ import pytest
 
 from services.renderer.browser import CHROMIUM_USER
 from tests.integration.conftest import RENDERERS
+from tests.support import ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -183,3 +185,33 @@ def test_the_renderer_logs_and_reports_what_chromium_got(renderer, stack, chromi
     assert 0 not in report["renderer_processes"]["uid"]
     if AS_ROOT:
         assert report["runs_as"].startswith(CHROMIUM_USER)
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="only a renderer running as root drops Chromium's user")
+def test_as_root_a_checkout_the_unprivileged_user_cannot_enter_still_serves(stack, tmp_path):
+    """A checkout under a directory only root may enter (``/root`` is 0700): the launcher binds the
+    served directories into its own mount namespace, so the dropped asset server still reads them."""
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o700)
+    web, build = locked / "web", locked / "build"
+    web.symlink_to(ROOT / "web")
+    build.symlink_to(ROOT / "build")
+    user = pwd.getpwnam(CHROMIUM_USER)
+    entering = subprocess.run(
+        ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups", "--", "ls", str(web)],
+        capture_output=True,
+    )
+    assert entering.returncode != 0  # the premise: that user cannot get there by itself
+    mountpoints = set(glob.glob("/tmp/plotfarm-assets-*"))
+    renderer = stack.start_renderer(
+        "renderer-locked-checkout", PLOTFARM_WEB_DIR=str(web), PLOTFARM_WHEELS_DIR=str(build / "wheels")
+    )
+    try:
+        stack.wait_ready(renderer, timeout=120)  # the page loaded Pyodide, plotly.js and the template from it
+        with urllib.request.urlopen(f"{renderer.url}/stats", timeout=10) as response:
+            report = json.load(response)["chromium"]
+        assert report["sandbox"] == "on" and report["problem"] is None, report
+    finally:
+        assert renderer.stop() == 0, renderer.tail()
+        stack.processes.pop("renderer-locked-checkout", None)
+    assert set(glob.glob("/tmp/plotfarm-assets-*")) == mountpoints  # its mount point is gone with it
