@@ -102,6 +102,25 @@ async def png(request: web.Request) -> web.Response:
     )
 
 
+async def svg(request: web.Request) -> web.Response:
+    """A figure's SVG, for figures too large to travel inside WebSocket messages (live.py)."""
+    job_id, index = request.match_info["job_id"], int(request.match_info["index"])
+    record = request.app[LIVE].record(job_id, tenant_filter(request))
+    figures = record.result.figures if record is not None and record.result is not None else []
+    if index >= len(figures) or figures[index].svg is None:
+        return web.json_response({"error": "no such SVG (unknown job or figure)"}, status=404)
+    return web.Response(
+        text=figures[index].svg,
+        content_type="image/svg+xml",
+        headers={
+            # Shown only as <img>; opened on its own it may still run nothing.
+            "Content-Security-Policy": "sandbox",
+            "Content-Disposition": f'inline; filename="{job_id}-{index}.svg"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     since_raw = request.query.get("since")
     since = int(since_raw) if since_raw and since_raw.lstrip("-").isdigit() else None
@@ -164,6 +183,7 @@ def create_app(
     app.router.add_get("/ws", websocket)
     app.router.add_get("/api/jobs/{job_id:[0-9a-f]{1,64}}", job)
     app.router.add_get(r"/api/jobs/{job_id:[0-9a-f]{1,64}}/figures/{index:\d+}.png", png)
+    app.router.add_get(r"/api/jobs/{job_id:[0-9a-f]{1,64}}/figures/{index:\d+}.svg", svg)
     app.router.add_get("/static/{path:[A-Za-z0-9_.-]+}", static)
     add_health_routes(
         app,

@@ -13,6 +13,11 @@ Every ``job`` message carries ``received_at``: when this viewer read the
 event from the stream (Unix time, milliseconds), so a page can tell how long
 a result took from being published to reaching it, and which part of that was
 the broker and which the WebSocket.
+
+SVGs travel inside the messages only while they are small: a world map at 50 m
+is a 9 MB SVG, and a page opening on a history of them would get one message
+of tens of megabytes. A larger SVG, and any beyond a hello's budget, is sent
+as ``svg_url`` instead, which the page loads from the viewer itself.
 """
 
 import asyncio
@@ -26,6 +31,31 @@ from shared.jobs import JobIndex
 from shared.messages import JobEvent
 
 log = structlog.get_logger(__name__)
+
+# The largest SVG sent inside a WebSocket message (bytes); larger ones go as svg_url.
+INLINE_SVG_BYTES = 256_000
+# What all the inline SVGs of one hello (a page opening) may add up to; the rest go as svg_url.
+HELLO_INLINE_BUDGET_BYTES = 2_000_000
+
+
+def svg_url(job_id: str, index: int) -> str:
+    """Where the page fetches a figure's SVG from the viewer (relative to the page)."""
+    return f"api/jobs/{job_id}/figures/{index}.svg"
+
+
+def inline_small_svgs(view: dict, budget: list[int]) -> dict:
+    """Keep SVGs inline while they are small and ``budget[0]`` bytes last; the others become URLs."""
+    for figure in view.get("figures", []):
+        svg = figure.get("svg")
+        if svg is None:
+            continue
+        size = figure.get("bytes", len(svg))
+        if size <= INLINE_SVG_BYTES and size <= budget[0]:
+            budget[0] -= size
+        else:
+            del figure["svg"]
+            figure["svg_url"] = svg_url(view["job_id"], figure["index"])
+    return view
 
 
 class LiveJobs:
@@ -45,10 +75,14 @@ class LiveJobs:
             return None
         return record
 
-    def view(self, job_id: str, tenant: str | None = None) -> dict | None:
-        """The job as pages show it (SVGs inline; PNGs only listed, fetched from /api/jobs/ID/figures/N.png)."""
+    def view(self, job_id: str, tenant: str | None = None, budget: list[int] | None = None) -> dict | None:
+        """The job as pages show it: small SVGs inline, larger ones (and any past ``budget``) as
+        ``svg_url``; PNGs only listed, fetched from /api/jobs/ID/figures/N.png."""
         record = self.record(job_id, tenant)
-        return None if record is None else record.public_view(include_code=True, include=frozenset({"svg"}))
+        if record is None:
+            return None
+        view = record.public_view(include_code=True, include=frozenset({"svg"}))
+        return inline_small_svgs(view, budget if budget is not None else [INLINE_SVG_BYTES])
 
     def apply(self, event: JobEvent, offset: int) -> None:
         self.last_offset = max(self.last_offset, offset)
@@ -79,7 +113,9 @@ class LiveJobs:
             job_ids = list(self.index.records)[-self.history :]
         else:
             job_ids = list(dict.fromkeys(job_id for offset, job_id in self.changes if offset > since))
-        jobs = [view for view in (self.view(job_id, tenant) for job_id in job_ids) if view is not None]
+        budget = [HELLO_INLINE_BUDGET_BYTES]  # newest jobs first get their SVGs inline
+        views = (self.view(job_id, tenant, budget) for job_id in reversed(job_ids))
+        jobs = [view for view in views if view is not None][::-1]
         return {
             "type": "hello",
             "offset": self.last_offset,

@@ -237,7 +237,10 @@ function cardParts(entry) {
 
 function figureUrls(job) {
   return (job.figures || []).map((figure) =>
-    typeof figure.svg === "string" ? URL.createObjectURL(new Blob([figure.svg], { type: "image/svg+xml" })) : null,
+    // Large SVGs are not sent inline (services/viewer/live.py): the viewer serves them.
+    typeof figure.svg === "string"
+      ? URL.createObjectURL(new Blob([figure.svg], { type: "image/svg+xml" }))
+      : figure.svg_url || null,
   );
 }
 
