@@ -21,7 +21,7 @@ help:
 	@echo "make test       install what is missing, then run the test suite against RabbitMQ and Chromium"
 	@echo "make bench      measure latency and throughput (prints medians, p95)"
 	@echo "make chaos      the fault-injection tests with larger counts (CHAOS_SCALE, default 3), the cluster test too"
-	@echo "make cluster-test  a 3-node RabbitMQ cluster on this machine, its jobs queue's leader killed mid-burst"
+	@echo "make cluster-test  only the 3-node RabbitMQ cluster test (part of make test)"
 	@echo "make bench-mathjax what loading MathJax costs a job without LaTeX"
 	@echo "make images     build the container images (docker or podman)"
 
