@@ -29,6 +29,25 @@ ROOT = Path(__file__).resolve().parent.parent
 PROBLEM_LEVELS = ('"level": "warning"', '"level": "error"', '"level": "critical"', "Traceback", "Error:")
 
 
+def descendants(root: int) -> list[int]:
+    """Every process started under ``root`` (children, theirs, ...), read from /proc now."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -88,34 +88,40 @@ async def job(request: web.Request) -> web.Response:
     return web.json_response(view, headers={"Cache-Control": "no-store"})
 
 
-async def png(request: web.Request) -> web.Response:
-    """A figure's PNG, for the page's download link (PNGs are not pushed over the WebSocket)."""
+def _figure(request: web.Request):
+    """The figure a ``/api/jobs/{job_id}/figures/{index}.*`` request names, if the caller may see it."""
     job_id, index = request.match_info["job_id"], int(request.match_info["index"])
     record = request.app[LIVE].record(job_id, tenant_filter(request))
     figures = record.result.figures if record is not None and record.result is not None else []
-    if index >= len(figures) or figures[index].png is None:
+    return figures[index] if index < len(figures) else None
+
+
+async def png(request: web.Request) -> web.Response:
+    """A figure's PNG, for the page's download link (PNGs are not pushed over the WebSocket)."""
+    figure = _figure(request)
+    if figure is None or figure.png is None:
         return web.json_response({"error": "no such PNG (unknown job, or it asked for no PNG)"}, status=404)
+    name = f"{request.match_info['job_id']}-{int(request.match_info['index'])}.png"
     return web.Response(
-        body=await asyncio.to_thread(base64.b64decode, figures[index].png),
+        body=await asyncio.to_thread(base64.b64decode, figure.png),
         content_type="image/png",
-        headers={"Content-Disposition": f'attachment; filename="{job_id}-{index}.png"', "Cache-Control": "no-store"},
+        headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
     )
 
 
 async def svg(request: web.Request) -> web.Response:
     """A figure's SVG, for figures too large to travel inside WebSocket messages (live.py)."""
-    job_id, index = request.match_info["job_id"], int(request.match_info["index"])
-    record = request.app[LIVE].record(job_id, tenant_filter(request))
-    figures = record.result.figures if record is not None and record.result is not None else []
-    if index >= len(figures) or figures[index].svg is None:
+    figure = _figure(request)
+    if figure is None or figure.svg is None:
         return web.json_response({"error": "no such SVG (unknown job or figure)"}, status=404)
+    name = f"{request.match_info['job_id']}-{int(request.match_info['index'])}.svg"
     return web.Response(
-        text=figures[index].svg,
+        text=figure.svg,
         content_type="image/svg+xml",
         headers={
             # Shown only as <img>; opened on its own it may still run nothing.
             "Content-Security-Policy": "sandbox",
-            "Content-Disposition": f'inline; filename="{job_id}-{index}.svg"',
+            "Content-Disposition": f'inline; filename="{name}"',
             "Cache-Control": "no-store",
         },
     )

@@ -27,34 +27,12 @@ import pytest
 
 from services.renderer.browser import CHROMIUM_USER
 from tests.integration.conftest import RENDERERS
-from tests.support import ROOT
+from tests.support import ROOT, descendants
 
 pytestmark = pytest.mark.integration
 
 AS_ROOT = os.geteuid() == 0
 HOST_USER_NS = os.readlink("/proc/1/ns/user") if os.access("/proc/1/ns/user", os.R_OK) else None
-
-
-def children_map() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(parent, []).append(int(entry))
-    return children
-
-
-def descendants(root: int) -> list[int]:
-    children, found, todo = children_map(), [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found[1:]
 
 
 def status(pid: int) -> dict[str, str]:

@@ -6,7 +6,6 @@ TCP server on loopback that counts every connection: attacks aim at it, and
 any connection at all is an escape.
 """
 
-import os
 import socket
 import threading
 import time
@@ -14,7 +13,7 @@ import time
 import aiohttp
 import pytest
 
-from tests.support import Api, Stack, new_stack
+from tests.support import Api, Stack, descendants, new_stack
 
 OUTCOMES: list[dict] = []
 
@@ -82,24 +81,13 @@ async def sandbox_api(sandbox_stack):
 def renderer_memory_mb(stack: Stack) -> int:
     """Resident memory of the renderer and everything it started (Chromium included)."""
     root = stack.processes["sandboxed-renderer"].proc.pid
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
-                children.setdefault(parent, []).append(int(entry))
-            except (OSError, ValueError, IndexError):
-                pass
-    total_kb, stack_ = 0, [root]
-    while stack_:
-        pid = stack_.pop()
+    total_kb = 0
+    for pid in [root, *descendants(root)]:
         try:
             with open(f"/proc/{pid}/status") as handle:
                 total_kb += next((int(line.split()[1]) for line in handle if line.startswith("VmRSS:")), 0)
         except OSError:
             pass
-        stack_.extend(children.get(pid, []))
     return total_kb // 1024
 
 
