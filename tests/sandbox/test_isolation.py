@@ -6,6 +6,10 @@ decide the tenant), and ``none`` reuses freely: both are checked to do
 exactly what they claim, so the trade-off in the README is a fact.
 """
 
+import asyncio
+import contextlib
+import json
+
 import aiohttp
 import pytest
 
@@ -168,3 +172,149 @@ async def test_an_interpreter_numpy_grew_to_gigabytes_is_discarded_even_when_reu
     lines = probed["stdout"].split()
     assert lines[0] == "clean", probed["stdout"]  # a fresh interpreter, not the grown one
     assert int(lines[1]) < 1024, f"the next job's interpreter has a {lines[1]} MiB heap"
+
+
+# ---- interpreters restored from one template -------------------------------------------------
+#
+# Every interpreter of the pool is restored from one template, which the page keeps in
+# SharedArrayBuffers (the memory snapshot, the site-packages tree) so that it is copied once,
+# not once per interpreter. These tests attack that sharing from inside a job.
+
+# Run inside an interpreter's worker (Playwright evaluates it there while the job awaits): walks
+# every object a job's code can reach from JavaScript, from the worker's global scope and from
+# Pyodide's API (`pyodide_js`, which the job parked on `self`), through own data properties,
+# prototypes, Map/Set contents and typed arrays' buffers (getters are not called), and reports
+# every SharedArrayBuffer found.
+WALK_FOR_SHARED_BUFFERS = """() => {
+  const tag = (value) => Object.prototype.toString.call(value);
+  const sharedByteLength = Object.getOwnPropertyDescriptor(SharedArrayBuffer.prototype, "byteLength").get;
+  const sharedLength = (value) => { try { return sharedByteLength.call(value); } catch { return null; } };
+  const PyProxy = self.plotfarmProbe.ffi.PyProxy;
+  const seen = new Set();
+  const queue = [[self, "self"], [self.plotfarmProbe, "pyodide_js"]];
+  const shared = [];
+  const push = (value, path) => {
+    if (value !== null && (typeof value === "object" || typeof value === "function") && !seen.has(value)) queue.push([value, path]);
+  };
+  while (queue.length) {
+    const [obj, path] = queue.pop();
+    if (seen.has(obj)) continue;
+    seen.add(obj);
+    const length = sharedLength(obj);
+    if (length !== null) { shared.push([length, path]); continue; }
+    // Python objects: what they hold of JavaScript is in the module's JS-side tables, walked anyway.
+    if (obj instanceof PyProxy) continue;
+    if (ArrayBuffer.isView(obj)) { push(obj.buffer, `${path}.buffer`); continue; }
+    if (obj instanceof WebAssembly.Memory) push(obj.buffer, `${path}.buffer`);
+    try { Map.prototype.forEach.call(obj, (v, k) => { push(k, `${path}.key`); push(v, `${path}.get(${String(k).slice(0, 40)})`); }); } catch {}
+    try { Set.prototype.forEach.call(obj, (v) => push(v, `${path}.item`)); } catch {}
+    let keys = [];
+    try { keys = Reflect.ownKeys(obj); } catch { continue; }
+    for (const key of keys) {
+      let descriptor;
+      try { descriptor = Object.getOwnPropertyDescriptor(obj, key); } catch { continue; }
+      if (descriptor && "value" in descriptor) push(descriptor.value, `${path}.${String(key)}`);
+    }
+    push(Object.getPrototypeOf(obj), `${path}.__proto__`);
+  }
+  const heap = tag(self.plotfarmProbe._module.HEAP8.buffer);
+  return { visited: seen.size, shared, heap };
+}"""
+# The job that is walked: it parks Pyodide's API where the walk starts, then waits (its worker's
+# event loop stays free, so Playwright can evaluate the walk there).
+PARK_AND_WAIT = "import asyncio, js, pyodide_js\njs.self.plotfarmProbe = pyodide_js\nawait asyncio.sleep(8)\n" + SHOW
+
+SITE_PACKAGES_WRITES = """
+import errno, json, os, sysconfig
+import plotly
+site = sysconfig.get_paths()["purelib"]
+target = os.path.join(os.path.dirname(plotly.__file__), "__init__.py")
+attempts = {
+    "append": lambda: open(target, "a").write("\\nLEAKED = 'planted'\\n"),
+    "truncate": lambda: open(target, "w"),
+    "create": lambda: open(os.path.join(site, "planted.py"), "w").write("LEAKED = 'planted'"),
+    "remove": lambda: os.remove(target),
+    "rename": lambda: os.rename(target, target + ".gone"),
+    "mkdir": lambda: os.mkdir(os.path.join(site, "planted")),
+    "chmod": lambda: os.chmod(target, 0o777),
+}
+outcome = {}
+for name, attempt in attempts.items():
+    try:
+        attempt()
+        outcome[name] = "succeeded"
+    except OSError as exc:
+        outcome[name] = errno.errorcode.get(exc.errno, str(exc.errno))
+print(json.dumps(outcome))
+"""
+
+PROBE_TEMPLATE = """
+import hashlib, json, os, sysconfig
+import plotly
+site = sysconfig.get_paths()["purelib"]
+init = open(os.path.join(os.path.dirname(plotly.__file__), "__init__.py"), "rb").read()
+print(json.dumps({
+    "planted_file": os.path.exists(os.path.join(site, "planted.py")) or os.path.exists(os.path.join(site, "planted")),
+    "planted_text": b"planted" in init,
+    "init_sha256": hashlib.sha256(init).hexdigest(),
+}))
+"""
+
+
+@pytest.fixture
+async def renderer_page():
+    """The renderer's page on its own (real Chromium, real Pyodide), to look inside its workers."""
+    from services.renderer.browser import HeadlessBrowser  # noqa: PLC0415
+    from services.renderer.page import RendererPage  # noqa: PLC0415
+    from shared.settings import Settings  # noqa: PLC0415
+
+    settings = Settings(isolation="job", renderer_concurrency=2)
+    page = RendererPage(HeadlessBrowser(settings), settings)
+    await page.start()
+    try:
+        yield page
+    finally:
+        await page.stop()
+
+
+async def test_restored_interpreters_share_no_buffer_a_job_can_reach(renderer_page):
+    """From a job's worker nothing shared is reachable but its own interrupt flag; its heap is its own."""
+    from shared.messages import RenderJob, utcnow  # noqa: PLC0415
+
+    job = RenderJob(job_id="walk", code=PARK_AND_WAIT, width=400, height=300, timeout_s=30, submitted_at=utcnow())
+    running = asyncio.create_task(renderer_page.render(job))
+    report = None
+    for _ in range(100):
+        await asyncio.sleep(0.1)
+        for worker in renderer_page.page.workers:
+            with contextlib.suppress(Exception):
+                if await worker.evaluate("() => Boolean(self.plotfarmProbe)"):
+                    report = await worker.evaluate(WALK_FOR_SHARED_BUFFERS)
+        if report:
+            break
+    result = await running
+    assert result.error is None, result.error
+    assert report is not None, "no worker ran the job"
+    assert report["visited"] > 10_000, report  # it went through Pyodide's module, its FS and libraries
+    sizes = [size for size, _path in report["shared"]]
+    assert sizes == [1], report["shared"]  # the interrupt flag: no template buffer is reachable
+    assert report["heap"] == "[object ArrayBuffer]", report  # the interpreter's memory is not shared
+
+
+async def test_the_template_files_are_read_only_and_the_next_interpreter_gets_them_untouched(sandbox_api):
+    before = await sandbox_api.render(PROBE_TEMPLATE + SHOW)
+    assert before["status"] == "done", before.get("error")
+    pristine = json.loads(before["stdout"].strip().splitlines()[-1])
+    planted = await sandbox_api.render(SITE_PACKAGES_WRITES + SHOW)
+    assert planted["status"] == "done", planted.get("error")
+    outcome = json.loads(planted["stdout"].strip().splitlines()[-1])
+    # Changing the template's files is refused (by their read-only modes, or by the filesystem);
+    # new files are allowed (packages loaded on demand go there), and die with the interpreter.
+    added = {name: outcome.pop(name) for name in ("create", "mkdir")}
+    assert added == {"create": "succeeded", "mkdir": "succeeded"}, added
+    assert set(outcome.values()) <= {"EACCES", "EROFS"}, outcome
+    probed = await sandbox_api.render(PROBE_TEMPLATE + ORDINARY)
+    assert probed["status"] == "done", probed.get("error")
+    after = json.loads(probed["stdout"].strip().splitlines()[-1])
+    assert after == {**pristine, "planted_file": False, "planted_text": False}, (pristine, after)
+    assert len(probed["figures"]) == 1

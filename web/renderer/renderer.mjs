@@ -27,7 +27,7 @@ const fresh = []; // booted from the template, never used
 const waiting = []; // jobs waiting for a fresh interpreter
 const reusable = new Map(); // isolation key -> idle used interpreters, oldest first
 let booting = 0;
-const stats = { boots: 0, bootFailures: 0, bootMs: [], recycled: 0, reused: 0, templateMs: 0 };
+const stats = { boots: 0, bootFailures: 0, bootMs: [], bootPhases: [], recycled: 0, reused: 0, templateMs: 0 };
 
 /** Make the template and the first fresh interpreters; resolves once one is ready. */
 async function start(options) {
@@ -77,10 +77,12 @@ async function bootOne() {
   const interpreter = new Interpreter({ assetBase });
   const started = performance.now();
   try {
-    await interpreter.boot({ template });
+    const phases = await interpreter.boot({ template });
     stats.boots += 1;
     stats.bootMs.push(performance.now() - started);
+    stats.bootPhases.push({ ...phases, template: undefined, pool_ms: performance.now() - started });
     if (stats.bootMs.length > 200) stats.bootMs.shift();
+    if (stats.bootPhases.length > 200) stats.bootPhases.shift();
     if (waiting.length) waiting.shift()(interpreter);
     else fresh.push(interpreter);
   } catch (err) {
@@ -215,6 +217,8 @@ function poolStats() {
     // The last (up to 200) restore times, newest last: with `boots`, the service
     // observes each new one into its restore-time histogram (shared/metrics.py).
     recentBootMs: stats.bootMs,
+    // The same restores phase by phase (interpreter-worker.mjs, restoreInterpreter), for scripts/profile_restore.py.
+    recentBootPhases: stats.bootPhases,
   };
 }
 

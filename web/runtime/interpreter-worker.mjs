@@ -31,6 +31,7 @@ import { loadPyodide } from "../pyodide/pyodide.mjs";
 import { failedRun } from "./contract.mjs";
 import { compileLibraries, linkState, loadLibraries, replayLibraries, restoreLinkState } from "./dynlibs.mjs";
 import { exportTree, importTree } from "./fstree.mjs";
+import { mountTemplateTree } from "./templatefs.mjs";
 
 // performance.now() counts from the worker's creation: this is how long its
 // scripts took to arrive and compile.
@@ -156,18 +157,34 @@ async function bootInterpreter(assetBase, makeTemplate) {
 
 async function restoreInterpreter(assetBase, shared) {
   const t0 = performance.now();
-  const marks = {};
+  const marks = { t0 };
   // The template may arrive in shared memory (the host copies it once, not
-  // once per worker): take private copies here, off the host's thread, so no
-  // two interpreters ever share a byte they could write.
-  const template = privateCopy(shared);
+  // once per worker). Nothing of it is ever written here, and no reference to
+  // a shared buffer outlives this function where a job's code could reach it:
+  // the snapshot is copied into this interpreter's own memory by Pyodide, the
+  // site-packages are read through templatefs.mjs, and the stdlib (which
+  // Pyodide wants as a download) gets a private copy.
+  const template = { ...shared, stdlib: privateCopy(shared.stdlib) };
   marks.copy_ms = performance.now() - t0;
-  serveFromTemplate(template);
+  marks.snapshot_mb = shared.snapshot.length / 1e6;
+  marks.files_mb = shared.files.data.length / 1e6;
+  marks.file_count = shared.files.paths.length;
+  serveFromTemplate(template, marks);
   // Restoring memory brings back Python's view of open files and of the
   // shared libraries it loaded; both live in JavaScript, so rebuild them
   // before Python runs again.
   globalThis._createPyodideModule = async (settings) => {
+    marks.settings_ms = performance.now() - t0;
+    settings.preRun = settings.preRun.map((step, i) => async (module) => {
+      if (i === 0) marks.prerun_ms = performance.now() - t0;
+      const started = performance.now();
+      await step(module);
+      marks[`prerun${i}_ms`] = performance.now() - started;
+    });
     const module = await createPyodideModule(settings);
+    marks.instantiated_ms = performance.now() - t0;
+    copySnapshotFromShared(module, marks);
+    timePhase(module.API, "finalizeBootstrap", "python_ms", marks);
     // The module's memory starts at its compiled size; the snapshot's heap
     // is bigger (plotly is in it), so grow first or the copy overflows.
     const header = new Uint32Array(template.snapshot.buffer, template.snapshot.byteOffset, 4)[1];
@@ -182,7 +199,7 @@ async function restoreInterpreter(assetBase, shared) {
     indexURL: new URL("pyodide/", assetBase).href,
     fsInit: (FS) => {
       const started = performance.now();
-      importTree(FS, template.files);
+      mountTemplateTree(FS, template.site, template.files);
       marks.files_ms = performance.now() - started;
     },
     stdout: () => {},
@@ -190,6 +207,11 @@ async function restoreInterpreter(assetBase, shared) {
     _loadSnapshot: template.snapshot,
   });
   delete globalThis._createPyodideModule;
+  stopServingFromTemplate();
+  // Pyodide keeps its options as `pyodide._api.config`, which a job can reach
+  // (`pyodide_js`): the snapshot must not stay there (it is the shared one).
+  delete pyodide._api.config._loadSnapshot;
+  delete pyodide._api.config.fsInit;
   restoreLinkState(pyodide._module, template.linkState);
   markInstalled(pyodide, template.installed);
   const t1 = performance.now();
@@ -201,6 +223,36 @@ async function restoreInterpreter(assetBase, shared) {
   return { pyodide, capture, timings: { ...timings, total_ms: t2 } };
 }
 
+/**
+ * Pyodide's restoreSnapshot reads the snapshot's header with a TextDecoder,
+ * which refuses shared memory: copy the memory image into the interpreter's
+ * own heap here, then let Pyodide read a private copy of the header only.
+ */
+function copySnapshotFromShared(module, marks) {
+  const restoreSnapshot = module.API.restoreSnapshot;
+  module.API.restoreSnapshot = (snapshot) => {
+    const started = performance.now();
+    const headerBytes = new Uint32Array(snapshot.buffer, snapshot.byteOffset, 4)[1];
+    module.HEAP8.set(snapshot.subarray(headerBytes));
+    const restored = restoreSnapshot(privateCopy(snapshot.subarray(0, headerBytes)));
+    marks.memory_ms = performance.now() - started;
+    return restored;
+  };
+}
+
+/** Record how long each call of `object[name]` takes, as marks[mark]. */
+function timePhase(object, name, mark, marks) {
+  const original = object[name];
+  object[name] = (...args) => {
+    const started = performance.now();
+    try {
+      return original.apply(object, args);
+    } finally {
+      marks[mark] = performance.now() - started;
+    }
+  };
+}
+
 /** Tell Pyodide's package loader what is already installed, so it never installs it again. */
 function markInstalled(pyodide, names) {
   for (const name of names) pyodide.loadedPackages[name] = "plotfarm";
@@ -210,18 +262,10 @@ function sitePackages(pyodide) {
   return pyodide.runPython("import sysconfig; sysconfig.get_paths()['purelib']").replace(/^\/+/, "/");
 }
 
-function privateCopy(template) {
-  const own = (view) => {
-    const copy = new Uint8Array(view.length);
-    copy.set(view);
-    return copy;
-  };
-  return {
-    ...template,
-    snapshot: own(template.snapshot),
-    stdlib: own(template.stdlib),
-    files: { ...template.files, data: own(template.files.data) },
-  };
+function privateCopy(view) {
+  const copy = new Uint8Array(view.length);
+  copy.set(view);
+  return copy;
 }
 
 // Keep the compiled wasm module, the stdlib zip and the lock file a plain
@@ -248,8 +292,15 @@ function captureDownloads() {
 }
 
 // A restored worker downloads nothing: wasm, stdlib and lock come from the template.
-function serveFromTemplate(template) {
-  const originalFetch = self.fetch;
+const originalGlobals = { fetch: self.fetch, instantiateStreaming: WebAssembly.instantiateStreaming };
+
+function stopServingFromTemplate() {
+  self.fetch = originalGlobals.fetch;
+  WebAssembly.instantiateStreaming = originalGlobals.instantiateStreaming;
+}
+
+function serveFromTemplate(template, marks) {
+  const originalFetch = originalGlobals.fetch;
   self.fetch = async (input, init) => {
     const url = String(input);
     if (url.endsWith("python_stdlib.zip")) return new Response(template.stdlib);
@@ -257,10 +308,13 @@ function serveFromTemplate(template) {
     if (url.endsWith("pyodide.asm.wasm")) return new Response(new Uint8Array(0), { headers: { "Content-Type": "application/wasm" } });
     return originalFetch(input, init);
   };
-  WebAssembly.instantiateStreaming = async (_source, imports) => ({
-    module: template.wasmModule,
-    instance: await WebAssembly.instantiate(template.wasmModule, imports),
-  });
+  WebAssembly.instantiateStreaming = async (_source, imports) => {
+    const started = performance.now();
+    marks.instantiate_at_ms = started - marks.t0;
+    const instance = await WebAssembly.instantiate(template.wasmModule, imports);
+    marks.instantiate_ms = performance.now() - started;
+    return { module: template.wasmModule, instance };
+  };
 }
 
 function openFiles(FS) {

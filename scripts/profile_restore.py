@@ -1,0 +1,98 @@
+"""Where a restore's time goes: the renderer page's pool, phase by phase.
+
+    python -m scripts.profile_restore [--jobs 30] [--pause 1.5] [--isolation job]
+
+Starts one renderer page (real Chromium, real Pyodide), renders ``--jobs``
+seed scatters one after another (``--pause`` seconds apart; 0 is
+back-to-back), then prints the median and p95 of every restore phase the
+page recorded (interpreter-worker.mjs, ``restoreInterpreter``) and of the
+jobs' own timings. Numbers are for one run on a noisy machine: compare
+variants in alternating runs.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+
+SEED = (
+    "import plotly.graph_objects as go\n"
+    "fig = go.Figure(go.Scatter(x=[1, 2, 3, 4], y=[10, 11, 12, 13], mode='lines+markers'))\n"
+    "fig.update_layout(title='seed')\nfig.show()\n"
+)
+PX = (
+    "import plotly.express as px\n"
+    "df = px.data.iris()\n"
+    "px.scatter(df, x='sepal_width', y='sepal_length', color='species').show()\n"
+)
+
+
+def spread(values: list[float]) -> str:
+    if not values:
+        return "-"
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return f"p50 {statistics.median(ordered):7.1f}  p95 {p95:7.1f}  n={len(ordered)}"
+
+
+async def profile(args) -> dict:
+    from services.renderer.browser import HeadlessBrowser  # noqa: PLC0415
+    from services.renderer.page import RendererPage  # noqa: PLC0415
+    from shared.messages import RenderJob, utcnow  # noqa: PLC0415
+    from shared.settings import get_settings  # noqa: PLC0415
+
+    settings = get_settings()
+    browser = HeadlessBrowser(settings)
+    new_page = browser.new_page
+
+    async def new_page_with_console():
+        opened = await new_page()
+        opened.on("console", lambda msg: msg.type == "error" and print(f"page console: {msg.text[:2000]}"))
+        return opened
+
+    browser.new_page = new_page_with_console
+    page = RendererPage(browser, settings)
+    started = time.perf_counter()
+    await page.start()
+    start_s = time.perf_counter() - started
+    code = PX if args.workload == "px" else SEED
+    jobs: dict[str, list[float]] = {"end_to_end_ms": [], "wait_ms": [], "run_ms": [], "svg_ms": []}
+    for n in range(args.jobs):
+        await asyncio.sleep(args.pause)
+        job = RenderJob(job_id=f"prof-{n}", code=code, width=700, height=450, timeout_s=20, submitted_at=utcnow())
+        t0 = time.perf_counter()
+        out = await page.render(job)
+        jobs["end_to_end_ms"].append((time.perf_counter() - t0) * 1000)
+        assert out.error is None, out.error
+        for key in ("wait_ms", "run_ms", "svg_ms"):
+            jobs[key].append(getattr(out.timings, key))
+    stats = await page.stats()
+    await page.stop()
+    return {"start_s": start_s, "start": page.start_timings, "jobs": jobs, "phases": stats["recentBootPhases"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=30)
+    parser.add_argument("--pause", type=float, default=1.5)
+    parser.add_argument("--workload", choices=["seed", "px"], default="seed")
+    parser.add_argument("--isolation", choices=["job", "tenant", "none"], default="job")
+    parser.add_argument("--json", help="also write the raw numbers here")
+    args = parser.parse_args()
+    os.environ["PLOTFARM_ISOLATION"] = args.isolation
+    result = asyncio.run(profile(args))
+    print(f"page start {result['start_s']:.2f} s  {json.dumps(result['start'])}")
+    for key, values in result["jobs"].items():
+        print(f"job {key:<16} {spread(values[2:])}")
+    phases = result["phases"][1:]  # the first restore races the template's clean-up
+    for key in sorted({k for phase in phases for k, v in phase.items() if isinstance(v, int | float)}):
+        print(f"restore {key:<14} {spread([p[key] for p in phases if key in p])}")
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(result, out)
+
+
+if __name__ == "__main__":
+    main()
