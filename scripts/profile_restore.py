@@ -1,6 +1,7 @@
 """Where a restore's time goes: the renderer page's pool, phase by phase.
 
     python -m scripts.profile_restore [--jobs 30] [--pause 1.5] [--isolation job]
+    python -m scripts.profile_restore --pss      # memory per spare interpreter
 
 Starts one renderer page (real Chromium, real Pyodide), renders ``--jobs``
 seed scatters one after another (``--pause`` seconds apart; 0 is
@@ -8,6 +9,12 @@ back-to-back), then prints the median and p95 of every restore phase the
 page recorded (interpreter-worker.mjs, ``restoreInterpreter``) and of the
 jobs' own timings. Numbers are for one run on a noisy machine: compare
 variants in alternating runs.
+
+``--pss`` instead starts the page twice, with 1 and with 6 spare
+interpreters, waits until each pool is full and idle, and prints the
+proportional set size (PSS, shared pages split between the processes that
+map them) of all of Chromium's processes: the difference over 5 is what one
+more spare costs.
 """
 
 import argparse
@@ -73,6 +80,46 @@ async def profile(args) -> dict:
     return {"start_s": start_s, "start": page.start_timings, "jobs": jobs, "phases": stats["recentBootPhases"]}
 
 
+def chromium_pss_mb() -> float:
+    """PSS of every process under this one (Chromium and its helpers), from /proc/*/smaps_rollup."""
+    from services.renderer.browser import _descendants  # noqa: PLC0415
+
+    total_kb = 0
+    for pid in _descendants(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as rollup:
+                total_kb += next(int(line.split()[1]) for line in rollup if line.startswith("Pss:"))
+        except (OSError, StopIteration):
+            continue
+    return total_kb / 1024
+
+
+async def pool_pss(spares: int) -> float:
+    from services.renderer.browser import HeadlessBrowser  # noqa: PLC0415
+    from services.renderer.page import RendererPage  # noqa: PLC0415
+    from shared.settings import Settings  # noqa: PLC0415
+
+    settings = Settings(isolation="job", spare_interpreters=spares)
+    page = RendererPage(HeadlessBrowser(settings), settings)
+    await page.start()
+    try:
+        for _ in range(600):
+            stats = await page.stats()
+            if stats["fresh"] >= spares and not stats["booting"]:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(3)  # let the template maker's memory go
+        return await asyncio.to_thread(chromium_pss_mb)
+    finally:
+        await page.stop()
+
+
+def report_pss() -> None:
+    few, many = asyncio.run(pool_pss(1)), asyncio.run(pool_pss(6))
+    print(f"chromium PSS: {few:.0f} MB with 1 spare, {many:.0f} MB with 6 spares")
+    print(f"PSS per spare interpreter: {(many - few) / 5:.0f} MB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--jobs", type=int, default=30)
@@ -80,7 +127,11 @@ def main() -> None:
     parser.add_argument("--workload", choices=["seed", "px"], default="seed")
     parser.add_argument("--isolation", choices=["job", "tenant", "none"], default="job")
     parser.add_argument("--json", help="also write the raw numbers here")
+    parser.add_argument("--pss", action="store_true", help="measure the memory (PSS) of a spare interpreter instead")
     args = parser.parse_args()
+    if args.pss:
+        report_pss()
+        return
     os.environ["PLOTFARM_ISOLATION"] = args.isolation
     result = asyncio.run(profile(args))
     print(f"page start {result['start_s']:.2f} s  {json.dumps(result['start'])}")

@@ -29,40 +29,47 @@ const reusable = new Map(); // isolation key -> idle used interpreters, oldest f
 let booting = 0;
 const stats = { boots: 0, bootFailures: 0, bootMs: [], bootPhases: [], recycled: 0, reused: 0, templateMs: 0 };
 
-/** Make the template and the first fresh interpreters; resolves once one is ready. */
-async function start(options) {
-  config = { ...options };
-  configure(window.Plotly, assetBase, config.fonts);
-  const started = performance.now();
-  await window.plotfarmMathJax; // LaTeX ready before the first job
+// The template needs nothing from start()'s options, so it is made from the
+// moment this module runs (before plotly.js and MathJax, see index.html),
+// while the service checks the sandbox and sends the options.
+const templateMade = makeTemplate();
+templateMade.catch(() => {}); // start() reports the failure
+// Fired once the deferred scripts after this one (plotly.js, MathJax) have run.
+const scriptsLoaded = new Promise((resolve) => document.addEventListener("DOMContentLoaded", resolve, { once: true }));
+
+async function makeTemplate() {
   const maker = new Interpreter({ assetBase });
+  const begun = performance.now();
   try {
     const made = await maker.boot({ makeTemplate: true });
-    template = inSharedMemory(made.template);
-    stats.templateMs = performance.now() - started;
-    stats.templateTimings = { ...made, template: undefined };
+    return { made: { ...made, template_begun_ms: begun }, at: performance.now() };
   } finally {
     maker.terminate();
   }
+}
+
+/** Make the template and the first fresh interpreters; resolves once one is ready. */
+async function start(options) {
+  config = { ...options };
+  const called = performance.now();
+  await scriptsLoaded;
+  configure(window.Plotly, assetBase, config.fonts);
+  await window.plotfarmMathJax; // LaTeX ready before the first job
+  const { made, at } = await templateMade;
+  template = made.template; // in shared memory: workers receive it by reference
+  // Since the page started loading: what a cold start waits for.
+  stats.templateMs = at;
+  stats.templateTimings = { ...made, template: undefined };
+  const shared = performance.now();
   refill();
   const first = await takeFresh();
   fresh.unshift(first);
-  return { template_ms: stats.templateMs, first_interpreter_ms: performance.now() - started - stats.templateMs, ...stats.templateTimings };
-}
-
-// Workers receive the template by reference and copy it themselves, in
-// parallel and off this thread (which also renders every job's SVG).
-function inSharedMemory(template) {
-  const share = (view) => {
-    const shared = new Uint8Array(new SharedArrayBuffer(view.length));
-    shared.set(view);
-    return shared;
-  };
   return {
-    ...template,
-    snapshot: share(template.snapshot),
-    stdlib: share(template.stdlib),
-    files: { ...template.files, data: share(template.files.data) },
+    ...stats.templateTimings,
+    page_template_ms: at,
+    start_called_ms: called,
+    first_interpreter_ms: performance.now() - shared,
+    ready_ms: performance.now(),
   };
 }
 
@@ -174,16 +181,7 @@ async function render({ code, width, height, formats, scale, timeoutMs, graceMs,
   const exportStarted = performance.now();
   if (!error) {
     const options = { width, height, formats, scale, maxPngPixels: limits.max_png_pixels };
-    try {
-      for (const [n, shown] of output.figures.entries()) {
-        const prepared = prepareFigure(shown, n + 1);
-        warnings.push(...prepared.warnings);
-        figures.push(await exportFigure(window.Plotly, prepared.figure, options));
-      }
-    } catch (err) {
-      figures.length = 0;
-      error = { type: err.type || "RenderError", message: String(err.message || err), traceback: "" };
-    }
+    error = await exportFigures(output.figures, options, figures, warnings);
   }
   return {
     figures,
@@ -194,6 +192,21 @@ async function render({ code, width, height, formats, scale, timeoutMs, graceMs,
     packages,
     timings: { wait_ms: waitMs, load_ms: timings.load_ms, run_ms: timings.run_ms, svg_ms: performance.now() - exportStarted },
   };
+}
+
+/** Export each shown figure into `figures` (warnings into `warnings`); the error, or null. */
+async function exportFigures(shownFigures, options, figures, warnings) {
+  try {
+    for (const [n, shown] of shownFigures.entries()) {
+      const prepared = prepareFigure(shown, n + 1);
+      warnings.push(...prepared.warnings);
+      figures.push(await exportFigure(window.Plotly, prepared.figure, options));
+    }
+    return null;
+  } catch (err) {
+    figures.length = 0;
+    return { type: err.type || "RenderError", message: String(err.message || err), traceback: "" };
+  }
 }
 
 function poolStats() {

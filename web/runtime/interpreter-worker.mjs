@@ -56,6 +56,11 @@ for fig in (
                go.Heatmap(z=np.eye(2)), go.Box(y=[1, 2]), go.Histogram(x=[1, 2])]),
 ):
     fig.show()
+# What the template made is never garbage: keep the collector of every job
+# restored from it from scanning it again (as pre-fork servers do).
+import gc
+gc.collect()
+gc.freeze()
 `;
 const WARM_UP_LIMITS = { max_figures: 10, max_figure_bytes: 1e7, max_total_figure_bytes: 1e8, max_svg_bytes: 1e7, max_output_chars: 1000 };
 
@@ -117,7 +122,7 @@ async function bootInterpreter(assetBase, makeTemplate) {
   const capture = pyodide.pyimport(CAPTURE_MODULE);
   capture.set_available(JSON.stringify(manifest.packages.available));
   const t3 = performance.now();
-  const timings = { pyodide_ms: t1 - t0, packages_ms: t2 - t1, import_ms: t3 - t2 };
+  const timings = { scripts_ms: scriptsLoadedAt, pyodide_ms: t1 - t0, packages_ms: t2 - t1, import_ms: t3 - t2 };
   const installed = makeTemplate ? manifest.packages.preinstalled.concat(manifest.packages.preloaded) : manifest.packages.preinstalled;
   if (!makeTemplate) {
     markInstalled(pyodide, installed);
@@ -134,12 +139,15 @@ async function bootInterpreter(assetBase, makeTemplate) {
   const imported = new Set(capture.imported_bytecode().toJs());
   capture.destroy();
   const loaded = new Set(dynlibs);
+  // In shared memory, written here once: the host receives it without a copy
+  // and hands it to every restored worker by reference (see restoreInterpreter).
+  const files = exportTree(pyodide.FS, site, { hollow: (path) => loaded.has(path) || imported.has(path) });
   const template = {
-    snapshot: pyodide.makeMemorySnapshot(),
-    files: exportTree(pyodide.FS, site, { hollow: (path) => loaded.has(path) || imported.has(path) }),
+    snapshot: inSharedMemory(pyodide.makeMemorySnapshot()),
+    files: { ...files, data: inSharedMemory(files.data) },
     openFiles: openFiles(pyodide.FS),
     wasmModule: await captured.wasmModule,
-    stdlib: await captured.stdlib,
+    stdlib: inSharedMemory(await captured.stdlib),
     lockFile: await captured.lockFile,
     libraries: placed,
     linkState: linkState(pyodide._module),
@@ -260,6 +268,12 @@ function markInstalled(pyodide, names) {
 
 function sitePackages(pyodide) {
   return pyodide.runPython("import sysconfig; sysconfig.get_paths()['purelib']").replace(/^\/+/, "/");
+}
+
+function inSharedMemory(view) {
+  const shared = new Uint8Array(new SharedArrayBuffer(view.length));
+  shared.set(view);
+  return shared;
 }
 
 function privateCopy(view) {
