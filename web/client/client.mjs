@@ -9,6 +9,7 @@
 
 import { configure, prepareFigure } from "../runtime/fidelity.mjs";
 import { Interpreter } from "../runtime/interpreter.mjs";
+import { forgetTemplate, hasSavedTemplate, saveTemplate } from "../runtime/template-cache.mjs";
 
 // Trusted Types (required by the page's CSP) turn every string-to-code and
 // string-to-HTML sink into an error unless a policy lets the value through.
@@ -36,7 +37,13 @@ const editor = $("code");
 const FINAL = new Set(["done", "failed"]);
 const INDENT = "    ";
 
-const interpreter = new Interpreter({ assetBase: new URL("../", import.meta.url) });
+const assetBase = new URL("../", import.meta.url).href;
+const interpreter = new Interpreter({ assetBase });
+// This browser's interpreter template (runtime/template-cache.mjs): a worker
+// restores from the stored one if there is one for this build; if not, this
+// page makes one after its first boot and stores it.
+let templateState = "none"; // none | restoring | restored | making | saved | failed: why
+const templateSaved = hasSavedTemplate(assetBase).catch(() => false);
 let engine = "booting"; // booting | ready | running | restarting | failed
 let stopRequested = false;
 let serverBusy = false;
@@ -53,6 +60,8 @@ const plotlyReady = new Promise((resolve, reject) => {
     script.addEventListener("error", settle, { once: true });
   }
 });
+let plotlyAt = null;
+plotlyReady.then(() => (plotlyAt = performance.now()), () => {});
 plotlyReady.then((Plotly) => configure(Plotly, new URL("../", import.meta.url)), () => {}); // errors: boot() reports them
 
 // ---- small helpers ---------------------------------------------------------------
@@ -106,17 +115,22 @@ function boot(reason) {
   // visitor waits for. After Stop it counts from the new worker's start.
   const started = reason === "page" ? 0 : performance.now();
   setEngine(reason === "page" ? "booting" : "restarting", reason === "page" ? "starting Python…" : "starting a fresh interpreter…");
-  return Promise.all([interpreter.boot(), plotlyReady]).then(
-    ([timings]) => {
+  // Ready when Python is: plotly.js (still being parsed on a repeat visit,
+  // where Python comes back sooner) is awaited by the first run that draws.
+  return startInterpreter().then(
+    (timings) => {
       const initMs = performance.now() - started;
-      history.inits.push({ reason, initMs, ...timings });
+      history.inits.push({ reason, initMs, ...timings, plotly_at_ms: plotlyAt });
       $("metric-init").textContent = formatMs(initMs);
+      const how = timings.restored
+        ? `restored from this browser's saved interpreter in ${formatMs(timings.total_ms)}`
+        : `Pyodide ${formatMs(timings.pyodide_ms)} · packages ${formatMs(timings.packages_ms)} · ` +
+          `import plotly ${formatMs(timings.import_ms)}`;
       $("init-detail").textContent =
-        `${reason === "page" ? "page load to ready" : "fresh interpreter after Stop"}: ` +
-        `Pyodide ${formatMs(timings.pyodide_ms)} · packages ${formatMs(timings.packages_ms)} · ` +
-        `import plotly ${formatMs(timings.import_ms)}` +
+        `${reason === "page" ? "page load to ready" : "fresh interpreter after Stop"}: ${how}` +
         (timings.interruptible ? "" : " · not cross-origin isolated: time limits terminate instead of interrupting");
       setEngine("ready", "Python ready");
+      if (templateState === "none") setTimeout(makeTemplate, TEMPLATE_DELAY_MS);
     },
     (error) => {
       history.inits.push({ reason, error: String(error.message || error) });
@@ -124,6 +138,44 @@ function boot(reason) {
       showOutput("local", { error: { type: "BootError", message: String(error.message || error), traceback: "" } });
     },
   );
+}
+
+/** A fresh interpreter: restored from the template when there is one, else booted. */
+async function startInterpreter() {
+  if (["saved", "restored"].includes(templateState) || (templateState === "none" && (await templateSaved))) {
+    templateState = "restoring";
+    try {
+      const timings = await interpreter.boot({ restoreSaved: true });
+      templateState = "restored";
+      return { ...timings, restored: true };
+    } catch (error) {
+      // Gone, or one this browser cannot restore: forget it, boot, and make a new one.
+      templateState = "none";
+      if (!error.noSavedTemplate) {
+        forgetTemplate(assetBase).catch(() => {});
+        console.warn(`the saved interpreter did not restore, booting instead: ${error.message}`);
+      }
+    }
+  }
+  return { ...(await interpreter.boot()), restored: false };
+}
+
+// After the first boot, once the page has settled: the template is made in a
+// worker of its own (a few seconds of one core), then stored for next time.
+const TEMPLATE_DELAY_MS = 1500;
+
+async function makeTemplate() {
+  templateState = "making";
+  const maker = new Interpreter({ assetBase });
+  try {
+    const made = await maker.boot({ makeTemplate: { preload: false, shared: false } });
+    await saveTemplate(assetBase, made.template);
+    templateState = "saved";
+  } catch (error) {
+    templateState = `failed: ${error.message}`;
+  } finally {
+    maker.terminate();
+  }
 }
 
 function clearPlots() {
@@ -434,6 +486,7 @@ window.plotfarmClient = Object.freeze({
   inits: () => structuredClone(history.inits),
   runs: () => structuredClone(history.runs),
   server: () => structuredClone(history.server),
+  template: () => templateState,
 });
 
 boot("page");

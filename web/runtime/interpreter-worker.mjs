@@ -6,8 +6,8 @@
 // held in this module's closure, nor the send function bound before any user
 // code ran.
 //
-//   host -> worker (global, once)  {type: "boot", port, assetBase, interruptBuffer, template?, makeTemplate?}
-//   worker -> host (port)          {type: "ready", timings, template?} | {type: "boot-failed", message}
+//   host -> worker (global, once)  {type: "boot", port, assetBase, interruptBuffer, template?, restoreSaved?, makeTemplate?: {preload, shared}}
+//   worker -> host (port)          {type: "ready", timings, template?} | {type: "boot-failed", message, noSavedTemplate?}
 //   host -> worker (port)          {type: "run", runId, code, limits}
 //   worker -> host (port)          {type: "result", runId, output, timings: {load_ms, run_ms}, packages, heapBytes}
 //
@@ -17,20 +17,24 @@
 // - plain: start CPython, install plotly from the build's precompiled
 //   site-packages, import it (a few seconds). Other packages (numpy, pandas,
 //   scipy, ...) are loaded when a job's imports ask for them;
-// - makeTemplate: the same, plus the preloaded packages (numpy, pandas) with
-//   their shared libraries, imported, then a warm-up of figures, then hand
+// - makeTemplate: the same, plus (with `preload`, as the renderer does) the
+//   preloaded packages (numpy, pandas) with their shared libraries, imported,
+//   then a warm-up of figures, then hand
 //   back a *template*: a memory snapshot of the interpreter, its
 //   site-packages files, the files it holds open, the compiled WebAssembly
 //   modules (the interpreter's and each shared library's, see dynlibs.mjs)
-//   and the stdlib zip;
+//   and the stdlib zip; with `shared`, its big buffers in shared memory;
 // - from a template: restore the snapshot into a fresh worker (well under a
-//   second), so every job can get an interpreter no other job has touched.
+//   second), so every job can get an interpreter no other job has touched;
+//   with `restoreSaved`, from the one the client page stored in this
+//   browser's Cache Storage (template-cache.mjs), read here, off its thread.
 
 import "../pyodide/pyodide.asm.js"; // defines globalThis._createPyodideModule
 import { loadPyodide } from "../pyodide/pyodide.mjs";
 import { failedRun } from "./contract.mjs";
 import { compileLibraries, linkState, loadLibraries, replayLibraries, restoreLinkState } from "./dynlibs.mjs";
 import { exportTree, importTree } from "./fstree.mjs";
+import { loadTemplate } from "./template-cache.mjs";
 import { mountTemplateTree } from "./templatefs.mjs";
 
 // performance.now() counts from the worker's creation: this is how long its
@@ -62,16 +66,38 @@ import gc
 gc.collect()
 gc.freeze()
 `;
+// The same for a template without numpy and pandas (the client page's: they
+// load only when a run imports them).
+const WARM_UP_PLOTLY = `
+import plotly.graph_objects as go
+for fig in (
+    go.Figure(go.Scatter(x=[1, 2, 3], y=[3, 1, 2], mode="lines+markers"), layout_title_text="t"),
+    go.Figure([go.Bar(x=["a", "b"], y=[2, 1]), go.Pie(values=[1, 2]), go.Heatmap(z=[[1, 2], [3, 4]]),
+               go.Box(y=[1, 2]), go.Histogram(x=[1, 2])]),
+):
+    fig.show()
+import gc
+gc.collect()
+gc.freeze()
+`;
 const WARM_UP_LIMITS = { max_figures: 10, max_figure_bytes: 1e7, max_total_figure_bytes: 1e8, max_svg_bytes: 1e7, max_output_chars: 1000 };
 
 self.addEventListener("message", onBoot, { once: true });
 
 async function onBoot(event) {
-  const { port, assetBase, interruptBuffer, template, makeTemplate } = event.data;
+  const { port, assetBase, interruptBuffer, restoreSaved, makeTemplate } = event.data;
   const send = MessagePort.prototype.postMessage.bind(port);
   try {
+    const readStarted = performance.now();
+    const template = restoreSaved ? await loadTemplate(assetBase) : event.data.template;
+    const readMs = restoreSaved ? { template_read_ms: performance.now() - readStarted } : {};
+    if (restoreSaved && !template) {
+      send({ type: "boot-failed", message: "this browser has no saved interpreter for this build", noSavedTemplate: true });
+      return;
+    }
     const booted = template ? await restoreInterpreter(assetBase, template) : await bootInterpreter(assetBase, makeTemplate);
-    const { pyodide, capture, timings } = booted;
+    const { pyodide, capture } = booted;
+    const timings = { ...booted.timings, ...readMs };
     if (makeTemplate) {
       // This worker only made the template; the host terminates it.
       send({ type: "ready", timings, template: booted.template });
@@ -95,7 +121,8 @@ async function bootInterpreter(assetBase, makeTemplate) {
   const captured = captureDownloads();
   const manifest = await fetchJson(new URL("manifest.json", assetBase));
   const captureSource = fetchText(new URL(`runtime/${CAPTURE_MODULE}.py`, assetBase));
-  const layers = makeTemplate ? ["base", "preload"] : ["base"];
+  const preload = Boolean(makeTemplate && makeTemplate.preload);
+  const layers = preload ? ["base", "preload"] : ["base"];
   const trees = layers.map((layer) => fetchTree(assetBase, manifest.precompiled[layer]));
   const pyodide = await loadPyodide({
     indexURL: new URL("pyodide/", assetBase).href,
@@ -123,14 +150,14 @@ async function bootInterpreter(assetBase, makeTemplate) {
   capture.set_available(JSON.stringify(manifest.packages.available));
   const t3 = performance.now();
   const timings = { scripts_ms: scriptsLoadedAt, pyodide_ms: t1 - t0, packages_ms: t2 - t1, import_ms: t3 - t2 };
-  const installed = makeTemplate ? manifest.packages.preinstalled.concat(manifest.packages.preloaded) : manifest.packages.preinstalled;
+  const installed = preload ? manifest.packages.preinstalled.concat(manifest.packages.preloaded) : manifest.packages.preinstalled;
   if (!makeTemplate) {
     markInstalled(pyodide, installed);
     return { pyodide, capture, timings: { ...timings, total_ms: t3 - t0 } };
   }
 
   // Pay the first-figure costs once, so every restored copy starts warm.
-  const warmUp = JSON.parse(capture.run(WARM_UP, JSON.stringify(WARM_UP_LIMITS)));
+  const warmUp = JSON.parse(capture.run(preload ? WARM_UP : WARM_UP_PLOTLY, JSON.stringify(WARM_UP_LIMITS)));
   if (warmUp.error) throw new Error(`template warm-up failed: ${warmUp.error.type}: ${warmUp.error.message}`);
   const t4 = performance.now();
   // Bytes a restored copy never reads: loaded libraries (found by name from
@@ -139,15 +166,17 @@ async function bootInterpreter(assetBase, makeTemplate) {
   const imported = new Set(capture.imported_bytecode().toJs());
   capture.destroy();
   const loaded = new Set(dynlibs);
-  // In shared memory, written here once: the host receives it without a copy
-  // and hands it to every restored worker by reference (see restoreInterpreter).
+  // In shared memory (the renderer's pool), written here once: the host
+  // receives it without a copy and hands it to every restored worker by
+  // reference (see restoreInterpreter). The client page stores it instead.
+  const keep = makeTemplate.shared ? inSharedMemory : (view) => view;
   const files = exportTree(pyodide.FS, site, { hollow: (path) => loaded.has(path) || imported.has(path) });
   const template = {
-    snapshot: inSharedMemory(pyodide.makeMemorySnapshot()),
-    files: { ...files, data: inSharedMemory(files.data) },
+    snapshot: keep(pyodide.makeMemorySnapshot()),
+    files: { ...files, data: keep(files.data) },
     openFiles: openFiles(pyodide.FS),
     wasmModule: await captured.wasmModule,
-    stdlib: inSharedMemory(await captured.stdlib),
+    stdlib: keep(await captured.stdlib),
     lockFile: await captured.lockFile,
     libraries: placed,
     linkState: linkState(pyodide._module),

@@ -26,12 +26,17 @@ export class Interpreter {
 
   /**
    * Start the interpreter; resolves with its boot timings once plotly is imported.
-   * `template` (from an earlier boot with `makeTemplate: true`) restores a
+   * `template` (from an earlier boot with `makeTemplate`) restores a
    * ready interpreter in well under a second instead of booting one from
    * scratch; with `makeTemplate` the resolved value carries `template` and
    * the worker itself is only good for making more templates: terminate it.
+   * `makeTemplate` is {preload, shared}: with numpy and pandas imported, and
+   * in shared memory (the renderer's pool); neither (the client page).
+   * `restoreSaved` restores from the template the client page stored in this
+   * browser (template-cache.mjs); without one it rejects with an error whose
+   * `noSavedTemplate` is true.
    */
-  boot({ template = null, makeTemplate = false } = {}) {
+  boot({ template = null, restoreSaved = false, makeTemplate = null } = {}) {
     this.terminate();
     // Interrupting a busy interpreter needs shared memory, which browsers only
     // grant to cross-origin-isolated pages (COOP + COEP headers).
@@ -46,7 +51,7 @@ export class Interpreter {
           resolve({ ...data.timings, interruptible: this.interruptBuffer !== null, template: data.template });
         } else if (data.type === "boot-failed") {
           this.terminate();
-          reject(new Error(`interpreter failed to boot: ${data.message}`));
+          reject(Object.assign(new Error(`interpreter failed to boot: ${data.message}`), { noSavedTemplate: Boolean(data.noSavedTemplate) }));
         }
       };
       this.worker.onerror = (event) => {
@@ -55,7 +60,7 @@ export class Interpreter {
       };
     });
     this.worker.postMessage(
-      { type: "boot", port: channel.port2, assetBase: this.assetBase, interruptBuffer: this.interruptBuffer, template, makeTemplate },
+      { type: "boot", port: channel.port2, assetBase: this.assetBase, interruptBuffer: this.interruptBuffer, template, restoreSaved, makeTemplate },
       [channel.port2],
     );
     return booted;
