@@ -369,7 +369,8 @@ def test_repeat_visit_restores_the_interpreter_this_browser_saved(profile, e2e, 
         f"({first_network} of {first_files} files, {first_bytes / 1e6:.1f} MB over the network; Pyodide "
         f"{first['pyodide_ms'] / 1000:.1f} s, packages {first['packages_ms'] / 1000:.1f} s, import plotly "
         f"{first['import_ms'] / 1000:.1f} s); repeat visit {repeat['initMs'] / 1000:.2f} s, restored from the "
-        f"template this browser saved (read from Cache Storage {repeat['template_read_ms'] / 1000:.2f} s, restored "
+        f"template this browser saved ({repeat['snapshot_mb'] + repeat['files_mb']:.0f} MB read from the browser's OPFS in "
+        f"{repeat['template_read_ms'] / 1000:.2f} s, restored "
         f"{repeat['restore_ms'] / 1000:.2f} s, worker ready {repeat['total_ms'] / 1000:.2f} s; {repeat_network} of {repeat_files} "
         f"files over the network; plotly.js ready {repeat['plotly_at_ms'] / 1000:.2f} s after navigation)"
     )

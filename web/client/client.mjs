@@ -9,7 +9,7 @@
 
 import { configure, prepareFigure } from "../runtime/fidelity.mjs";
 import { Interpreter } from "../runtime/interpreter.mjs";
-import { forgetTemplate, hasSavedTemplate, saveTemplate } from "../runtime/template-cache.mjs";
+import { forgetTemplate, hasSavedTemplate } from "../runtime/template-cache.mjs";
 
 // Trusted Types (required by the page's CSP) turn every string-to-code and
 // string-to-HTML sink into an error unless a policy lets the value through.
@@ -168,8 +168,7 @@ async function makeTemplate() {
   templateState = "making";
   const maker = new Interpreter({ assetBase });
   try {
-    const made = await maker.boot({ makeTemplate: { preload: false, shared: false } });
-    await saveTemplate(assetBase, made.template);
+    await maker.boot({ makeTemplate: { preload: false, shared: false, save: true } });
     templateState = "saved";
   } catch (error) {
     templateState = `failed: ${error.message}`;

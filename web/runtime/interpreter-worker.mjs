@@ -6,7 +6,7 @@
 // held in this module's closure, nor the send function bound before any user
 // code ran.
 //
-//   host -> worker (global, once)  {type: "boot", port, assetBase, interruptBuffer, template?, restoreSaved?, makeTemplate?: {preload, shared}}
+//   host -> worker (global, once)  {type: "boot", port, assetBase, interruptBuffer, template?, restoreSaved?, makeTemplate?: {preload, shared, save}}
 //   worker -> host (port)          {type: "ready", timings, template?} | {type: "boot-failed", message, noSavedTemplate?}
 //   host -> worker (port)          {type: "run", runId, code, limits}
 //   worker -> host (port)          {type: "result", runId, output, timings: {load_ms, run_ms}, packages, heapBytes}
@@ -27,14 +27,14 @@
 // - from a template: restore the snapshot into a fresh worker (well under a
 //   second), so every job can get an interpreter no other job has touched;
 //   with `restoreSaved`, from the one the client page stored in this
-//   browser's Cache Storage (template-cache.mjs), read here, off its thread.
+//   browser (template-cache.mjs; `makeTemplate.save` stores one), read here.
 
 import "../pyodide/pyodide.asm.js"; // defines globalThis._createPyodideModule
 import { loadPyodide } from "../pyodide/pyodide.mjs";
 import { failedRun } from "./contract.mjs";
 import { compileLibraries, linkState, loadLibraries, replayLibraries, restoreLinkState } from "./dynlibs.mjs";
 import { exportTree, importTree } from "./fstree.mjs";
-import { loadTemplate } from "./template-cache.mjs";
+import { loadTemplate, saveTemplate } from "./template-cache.mjs";
 import { mountTemplateTree } from "./templatefs.mjs";
 
 // performance.now() counts from the worker's creation: this is how long its
@@ -100,7 +100,8 @@ async function onBoot(event) {
     const timings = { ...booted.timings, ...readMs };
     if (makeTemplate) {
       // This worker only made the template; the host terminates it.
-      send({ type: "ready", timings, template: booted.template });
+      if (makeTemplate.save) await saveTemplate(assetBase, booted.template); // the client page's, for next time
+      send({ type: "ready", timings, template: makeTemplate.save ? null : booted.template });
       return;
     }
     if (interruptBuffer) pyodide.setInterruptBuffer(new Uint8Array(interruptBuffer));

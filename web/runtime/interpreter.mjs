@@ -30,8 +30,9 @@ export class Interpreter {
    * ready interpreter in well under a second instead of booting one from
    * scratch; with `makeTemplate` the resolved value carries `template` and
    * the worker itself is only good for making more templates: terminate it.
-   * `makeTemplate` is {preload, shared}: with numpy and pandas imported, and
-   * in shared memory (the renderer's pool); neither (the client page).
+   * `makeTemplate` is {preload, shared, save}: with numpy and pandas
+   * imported, and in shared memory (the renderer's pool); or neither, and
+   * stored in this browser instead of resolved (the client page, `save`).
    * `restoreSaved` restores from the template the client page stored in this
    * browser (template-cache.mjs); without one it rejects with an error whose
    * `noSavedTemplate` is true.

@@ -1,75 +1,107 @@
 // The client page's own interpreter template (see interpreter-worker.mjs),
-// kept in this browser's Cache Storage, so that a repeat visit (and a restart
-// after Stop) restores a ready Python in well under a second instead of
-// booting one.
+// kept in this browser's Origin Private File System (OPFS), so that a repeat
+// visit (and a restart after Stop) restores a ready Python in well under a
+// second instead of booting one.
 //
-// The page makes the template in the background after its first boot
+// After the page's first boot, a worker of its own makes the template
 // (plotly imported and warmed up, without numpy and pandas, which load when a
-// run imports them, as on a first visit) and stores it with saveTemplate; a
-// worker restores from it with loadTemplate, off the page's thread (which is
-// busy with plotly.js at that moment). It is stored under the asset base URL,
-// which carries the build id, so a new build never restores an old template;
+// run imports them, as on a first visit) and stores it with saveTemplate; the
+// next interpreter's worker reads it with loadTemplate. Both run in workers,
+// with OPFS's synchronous access handles: the bytes go straight between the
+// file and the worker's memory, never through the page's thread (busy with
+// plotly.js at that moment) nor a copy per message. Stored under the build id
+// (in the asset base URL), so a new build never restores an old template;
 // storing one deletes every other build's.
 //
-// Stored: one body with the memory snapshot, the stdlib zip and the
-// site-packages files, and a JSON with the rest. The compiled WebAssembly
-// module cannot be stored; it is compiled again from the browser's HTTP cache.
+// Stored: NAME.bin, the memory snapshot, the stdlib zip and the site-packages
+// files; NAME.json, the rest. The compiled WebAssembly module cannot be
+// stored; it is compiled again from the browser's HTTP cache.
 
-const CACHE_NAME = "plotfarm-interpreter-templates";
+const DIRECTORY = "plotfarm-interpreter-templates";
 
-const keys = (assetBase) => ({
-  body: new URL("interpreter-template.bin", assetBase).href,
-  index: new URL("interpreter-template.json", assetBase).href,
-});
+/** The stored name of this build's template: the asset base URL, which carries the build id. */
+const storedName = (assetBase) => encodeURIComponent(new URL(assetBase).pathname);
 
-/** Whether this browser stored a template for this build (cheap: the body is not read). */
-export async function hasSavedTemplate(assetBase) {
-  if (!self.caches) return false;
-  const cache = await caches.open(CACHE_NAME);
-  return Boolean(await cache.match(keys(assetBase).index));
+async function directory() {
+  const root = await navigator.storage.getDirectory();
+  return root.getDirectoryHandle(DIRECTORY, { create: true });
 }
 
-/** The template this browser stored for this build, ready to restore from; null if there is none. */
+/** Whether this browser stored a template for this build (cheap: nothing is read). */
+export async function hasSavedTemplate(assetBase) {
+  if (!navigator.storage || !navigator.storage.getDirectory) return false;
+  try {
+    await (await directory()).getFileHandle(`${storedName(assetBase)}.json`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** In a worker: the template stored for this build, ready to restore from; null if there is none. */
 export async function loadTemplate(assetBase) {
-  if (!self.caches) return null;
-  const cache = await caches.open(CACHE_NAME);
-  const { body, index } = keys(assetBase);
-  const [indexResponse, bodyResponse] = await Promise.all([cache.match(index), cache.match(body)]);
-  if (!indexResponse || !bodyResponse) return null;
+  const name = storedName(assetBase);
+  let indexFile, bodyHandle;
+  try {
+    const dir = await directory();
+    indexFile = await (await dir.getFileHandle(`${name}.json`)).getFile();
+    bodyHandle = await dir.getFileHandle(`${name}.bin`);
+  } catch {
+    return null;
+  }
   const wasm = WebAssembly.compileStreaming(fetch(new URL("pyodide/pyodide.asm.wasm", assetBase)));
-  const [{ parts, files, ...rest }, bytes] = await Promise.all([
-    indexResponse.json(),
-    bodyResponse.arrayBuffer().then((buffer) => new Uint8Array(buffer)),
-  ]);
-  const part = (name) => bytes.subarray(parts[name].offset, parts[name].offset + parts[name].length);
+  const { parts, files, ...rest } = JSON.parse(await indexFile.text());
+  const access = await bodyHandle.createSyncAccessHandle();
+  let bytes;
+  try {
+    bytes = new Uint8Array(access.getSize());
+    access.read(bytes, { at: 0 });
+  } finally {
+    access.close();
+  }
+  const part = (key) => bytes.subarray(parts[key].offset, parts[key].offset + parts[key].length);
   return { ...rest, snapshot: part("snapshot"), stdlib: part("stdlib"), files: { ...files, data: part("files") }, wasmModule: await wasm };
 }
 
-/** Store `template` (from Interpreter.boot with makeTemplate, without shared libraries) for this build. */
+/** In a worker: store `template` (from makeTemplate, without shared libraries) for this build. */
 export async function saveTemplate(assetBase, template) {
   const { snapshot, stdlib, files, wasmModule: _compiled, libraries, ...rest } = template;
   if (libraries.length) throw new Error("a template with shared libraries cannot be stored (their compiled modules are not storable)");
   const { data, ...fileIndex } = files;
-  const parts = {};
-  let offset = 0;
-  for (const [name, view] of [["snapshot", snapshot], ["stdlib", stdlib], ["files", data]]) {
-    parts[name] = { offset, length: view.length };
-    offset += view.length;
+  const name = storedName(assetBase);
+  const dir = await directory();
+  for await (const entry of dir.keys()) {
+    if (!entry.startsWith(`${name}.`)) await dir.removeEntry(entry); // another build's
   }
-  const cache = await caches.open(CACHE_NAME);
-  for (const request of await cache.keys()) {
-    if (!request.url.startsWith(assetBase)) await cache.delete(request); // another build's
-  }
-  const { body, index } = keys(assetBase);
   // The index last: a template whose body did not make it in is never found.
-  await cache.put(body, new Response(new Blob([snapshot, stdlib, data])));
-  await cache.put(index, new Response(JSON.stringify({ ...rest, libraries: [], files: fileIndex, parts })));
+  await dir.removeEntry(`${name}.json`).catch(() => {});
+  const parts = {};
+  const body = await (await dir.getFileHandle(`${name}.bin`, { create: true })).createSyncAccessHandle();
+  try {
+    body.truncate(0);
+    let offset = 0;
+    for (const [key, view] of [["snapshot", snapshot], ["stdlib", stdlib], ["files", data]]) {
+      parts[key] = { offset, length: view.length };
+      offset += body.write(view, { at: offset });
+    }
+    body.flush();
+  } finally {
+    body.close();
+  }
+  const index = await (await dir.getFileHandle(`${name}.json`, { create: true })).createSyncAccessHandle();
+  try {
+    const bytes = new TextEncoder().encode(JSON.stringify({ ...rest, libraries: [], files: fileIndex, parts }));
+    index.truncate(0);
+    index.write(bytes, { at: 0 });
+    index.flush();
+  } finally {
+    index.close();
+  }
 }
 
 /** Forget this build's stored template (one that failed to restore). */
 export async function forgetTemplate(assetBase) {
-  if (!self.caches) return;
-  const cache = await caches.open(CACHE_NAME);
-  const { body, index } = keys(assetBase);
-  await Promise.all([cache.delete(index), cache.delete(body)]);
+  const name = storedName(assetBase);
+  const dir = await directory();
+  await Promise.all([dir.removeEntry(`${name}.json`).catch(() => {}), dir.removeEntry(`${name}.bin`).catch(() => {})]);
 }
