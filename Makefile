@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make run        install what is missing, then start gateway, viewer and renderer(s) (RENDERERS=N)"
 	@echo "make test       install what is missing, then run the test suite against RabbitMQ and Chromium"
-	@echo "make bench      measure latency and throughput (prints medians, p95)"
+	@echo "make bench      measure latency and throughput (prints medians, p95), a restore phase by phase, PSS per spare"
 	@echo "make chaos      the fault-injection tests with larger counts (CHAOS_SCALE, default 3), the cluster test too"
 	@echo "make cluster-test  only the 3-node RabbitMQ cluster test (part of make test)"
 	@echo "make bench-mathjax what loading MathJax costs a job without LaTeX"
@@ -120,6 +120,8 @@ test-unit: venv
 
 bench: setup broker
 	$(PY) -m scripts.bench $(BENCH_ARGS)
+	$(PY) -m scripts.profile_restore --jobs 30 --pause 0.6
+	$(PY) -m scripts.profile_restore --pss
 
 # What loading MathJax costs a job without LaTeX (README, Performance).
 bench-mathjax: setup

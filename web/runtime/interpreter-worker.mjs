@@ -158,6 +158,7 @@ async function bootInterpreter(assetBase, makeTemplate) {
   }
 
   // Pay the first-figure costs once, so every restored copy starts warm.
+  const heapBeforeWarmUp = pyodide._module.HEAP8.length;
   const warmUp = JSON.parse(capture.run(preload ? WARM_UP : WARM_UP_PLOTLY, JSON.stringify(WARM_UP_LIMITS)));
   if (warmUp.error) throw new Error(`template warm-up failed: ${warmUp.error.type}: ${warmUp.error.message}`);
   const t4 = performance.now();
@@ -173,7 +174,7 @@ async function bootInterpreter(assetBase, makeTemplate) {
   const keep = makeTemplate.shared ? inSharedMemory : (view) => view;
   const files = exportTree(pyodide.FS, site, { hollow: (path) => loaded.has(path) || imported.has(path) });
   const template = {
-    snapshot: keep(pyodide.makeMemorySnapshot()),
+    snapshot: keep(snapshotUpToBreak(pyodide)),
     files: { ...files, data: keep(files.data) },
     openFiles: openFiles(pyodide.FS),
     wasmModule: await captured.wasmModule,
@@ -188,7 +189,14 @@ async function bootInterpreter(assetBase, makeTemplate) {
   return {
     pyodide,
     capture: null,
-    timings: { ...timings, warm_up_ms: t4 - t3, template_ms: t5 - t4, total_ms: t5 - t0 },
+    timings: {
+      ...timings,
+      warm_up_ms: t4 - t3,
+      template_ms: t5 - t4,
+      total_ms: t5 - t0,
+      heap_before_warm_up_mb: heapBeforeWarmUp / 1e6,
+      heap_mb: pyodide._module.HEAP8.length / 1e6,
+    },
     template,
   };
 }
@@ -289,6 +297,21 @@ function timePhase(object, name, mark, marks) {
       marks[mark] = performance.now() - started;
     }
   };
+}
+
+/**
+ * The memory snapshot, without the memory above the heap's break: the warm-up
+ * grew the heap to its peak, and what it freed at the top is no one's (dlmalloc
+ * gets all its memory from sbrk; the stack and static data lie below the heap).
+ * A restored interpreter's fresh memory is zero there, and grows again on demand.
+ */
+function snapshotUpToBreak(pyodide) {
+  const Module = pyodide._module;
+  Module._malloc_trim(0); // hand the free memory at the top of the heap back to sbrk
+  const heapBreak = Module._sbrk(0);
+  const snapshot = pyodide.makeMemorySnapshot();
+  const header = new Uint32Array(snapshot.buffer, snapshot.byteOffset, 4)[1];
+  return snapshot.subarray(0, header + heapBreak);
 }
 
 /** Tell Pyodide's package loader what is already installed, so it never installs it again. */
