@@ -27,7 +27,9 @@ const fresh = []; // booted from the template, never used
 const waiting = []; // jobs waiting for a fresh interpreter
 const reusable = new Map(); // isolation key -> idle used interpreters, oldest first
 let booting = 0;
-const stats = { boots: 0, bootFailures: 0, bootMs: [], bootPhases: [], recycled: 0, reused: 0, templateMs: 0 };
+// bootPhases: the last (up to 200) restores, phase by phase (interpreter-worker.mjs,
+// restoreInterpreter) plus pool_ms, new Worker -> ready as this pool saw it.
+const stats = { boots: 0, bootFailures: 0, bootPhases: [], recycled: 0, reused: 0, templateMs: 0 };
 
 // The template needs nothing from start()'s options, so it is made from the
 // moment this module runs (before plotly.js and MathJax, see index.html),
@@ -86,9 +88,7 @@ async function bootOne() {
   try {
     const phases = await interpreter.boot({ template });
     stats.boots += 1;
-    stats.bootMs.push(performance.now() - started);
     stats.bootPhases.push({ ...phases, template: undefined, pool_ms: performance.now() - started });
-    if (stats.bootMs.length > 200) stats.bootMs.shift();
     if (stats.bootPhases.length > 200) stats.bootPhases.shift();
     if (waiting.length) waiting.shift()(interpreter);
     else fresh.push(interpreter);
@@ -181,7 +181,16 @@ async function render({ code, width, height, formats, scale, timeoutMs, graceMs,
   const exportStarted = performance.now();
   if (!error) {
     const options = { width, height, formats, scale, maxPngPixels: limits.max_png_pixels };
-    error = await exportFigures(output.figures, options, figures, warnings);
+    try {
+      for (const [n, shown] of output.figures.entries()) {
+        const prepared = prepareFigure(shown, n + 1);
+        warnings.push(...prepared.warnings);
+        figures.push(await exportFigure(window.Plotly, prepared.figure, options));
+      }
+    } catch (err) {
+      figures.length = 0;
+      error = { type: err.type || "RenderError", message: String(err.message || err), traceback: "" };
+    }
   }
   return {
     figures,
@@ -194,23 +203,9 @@ async function render({ code, width, height, formats, scale, timeoutMs, graceMs,
   };
 }
 
-/** Export each shown figure into `figures` (warnings into `warnings`); the error, or null. */
-async function exportFigures(shownFigures, options, figures, warnings) {
-  try {
-    for (const [n, shown] of shownFigures.entries()) {
-      const prepared = prepareFigure(shown, n + 1);
-      warnings.push(...prepared.warnings);
-      figures.push(await exportFigure(window.Plotly, prepared.figure, options));
-    }
-    return null;
-  } catch (err) {
-    figures.length = 0;
-    return { type: err.type || "RenderError", message: String(err.message || err), traceback: "" };
-  }
-}
-
 function poolStats() {
-  const sorted = [...stats.bootMs].sort((a, b) => a - b);
+  const recentBootMs = stats.bootPhases.map((phases) => phases.pool_ms);
+  const sorted = [...recentBootMs].sort((a, b) => a - b);
   const pick = (q) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.round(q * (sorted.length - 1)))] : null);
   let reusableCount = 0;
   for (const list of reusable.values()) reusableCount += list.length;
@@ -229,8 +224,8 @@ function poolStats() {
     bootMsP95: pick(0.95),
     // The last (up to 200) restore times, newest last: with `boots`, the service
     // observes each new one into its restore-time histogram (shared/metrics.py).
-    recentBootMs: stats.bootMs,
-    // The same restores phase by phase (interpreter-worker.mjs, restoreInterpreter), for scripts/profile_restore.py.
+    recentBootMs,
+    // The same restores phase by phase, for scripts/profile_restore.py.
     recentBootPhases: stats.bootPhases,
   };
 }

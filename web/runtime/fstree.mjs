@@ -1,8 +1,9 @@
 // A directory of an Emscripten filesystem as one buffer, and back.
 //
 // Used by the build (web/build/precompile.mjs writes site-packages this way)
-// and by worker.mjs (a template carries its site-packages this way, and every
-// interpreter restored from it gets them back in a few milliseconds).
+// and by interpreter-worker.mjs (a booting interpreter imports those layers;
+// a template carries its site-packages this way, which interpreters restored
+// from it mount with templatefs.mjs instead of importing).
 
 /**
  * Every file under `root`, as {paths, sizes, mtimes, data}.

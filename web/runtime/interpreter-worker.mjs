@@ -60,11 +60,6 @@ for fig in (
                go.Heatmap(z=np.eye(2)), go.Box(y=[1, 2]), go.Histogram(x=[1, 2])]),
 ):
     fig.show()
-# What the template made is never garbage: keep the collector of every job
-# restored from it from scanning it again (as pre-fork servers do).
-import gc
-gc.collect()
-gc.freeze()
 `;
 // The same for a template without numpy and pandas (the client page's: they
 // load only when a run imports them).
@@ -76,10 +71,11 @@ for fig in (
                go.Box(y=[1, 2]), go.Histogram(x=[1, 2])]),
 ):
     fig.show()
-import gc
-gc.collect()
-gc.freeze()
 `;
+// After either warm-up: what the template made is never garbage, so the
+// collector of every interpreter restored from it need not scan it again (as
+// pre-fork servers do).
+const FREEZE_GARBAGE_COLLECTOR = "import gc; gc.collect(); gc.freeze()";
 const WARM_UP_LIMITS = { max_figures: 10, max_figure_bytes: 1e7, max_total_figure_bytes: 1e8, max_svg_bytes: 1e7, max_output_chars: 1000 };
 
 self.addEventListener("message", onBoot, { once: true });
@@ -161,6 +157,7 @@ async function bootInterpreter(assetBase, makeTemplate) {
   const heapBeforeWarmUp = pyodide._module.HEAP8.length;
   const warmUp = JSON.parse(capture.run(preload ? WARM_UP : WARM_UP_PLOTLY, JSON.stringify(WARM_UP_LIMITS)));
   if (warmUp.error) throw new Error(`template warm-up failed: ${warmUp.error.type}: ${warmUp.error.message}`);
+  pyodide.runPython(FREEZE_GARBAGE_COLLECTOR);
   const t4 = performance.now();
   // Bytes a restored copy never reads: loaded libraries (found by name from
   // now on) and the bytecode of modules already imported (a re-import falls
@@ -221,12 +218,8 @@ async function restoreInterpreter(assetBase, shared) {
   // before Python runs again.
   globalThis._createPyodideModule = async (settings) => {
     marks.settings_ms = performance.now() - t0;
-    settings.preRun = settings.preRun.map((step, i) => async (module) => {
-      if (i === 0) marks.prerun_ms = performance.now() - t0;
-      const started = performance.now();
-      await step(module);
-      marks[`prerun${i}_ms`] = performance.now() - started;
-    });
+    // Emscripten calls these in order, after instantiation and its own set-up.
+    settings.preRun = [() => (marks.prerun_ms = performance.now() - t0), ...settings.preRun];
     const module = await createPyodideModule(settings);
     marks.instantiated_ms = performance.now() - t0;
     copySnapshotFromShared(module, marks);
