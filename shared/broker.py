@@ -209,6 +209,7 @@ class Broker:
         The queue is declared on the subscription's own channel, so after a
         reconnect aio-pika re-declares it and resumes the consumer.
         """
+        await self.connection.connected.wait()  # the connection may be reconnecting since connect()
         channel = await self.connection.channel()
         await channel.set_qos(prefetch_count=prefetch)
         declared = await topology.declare(channel, self.settings)

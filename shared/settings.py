@@ -38,6 +38,12 @@ class Settings(BaseSettings):
         description="Prefix of every exchange and queue name; tests use a unique one per run.",
     )
     publish_timeout_s: float = Field(5.0, gt=0, description="Longest wait for a publisher confirm.")
+    result_publish_attempts: int = Field(
+        10,
+        ge=1,
+        description="Tries at publishing a job's result, 0.5 s to 5 s apart (about 35 s in all, enough for a broker "
+        "restart), before the job is handed back to the queue.",
+    )
     delivery_limit: int = Field(
         3, ge=1, description="Deliveries of a job before it is dead-lettered as a failed result."
     )

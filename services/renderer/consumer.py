@@ -14,11 +14,20 @@ a job, the job is handed back (nack + requeue); the quorum queue counts those
 deliveries and dead-letters a job that keeps killing renderers, and
 :meth:`JobConsumer.on_dead_letter` turns it into a failed result.
 
+A broker restart closes the channel a job came on, and aiormq cancels the
+callbacks of a closed channel. So a job runs in a task of the consumer's own:
+it finishes, its result is published once the connection is back (retried,
+bounded), and only the ack is lost, so RabbitMQ delivers the job again. A
+redelivery of a job this renderer is still running waits for that run, and
+one whose result this renderer already published is acked without running it
+again.
+
 The service around it (services/renderer/service.py) starts and drains it.
 """
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
@@ -30,9 +39,15 @@ from shared.broker import Broker, BrokerUnavailable, Subscription
 from shared.messages import JobError, JobStarted, RenderJob, RenderResult, Timings, ms_between, utcnow
 from shared.metrics import RendererMetrics
 from shared.page_contract import OUTPUT_LIMIT_EXCEEDED, PageResult
+from shared.retry import Backoff, RetriesExhausted, retry
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
+
+# Pauses between attempts to publish a result while RabbitMQ is away (a restart takes seconds).
+RESULT_PUBLISH_BACKOFF = Backoff(first_s=0.5, max_s=5.0)
+# Job ids whose results this renderer published, remembered to ack their redeliveries unrun.
+PUBLISHED_REMEMBERED = 10_000
 
 
 class Admission:
@@ -56,8 +71,11 @@ class Admission:
         async with self._changed:
             if alone:
                 self._waiting_alone += 1
-                await self._changed.wait_for(lambda: not self._alone and self._sharing == 0)
-                self._waiting_alone -= 1
+                try:
+                    await self._changed.wait_for(lambda: not self._alone and self._sharing == 0)
+                finally:  # also when cancelled: a ghost suspect would keep every shared job out
+                    self._waiting_alone -= 1
+                    self._changed.notify_all()
                 self._alone = True
             else:
                 await self._changed.wait_for(lambda: not self._alone and self._waiting_alone == 0)
@@ -165,6 +183,8 @@ class JobConsumer:
         self.idle.set()
         self.admission = Admission()
         self.subscriptions: list[Subscription] = []
+        self.running: dict[str, asyncio.Task] = {}  # job id -> its run, outliving the channel it came on
+        self.published: OrderedDict[str, None] = OrderedDict()  # the last PUBLISHED_REMEMBERED results
 
     async def start(self) -> None:
         prefetch = self.settings.renderer_concurrency
@@ -180,11 +200,28 @@ class JobConsumer:
             await message.reject(requeue=False)
             return
         attempt = delivery_attempt(message)
+        with structlog.contextvars.bound_contextvars(job_id=job.job_id, attempt=attempt):
+            if earlier := self.running.get(job.job_id):
+                log.info("job delivered again while its run here goes on; waiting for that run")
+                await asyncio.shield(earlier)
+            if job.job_id in self.published:
+                log.info("job delivered again after its result was published; acking it unrun")
+                await self._settle(message, ack=True)
+                return
+            run = asyncio.create_task(self._run(job, message, attempt))
+            self.running[job.job_id] = run
+            run.add_done_callback(lambda done: self._forget_run(job.job_id, done))
+            await asyncio.shield(run)  # cancelled when the channel closes; the run is not
+
+    def _forget_run(self, job_id: str, run: asyncio.Task) -> None:
+        if self.running.get(job_id) is run:
+            del self.running[job_id]
+
+    async def _run(self, job: RenderJob, message: AbstractIncomingMessage, attempt: int) -> None:
         self.in_flight += 1
         self.idle.clear()
         try:
-            with structlog.contextvars.bound_contextvars(job_id=job.job_id, attempt=attempt):
-                await self._handle(job, message, attempt)
+            await self._handle(job, message, attempt)
         finally:
             self.in_flight -= 1
             if not self.in_flight:
@@ -212,14 +249,26 @@ class JobConsumer:
         await self._publish_and_ack(result, message)
 
     async def _publish_and_ack(self, result: RenderResult, message: AbstractIncomingMessage, *, ran=True) -> None:
-        """``ran``: the result came from the page (a dead letter's did not, so it has no timings to count)."""
+        """Publish the result (riding out a broker restart), then ack; hand the job back if it cannot be published.
+
+        ``ran``: the result came from the page (a dead letter's did not, so it has no timings to count).
+        """
         try:
-            await self.broker.publish_event(result)
-        except BrokerUnavailable as exc:
+            await retry(
+                lambda: self.broker.publish_event(result),
+                what="publish the job's result",
+                attempts=self.settings.result_publish_attempts,
+                backoff=RESULT_PUBLISH_BACKOFF,
+                retry_on=(BrokerUnavailable,),
+            )
+        except RetriesExhausted as exc:
             log.warning("result not confirmed; handing the job back", error=str(exc))
             self.metrics.handed_back("result_unconfirmed")
             await self._settle(message, requeue=True)
             return
+        self.published[result.job_id] = None
+        if len(self.published) > PUBLISHED_REMEMBERED:
+            self.published.popitem(last=False)
         await self._settle(message, ack=True)
         self.completed += 1
         self.metrics.finished(result, ran=ran)
@@ -239,7 +288,7 @@ class JobConsumer:
             else:
                 await message.nack(requeue=requeue)
         except Exception as exc:  # noqa: BLE001
-            log.warning("could not settle the job message; the broker will redeliver it", error=str(exc))
+            log.warning("could not settle the job message; the broker will redeliver it", error=repr(exc))
 
     async def on_dead_letter(self, message: AbstractIncomingMessage) -> None:
         """A job RabbitMQ gave up on: publish the failed result nobody else will."""
@@ -277,5 +326,9 @@ class JobConsumer:
             await asyncio.wait_for(self.idle.wait(), grace_s)
         if self.in_flight:
             log.warning("grace period over; handing unfinished jobs back", in_flight=self.in_flight)
+        runs = list(self.running.values())
+        for run in runs:  # a run outlives its channel, so it is stopped here, before it could publish
+            run.cancel()
+        await asyncio.gather(*runs, return_exceptions=True)
         for subscription in self.subscriptions:
             await subscription.close()

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.faults.conftest import new_run
+from tests.faults.conftest import RENDERERS, new_run
 from tests.faults.load import SCALE, scaled
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
@@ -82,7 +82,9 @@ async def test_burst_of_jobs_all_reach_one_final_result(healthy_stack, session):
     run.summary()
     assert len(run.accepted) == count and run.refused == 0
     assert run.lost == 0 and run.duplicates == 0
-    assert all(result["status"] == "done" for result in run.final.values())
+    assert all(result["status"] == "done" for result in run.final.values()), [
+        r["error"] for r in run.final.values() if r["status"] != "done"
+    ]
     assert len(run.reported_final) == count  # the viewer reported every job
 
 
@@ -185,9 +187,49 @@ async def test_broker_restart_under_load(healthy_stack, session, amqp_url):
     assert slowest_refusal < 6, f"a refused submission took {slowest_refusal:.1f} s (should be a quick 503)"
     assert run.lost == 0 and run.duplicates == 0
     assert len(run.accepted) == scaled(200)
-    assert all(result["status"] == "done" for result in run.final.values())
+    assert all(result["status"] == "done" for result in run.final.values()), [
+        r["error"] for r in run.final.values() if r["status"] != "done"
+    ]
     # Every service is still the same process: they reconnected by themselves.
     assert all(process.proc.poll() is None for process in stack.processes.values())
+
+
+async def rabbitmqctl(command: str) -> None:
+    process = await asyncio.create_subprocess_exec("rabbitmqctl", command, stdout=asyncio.subprocess.DEVNULL)
+    assert await process.wait() == 0, f"rabbitmqctl {command} failed"
+
+
+@pytest.mark.timeout(LIMIT_S)
+async def test_jobs_in_flight_finish_across_a_broker_restart(healthy_stack, session, amqp_url):
+    """A broker restart closes every consumer's channel under the jobs running on it.
+
+    Those jobs go on: each publishes its result once its renderer has reconnected,
+    so it is final after one run (``attempt`` 1), not cancelled, run again, or
+    counted towards the delivery limit as if it had crashed a renderer.
+    """
+    if not _local_broker(amqp_url):
+        pytest.fail("this test stops and starts RabbitMQ with rabbitmqctl: run it against the local broker")
+    stack = healthy_stack
+    renderers = [stack.processes[name] for name in RENDERERS]
+    run = new_run("in flight across a broker restart", stack)
+    async with run.watching(session):
+        await run.submit_many(session, 2 * len(renderers), seconds_each=10, parallel=2 * len(renderers))
+        for renderer in renderers:  # each of them is running two
+            await wait_for_stats(session, renderer.url, lambda s: s["in_flight"] == 2)
+        await rabbitmqctl("stop_app")
+        try:
+            await asyncio.sleep(3)
+        finally:
+            await rabbitmqctl("start_app")  # never leave the shared broker stopped
+        await run.wait_all_final(session, timeout=300)
+    for renderer in renderers:  # leave nothing running for the next test
+        await wait_for_stats(session, renderer.url, lambda s: s["in_flight"] == 0, timeout=120)
+    run.summary()
+    assert run.lost == 0 and run.duplicates == 0
+    assert all(result["status"] == "done" for result in run.final.values()), [
+        r["error"] for r in run.final.values() if r["status"] != "done"
+    ]
+    assert sorted(result["attempt"] for result in run.final.values()) == [1] * len(run.accepted)
 
 
 @pytest.mark.timeout(LIMIT_S)
@@ -217,7 +259,9 @@ async def test_sigterm_drains_a_renderer(healthy_stack, session, grace_s):
     run.summary()
     assert exit_code == 0
     assert run.lost == 0 and run.duplicates == 0
-    assert all(result["status"] == "done" for result in run.final.values())
+    assert all(result["status"] == "done" for result in run.final.values()), [
+        r["error"] for r in run.final.values() if r["status"] != "done"
+    ]
     done_by_victim = by_renderer.get("renderer-a", 0)
     if grace_s >= 30:  # the jobs in flight were finished by the victim itself
         assert done_by_victim == at_signal["completed"] + at_signal["in_flight"]

@@ -26,3 +26,28 @@ async def test_shared_jobs_overlap_and_a_suspect_waits_for_them():
     assert s_out == s_in + 1  # nothing ran beside the suspect
     assert log.index("-a") < s_in and log.index("-b") < s_in
     assert log.index("+c") > s_out
+
+
+async def test_a_suspect_cancelled_while_waiting_does_not_block_the_jobs_after_it():
+    """aiormq cancels a consumer's callbacks when its channel closes; a suspect waiting to run
+    alone must leave no trace, or every later job would wait for it forever."""
+    admission = Admission()
+    entered = asyncio.Event()
+
+    async def shared(hold):
+        async with admission.enter(alone=False):
+            entered.set()
+            await asyncio.sleep(hold)
+
+    async def suspect():
+        async with admission.enter(alone=True):
+            pass
+
+    running = asyncio.create_task(shared(0.2))
+    await entered.wait()
+    waiting = asyncio.create_task(suspect())
+    await asyncio.sleep(0.01)
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    await asyncio.wait_for(shared(0), timeout=1)  # enters beside the first, not after a ghost suspect
+    await running

@@ -369,7 +369,7 @@ async def test_the_consumer_counts_a_result_once_it_is_confirmed_and_acked():
                 raise BrokerUnavailable("no confirm")
 
     broker = Publisher()
-    consumer = JobConsumer(Settings(_env_file=None), broker, page=None)
+    consumer = JobConsumer(Settings(_env_file=None, result_publish_attempts=1), broker, page=None)
     await consumer._publish_and_ack(result(run_ms=10, total_ms=20), Ack())
     broker.fail = True
     await consumer._publish_and_ack(result(run_ms=10, total_ms=20), Ack())
