@@ -11,8 +11,25 @@ import socket
 from urllib.parse import urlsplit
 
 import pytest
+import structlog
 
 RABBITMQ_IMAGE = "rabbitmq:3.13"
+
+# structlog's default set-up, with plain tracebacks: its default renders every
+# logged exception with rich (installed for schemathesis), ~50 ms of CPU each,
+# and a test that makes a service log hundreds of them (a failing event
+# handler) spent its time formatting instead of testing. Services configure
+# their own logging (shared/logging.py).
+structlog.configure(
+    processors=[
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.StackInfoRenderer(),
+        structlog.dev.set_exc_info,
+        structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+        structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback),
+    ]
+)
 
 
 def _reachable(url: str) -> bool:

@@ -213,7 +213,7 @@ async def test_jobs_in_flight_finish_across_a_broker_restart(healthy_stack, sess
     renderers = [stack.processes[name] for name in RENDERERS]
     run = new_run("in flight across a broker restart", stack)
     async with run.watching(session):
-        await run.submit_many(session, 2 * len(renderers), seconds_each=10, parallel=2 * len(renderers))
+        await run.submit_many(session, 2 * len(renderers), seconds_each=6, parallel=2 * len(renderers))
         for renderer in renderers:  # each of them is running two
             await wait_for_stats(session, renderer.url, lambda s: s["in_flight"] == 2)
         await rabbitmqctl("stop_app")
