@@ -50,16 +50,25 @@ let serverBusy = false;
 let serverUrls = [];
 const history = { inits: [], runs: [], server: [] };
 
-// plotly.js is a deferred classic script after this module, so it runs later.
+// plotly.js is 3.5 MB to parse and run on this page's thread. index.html
+// preloads it (fetched at once); runPlotly runs it: at once on a first visit,
+// where booting Python takes seconds anyway, and once Python is ready on a
+// repeat visit, where the restored interpreter's "ready" would otherwise wait
+// behind the parsing. The first run that draws awaits plotlyReady.
+let runPlotly;
 const plotlyReady = new Promise((resolve, reject) => {
-  const script = document.getElementById("plotly-js");
-  const settle = () => (window.Plotly ? resolve(window.Plotly) : reject(new Error("plotly.js did not load")));
-  if (window.Plotly || !script) settle();
-  else {
+  let started = false;
+  runPlotly = () => {
+    if (started) return;
+    started = true;
+    const script = el("script", { src: document.getElementById("plotly-js").href });
+    const settle = () => (window.Plotly ? resolve(window.Plotly) : reject(new Error("plotly.js did not load")));
     script.addEventListener("load", settle, { once: true });
     script.addEventListener("error", settle, { once: true });
-  }
+    document.head.append(script);
+  };
 });
+templateSaved.then((saved) => saved || runPlotly());
 let plotlyAt = null;
 plotlyReady.then(() => (plotlyAt = performance.now()), () => {});
 plotlyReady.then((Plotly) => configure(Plotly, new URL("../", import.meta.url)), () => {}); // errors: boot() reports them
@@ -120,7 +129,7 @@ function boot(reason) {
   return startInterpreter().then(
     (timings) => {
       const initMs = performance.now() - started;
-      history.inits.push({ reason, initMs, ...timings, plotly_at_ms: plotlyAt });
+      history.inits.push({ reason, initMs, ...timings });
       $("metric-init").textContent = formatMs(initMs);
       const how = timings.restored
         ? `restored from this browser's saved interpreter in ${formatMs(timings.total_ms)}`
@@ -130,9 +139,11 @@ function boot(reason) {
         `${reason === "page" ? "page load to ready" : "fresh interpreter after Stop"}: ${how}` +
         (timings.interruptible ? "" : " · not cross-origin isolated: time limits terminate instead of interrupting");
       setEngine("ready", "Python ready");
+      runPlotly();
       if (templateState === "none") setTimeout(makeTemplate, TEMPLATE_DELAY_MS);
     },
     (error) => {
+      runPlotly();
       history.inits.push({ reason, error: String(error.message || error) });
       setEngine("failed", "Python failed to start");
       showOutput("local", { error: { type: "BootError", message: String(error.message || error), traceback: "" } });
@@ -151,6 +162,7 @@ async function startInterpreter() {
     } catch (error) {
       // Gone, or one this browser cannot restore: forget it, boot, and make a new one.
       templateState = "none";
+      runPlotly(); // booting takes seconds: no reason to hold plotly.js back
       if (!error.noSavedTemplate) {
         forgetTemplate(assetBase).catch(() => {});
         console.warn(`the saved interpreter did not restore, booting instead: ${error.message}`);
@@ -486,6 +498,7 @@ window.plotfarmClient = Object.freeze({
   runs: () => structuredClone(history.runs),
   server: () => structuredClone(history.server),
   template: () => templateState,
+  plotlyReadyAt: () => plotlyAt, // ms after navigation; null until plotly.js has run
 });
 
 boot("page");
