@@ -347,6 +347,7 @@ def test_repeat_visit_restores_the_interpreter_this_browser_saved(profile, e2e, 
     # After its first boot the page makes its interpreter template in the background and stores it.
     first_page.wait_for_function("() => window.plotfarmClient.template() !== 'making'", timeout=BOOT)
     first_page.wait_for_function("() => ['saved', 'restored'].includes(window.plotfarmClient.template())", timeout=BOOT)
+    first_plotly_at_ms = first_page.evaluate("() => window.plotfarmClient.plotlyReadyAt()")
     page, repeat, repeat_network, repeat_files, repeat_bytes = visit(profile, e2e)
     try:
         assert repeat["restored"] is True, repeat
@@ -369,7 +370,8 @@ def test_repeat_visit_restores_the_interpreter_this_browser_saved(profile, e2e, 
         f"client page init (page load -> Python ready): first visit {first['initMs'] / 1000:.1f} s "
         f"({first_network} of {first_files} files, {first_bytes / 1e6:.1f} MB over the network; Pyodide "
         f"{first['pyodide_ms'] / 1000:.1f} s, packages {first['packages_ms'] / 1000:.1f} s, import plotly "
-        f"{first['import_ms'] / 1000:.1f} s); repeat visit {repeat['initMs'] / 1000:.2f} s, restored from the "
+        f"{first['import_ms'] / 1000:.1f} s; plotly.js ready {first_plotly_at_ms / 1000:.1f} s after navigation); "
+        f"repeat visit {repeat['initMs'] / 1000:.2f} s, restored from the "
         f"template this browser saved ({repeat['snapshot_mb'] + repeat['files_mb']:.0f} MB read from the browser's OPFS in "
         f"{repeat['template_read_ms'] / 1000:.2f} s, restored "
         f"{repeat['restore_ms'] / 1000:.2f} s, worker ready {repeat['total_ms'] / 1000:.2f} s; {repeat_network} of {repeat_files} "
