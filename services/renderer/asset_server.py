@@ -12,6 +12,8 @@ that give workers the SharedArrayBuffer used to interrupt runaway code.
 """
 
 import asyncio
+import re
+from pathlib import Path
 
 from aiohttp import web
 
@@ -37,7 +39,21 @@ HEADERS = {**security_headers(CONTENT_SECURITY_POLICY, cross_origin_isolated=Tru
 PAGE_HEADERS = {**HEADERS, "Content-Security-Policy": PAGE_POLICY}
 
 
-def make_app(assets: AssetStore) -> web.Application:
+STORED_TEMPLATE_FILES = ("template.json", "template.bin")  # stored_template.py
+
+
+def make_app(assets: AssetStore, templates: Path | None = None) -> web.Application:
+    """The app; with ``templates``, also the stored interpreter templates there (stored_template.py)."""
+
+    async def stored_template(request: web.Request) -> web.StreamResponse:
+        key, name = request.match_info["key"], request.match_info["name"]
+        path = templates / key / name if templates and re.fullmatch(r"[0-9a-f]{12}", key) else None
+        if path is None or name not in STORED_TEMPLATE_FILES or not _file_inside(path, templates):
+            raise web.HTTPNotFound(headers=HEADERS)
+        # Streamed from disk (about 150 MB), never held in this process's memory.
+        content_type = "application/json" if name.endswith(".json") else "application/octet-stream"
+        return web.FileResponse(path, headers={**HEADERS, "Content-Type": content_type})
+
     async def answer(request: web.Request) -> web.Response:
         # The first request for a file reads it from disk: off the event loop.
         asset = await asyncio.to_thread(assets.get, request.match_info["path"])
@@ -47,12 +63,27 @@ def make_app(assets: AssetStore) -> web.Application:
         return web.Response(body=asset.body, headers={**headers, "Content-Type": asset.content_type})
 
     app = web.Application()
+    app.router.add_get("/templates/{key}/{name}", stored_template)
     app.router.add_get("/{path:.*}", answer)
     return app
 
 
+def _file_inside(path: Path, root: Path) -> bool:
+    """A regular file under ``root`` once resolved: a symlink out of it is not served."""
+    resolved = path.resolve()
+    return resolved.is_relative_to(root.resolve()) and resolved.is_file()
+
+
 def serve_forever(port: int) -> None:
     """Serve on 127.0.0.1:``port`` until killed."""
+    from services.renderer.stored_template import templates_dir  # noqa: PLC0415
     from shared.settings import get_settings  # noqa: PLC0415  (read in the child process)
 
-    web.run_app(make_app(AssetStore(get_settings())), host="127.0.0.1", port=port, print=None, access_log=None)
+    settings = get_settings()
+    web.run_app(
+        make_app(AssetStore(settings), templates_dir(settings)),
+        host="127.0.0.1",
+        port=port,
+        print=None,
+        access_log=None,
+    )

@@ -410,11 +410,13 @@ class HeadlessBrowser:
         await self.close()
         await retry(self.start, what="restart Chromium", attempts=None, backoff=Backoff(first_s=2))
 
-    async def new_page(self) -> Page:
+    async def new_page(self, stored_template: str | None = None) -> Page:
+        """The renderer page; ``stored_template`` is the key of a template stored on disk to restore from."""
         page = await self.context.new_page()
         page.on("console", lambda msg: log.debug("page console", text=msg.text[:500]))
         page.on("pageerror", lambda err: log.warning("page error", error=str(err)[:500]))
-        await page.goto(f"{self.asset_origin}/renderer/index.html")
+        query = f"?stored={stored_template}" if stored_template else ""
+        await page.goto(f"{self.asset_origin}/renderer/index.html{query}")
         await page.wait_for_function("window.plotfarm !== undefined")
         if not self._sandbox_checked:  # the first page of this Chromium: its renderer process exists now
             self._sandbox_checked = True

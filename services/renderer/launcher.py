@@ -148,7 +148,8 @@ def expose_assets(at: str) -> None:
     The unprivileged user cannot read a checkout under a directory only root may
     enter (``/root`` is mode 0700, and many checkouts are there). In the mount
     namespace the renderer started us in (``unshare --net --mount``, private), the
-    web and build directories are bound read-only under ``at`` (an empty directory
+    web and build directories and the stored templates' directory (stored_template.py)
+    are bound read-only under ``at`` (an empty directory
     the renderer made); the asset server reads them from there (its settings point
     there). Nothing else of the checkout becomes reachable, and on the host ``at``
     stays empty.
@@ -157,12 +158,16 @@ def expose_assets(at: str) -> None:
 
     settings = Settings()
     build = settings.wheels_dir.parent  # wheels, precompiled, pyodide-packages (shared/assets.py)
-    for name, source in (("web", settings.web_dir), ("build", build)):
+    served = [("web", settings.web_dir), ("build", build)]
+    if settings.template_store_dir.is_dir():  # the renderer makes it first (stored_template.py)
+        served.append(("templates", settings.template_store_dir))
+    for name, source in served:
         target = os.path.join(at, name)
         os.makedirs(target, exist_ok=True)
         bind_read_only(str(source), target)
     os.environ["PLOTFARM_WEB_DIR"] = os.path.join(at, "web")
     os.environ["PLOTFARM_WHEELS_DIR"] = os.path.join(at, "build", settings.wheels_dir.name)
+    os.environ["PLOTFARM_TEMPLATE_STORE_DIR"] = os.path.join(at, "templates")
 
 
 def user_data_dir(chromium_args: list[str]) -> str | None:
@@ -218,11 +223,13 @@ def run_asset_server(port: int, drop_to: tuple[int, int] | None, parent: int, re
     from aiohttp import web  # noqa: PLC0415
 
     from services.renderer.asset_server import make_app  # noqa: PLC0415
+    from services.renderer.stored_template import templates_dir  # noqa: PLC0415
     from shared.assets import AssetStore, MissingAssets  # noqa: PLC0415
     from shared.settings import get_settings  # noqa: PLC0415
 
     sys.dont_write_bytecode = True
-    store = AssetStore(get_settings())
+    settings = get_settings()
+    store = AssetStore(settings)
     if not drop_to:
         # Root only inside the launcher's own user namespace (a normal user, a
         # container): it needs none of that namespace's capabilities. Before any
@@ -238,10 +245,10 @@ def run_asset_server(port: int, drop_to: tuple[int, int] | None, parent: int, re
         return answer
 
     async def serve() -> None:
-        runner = web.AppRunner(make_app(store), access_log=None)
+        runner = web.AppRunner(make_app(store, templates_dir(settings)), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
-        for path in ("manifest.json", "renderer/index.html", "no/such/file"):
+        for path in ("manifest.json", "renderer/index.html", "no/such/file", "templates/000000000000/template.json"):
             await fetch(path)
         if drop_to:
             drop_privileges(*drop_to)

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from services.renderer.browser import HeadlessBrowser
 from services.renderer.fonts import installed_fonts
+from services.renderer.stored_template import StoredTemplate
 from shared.messages import JobError, RenderJob
 from shared.page_contract import OutputLimits, PageResult, PageTimings
 from shared.retry import Backoff, retry
@@ -52,6 +53,7 @@ def failed(error_type: str, message: str, *, run_ms: float = 0.0) -> PageResult:
 class RendererPage:
     def __init__(self, browser: HeadlessBrowser, settings: Settings):
         self.browser = browser
+        self.stored = StoredTemplate(settings)
         self.settings = settings
         self.page: Page | None = None
         self.ready = asyncio.Event()
@@ -74,17 +76,33 @@ class RendererPage:
     async def start(self) -> None:
         """Start Chromium and the pool; returns once a fresh interpreter is ready."""
         self.fonts = await installed_fonts()
-        await self.browser.start()
-        await self._open_page()
+        await self.stored.prepare()
+        finding = asyncio.ensure_future(self.stored.find())  # its checksum is read while Chromium starts
+        try:
+            await self.browser.start()
+            stored = await finding
+        finally:
+            finding.cancel()
+        await self._open_page(stored)
         self._spawn(self._watch_browser())
 
-    async def _open_page(self) -> None:
+    async def _open_page(self, stored: str | None) -> None:
+        """Open the page and start its pool, from the stored template ``stored`` if given."""
         started = time.perf_counter()
-        page = await self.browser.new_page()
+        page = await self.browser.new_page(stored)
         page.on("crash", lambda _page: self._on_page_lost("crashed"))
         timings = await asyncio.wait_for(
             page.evaluate("options => plotfarm.start(options)", self.pool_options), self.settings.boot_timeout_s
         )
+        if "stored_template_problem" in timings:
+            log.warning(
+                "the stored template did not restore; made a new one", problem=timings["stored_template_problem"]
+            )
+        if timings["template_source"] == "made":
+            # Before this page's first job: what is stored never saw a job's code.
+            saving = time.perf_counter()
+            await self.stored.save(page)
+            timings["template_stored_ms"] = (time.perf_counter() - saving) * 1000
         self.page = page
         self.start_timings = {k: round(v) if isinstance(v, float) else v for k, v in timings.items()}
         self.start_timings["page_start_ms"] = round((time.perf_counter() - started) * 1000)
@@ -108,7 +126,7 @@ class RendererPage:
 
             async def open_when_the_browser_runs() -> None:
                 await self.browser.running.wait()
-                await self._open_page()
+                await self._open_page(await self.stored.find())
 
             # Without a page the renderer can do nothing: keep trying, saying why each time.
             await retry(

@@ -44,14 +44,18 @@ CANARIES = {
     "build_root": f"CANARY-BUILD-ROOT-{TOKEN}",
     "precompiled": f"CANARY-PRECOMPILED-{TOKEN}",
     "packages": f"CANARY-PACKAGES-{TOKEN}",
+    "templates": f"CANARY-TEMPLATES-{TOKEN}",
 }
+TEMPLATE_KEY = "0123456789ab"  # a stored template (services/renderer/stored_template.py)
 SERVER = """
 import sys
 from aiohttp import web
 from services.renderer.asset_server import make_app
+from services.renderer.stored_template import templates_dir
 from shared.assets import AssetStore
 from shared.settings import get_settings
-web.run_app(make_app(AssetStore(get_settings())), host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+settings = get_settings()
+web.run_app(make_app(AssetStore(settings), templates_dir(settings)), host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 """
 
 
@@ -83,6 +87,16 @@ def layout(tmp: Path) -> Path:
     (build / "precompiled" / "canary.bin").write_text(CANARIES["precompiled"])
     link_each(REAL_BUILD / "pyodide-packages", build / "pyodide-packages")
     (build / "pyodide-packages" / "canary-1.0-py3-none-any.whl").write_text(CANARIES["packages"])
+    stored = tmp / "templates" / TEMPLATE_KEY
+    stored.mkdir(parents=True)
+    (stored / "template.json").write_text("{}")
+    (stored / "template.bin").write_bytes(b"\0" * 1000)
+    (stored / "canary.txt").write_text(CANARIES["templates"])
+    (tmp / "templates" / "canary.txt").write_text(CANARIES["templates"])
+    (stored.parent / "ABCDEF012345").symlink_to(stored)  # not a key this server would make
+    (stored / "escape.bin").symlink_to(tmp / "secret.txt")
+    (stored.parent / "bbbbbbbbbbbb").mkdir()
+    (stored.parent / "bbbbbbbbbbbb" / "template.json").symlink_to(tmp / "secret.txt")
     return tmp
 
 
@@ -95,6 +109,7 @@ def asset_server(tmp_path_factory):
         "PYTHONPATH": str(ROOT),
         "PLOTFARM_WEB_DIR": str(tree / "web"),
         "PLOTFARM_WHEELS_DIR": str(tree / "build" / "wheels"),
+        "PLOTFARM_TEMPLATE_STORE_DIR": str(tree / "templates"),
     }
     process = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], cwd=ROOT, env=env)
     deadline = time.monotonic() + 30
@@ -129,6 +144,8 @@ SERVED = [  # controls: the layout is right and the server answers
     "/pyodide/pyodide.mjs",
     "/pyodide/pyodide-lock.json",
     "/precompiled/base.json",
+    f"/templates/{TEMPLATE_KEY}/template.json",
+    f"/templates/{TEMPLATE_KEY}/template.bin",
 ]
 
 REFUSED = [
@@ -167,6 +184,17 @@ REFUSED = [
     "/wheels/../canary.txt",
     "/pyodide/canary-1.0-py3-none-any.whl",
     "/pyodide/..%2f..%2fcanary.txt",
+    f"/templates/{TEMPLATE_KEY}/canary.txt",
+    f"/templates/{TEMPLATE_KEY}/escape.bin",
+    f"/templates/{TEMPLATE_KEY}/..%2fcanary.txt",
+    f"/templates/{TEMPLATE_KEY}/../canary.txt",
+    f"/templates/{TEMPLATE_KEY}/..%2f..%2fsecret.txt",
+    "/templates/ABCDEF012345/template.json",
+    "/templates/bbbbbbbbbbbb/template.json",
+    "/templates/..%2f..%2fsecret.txt/template.json",
+    "/templates/canary.txt",
+    f"/templates/{TEMPLATE_KEY}/",
+    f"/templates/{TEMPLATE_KEY}/template.json/..%2f..%2fcanary.txt",
     # build/ and node_modules/ files that are there but not listed
     "/precompiled/.installed",
     "/pyodide/.installed",

@@ -17,6 +17,7 @@
 import { Interpreter } from "../runtime/interpreter.mjs";
 import { exportFigure } from "../runtime/export.mjs";
 import { configure, prepareFigure } from "../runtime/fidelity.mjs";
+import { storableTemplate } from "../runtime/stored-template.mjs";
 
 const assetBase = new URL("../", import.meta.url).href;
 // {isolation, spares, parallelBoots, heapLimitBytes, fonts}: from the renderer's
@@ -31,19 +32,38 @@ let booting = 0;
 // restoreInterpreter) plus pool_ms, new Worker -> ready as this pool saw it.
 const stats = { boots: 0, bootFailures: 0, bootPhases: [], recycled: 0, reused: 0, templateMs: 0 };
 
-// The template needs nothing from start()'s options, so it is made from the
-// moment this module runs (before plotly.js and MathJax, see index.html),
-// while the service checks the sandbox and sends the options.
-const templateMade = makeTemplate();
+// The template the renderer kept on disk from an earlier start, when the
+// service found one for this build (services/renderer/stored_template.py):
+// `?stored=KEY` in this page's URL.
+const storedKey = new URLSearchParams(location.search).get("stored");
+const stored = storedKey ? { index: `templates/${storedKey}/template.json`, data: `templates/${storedKey}/template.bin` } : null;
+
+// The template needs nothing from start()'s options, so it is made (or read)
+// from the moment this module runs (before plotly.js and MathJax, see
+// index.html), while the service checks the sandbox and sends the options.
+const templateMade = firstTemplate();
 templateMade.catch(() => {}); // start() reports the failure
 // Fired once the deferred scripts after this one (plotly.js, MathJax) have run.
 const scriptsLoaded = new Promise((resolve) => document.addEventListener("DOMContentLoaded", resolve, { once: true }));
 
-async function makeTemplate() {
+/** The stored template if there is one that loads, else a new one; says which, and why not the stored one. */
+async function firstTemplate() {
+  if (stored) {
+    try {
+      return { ...(await makeTemplate({ stored })), source: "stored" };
+    } catch (err) {
+      console.error(`stored template unusable, making one: ${err.message}`);
+      return { ...(await makeTemplate()), source: "made", storedProblem: err.message };
+    }
+  }
+  return { ...(await makeTemplate()), source: "made" };
+}
+
+async function makeTemplate({ stored = null } = {}) {
   const maker = new Interpreter({ assetBase });
   const begun = performance.now();
   try {
-    const made = await maker.boot({ makeTemplate: { preload: true, shared: true } });
+    const made = await maker.boot(stored ? { stored } : { makeTemplate: { preload: true, shared: true } });
     return { made: { ...made, template_begun_ms: begun }, at: performance.now() };
   } finally {
     maker.terminate();
@@ -57,22 +77,42 @@ async function start(options) {
   await scriptsLoaded;
   configure(window.Plotly, assetBase, config.fonts);
   await window.plotfarmMathJax; // LaTeX ready before the first job
-  const { made, at } = await templateMade;
+  let { made, at, source, storedProblem } = await templateMade;
   template = made.template; // in shared memory: workers receive it by reference
+  const shared = performance.now();
+  if (source === "stored") {
+    // The first restore proves a stored template; one that does not restore is replaced, here and on disk.
+    try {
+      await bootOne({ rethrow: true });
+    } catch (err) {
+      console.error(`stored template does not restore, making one: ${err.message}`);
+      ({ made, at } = await makeTemplate());
+      template = made.template;
+      source = "made";
+      storedProblem = err.message;
+    }
+  }
   // Since the page started loading: what a cold start waits for.
   stats.templateMs = at;
+  stats.templateSource = source;
   stats.templateTimings = { ...made, template: undefined };
-  const shared = performance.now();
   refill();
   const first = await takeFresh();
   fresh.unshift(first);
   return {
     ...stats.templateTimings,
+    template_source: source,
+    ...(storedProblem ? { stored_template_problem: storedProblem } : {}),
     page_template_ms: at,
     start_called_ms: called,
     first_interpreter_ms: performance.now() - shared,
     ready_ms: performance.now(),
   };
+}
+
+/** On the page, for the service to store (stored-template.mjs); null before start() has a template. */
+function templateForStorage() {
+  return template ? storableTemplate(template) : null;
 }
 
 function refill() {
@@ -82,9 +122,10 @@ function refill() {
   }
 }
 
-async function bootOne() {
+async function bootOne({ rethrow = false } = {}) {
   const interpreter = new Interpreter({ assetBase });
   const started = performance.now();
+  if (rethrow) booting += 1; // refill() counts its own
   try {
     const phases = await interpreter.boot({ template });
     stats.boots += 1;
@@ -96,10 +137,11 @@ async function bootOne() {
     stats.bootFailures += 1;
     console.error(`interpreter boot failed: ${err.message}`);
     interpreter.terminate();
+    if (rethrow) throw err;
     await new Promise((resolve) => setTimeout(resolve, 1000));
   } finally {
     booting -= 1;
-    refill();
+    if (!rethrow) refill(); // start() refills once the template is proven
   }
 }
 
@@ -220,6 +262,7 @@ function poolStats() {
     recycled: stats.recycled,
     reused: stats.reused,
     templateMs: stats.templateMs,
+    templateSource: stats.templateSource,
     bootMsMedian: pick(0.5),
     bootMsP95: pick(0.95),
     // The last (up to 200) restore times, newest last: with `boots`, the service
@@ -230,4 +273,4 @@ function poolStats() {
   };
 }
 
-window.plotfarm = { start, render, stats: poolStats };
+window.plotfarm = { start, render, stats: poolStats, templateForStorage };

@@ -6,7 +6,7 @@
 // held in this module's closure, nor the send function bound before any user
 // code ran.
 //
-//   host -> worker (global, once)  {type: "boot", port, assetBase, interruptBuffer, template?, restoreSaved?, makeTemplate?: {preload, shared, save}}
+//   host -> worker (global, once)  {type: "boot", port, assetBase, interruptBuffer, template?, restoreSaved?, makeTemplate?: {preload, shared, save}, stored?: {index, data}}
 //   worker -> host (port)          {type: "ready", timings, template?} | {type: "boot-failed", message, noSavedTemplate?}
 //   host -> worker (port)          {type: "run", runId, code, limits}
 //   worker -> host (port)          {type: "result", runId, output, timings: {load_ms, run_ms}, packages, heapBytes}
@@ -28,12 +28,16 @@
 //   second), so every job can get an interpreter no other job has touched;
 //   with `restoreSaved`, from the one the client page stored in this
 //   browser (template-cache.mjs; `makeTemplate.save` stores one), read here.
+// And one way to make no interpreter at all: with `stored`, read the template
+// the renderer kept on disk (stored-template.mjs) and hand it back as
+// makeTemplate would have; the host terminates the worker.
 
 import "../pyodide/pyodide.asm.js"; // defines globalThis._createPyodideModule
 import { loadPyodide } from "../pyodide/pyodide.mjs";
 import { failedRun } from "./contract.mjs";
 import { compileLibraries, linkState, loadLibraries, replayLibraries, restoreLinkState } from "./dynlibs.mjs";
 import { exportTree, importTree } from "./fstree.mjs";
+import { loadStoredTemplate } from "./stored-template.mjs";
 import { loadTemplate, saveTemplate } from "./template-cache.mjs";
 import { mountTemplateTree } from "./templatefs.mjs";
 
@@ -84,6 +88,12 @@ async function onBoot(event) {
   const { port, assetBase, interruptBuffer, restoreSaved, makeTemplate } = event.data;
   const send = MessagePort.prototype.postMessage.bind(port);
   try {
+    if (event.data.stored) {
+      const started = performance.now();
+      const template = await loadStoredTemplate(assetBase, event.data.stored);
+      send({ type: "ready", timings: { scripts_ms: scriptsLoadedAt, stored_load_ms: performance.now() - started }, template });
+      return;
+    }
     const readStarted = performance.now();
     const template = restoreSaved ? await loadTemplate(assetBase) : event.data.template;
     const readMs = restoreSaved ? { template_read_ms: performance.now() - readStarted } : {};

@@ -36,8 +36,10 @@ export class Interpreter {
    * `restoreSaved` restores from the template the client page stored in this
    * browser (template-cache.mjs); without one it rejects with an error whose
    * `noSavedTemplate` is true.
+   * `stored` ({index, data} URLs) reads the template the renderer kept on
+   * disk (stored-template.mjs) and resolves with it, as `makeTemplate` would.
    */
-  boot({ template = null, restoreSaved = false, makeTemplate = null } = {}) {
+  boot({ template = null, restoreSaved = false, makeTemplate = null, stored = null } = {}) {
     this.terminate();
     // Interrupting a busy interpreter needs shared memory, which browsers only
     // grant to cross-origin-isolated pages (COOP + COEP headers).
@@ -61,7 +63,7 @@ export class Interpreter {
       };
     });
     this.worker.postMessage(
-      { type: "boot", port: channel.port2, assetBase: this.assetBase, interruptBuffer: this.interruptBuffer, template, restoreSaved, makeTemplate },
+      { type: "boot", port: channel.port2, assetBase: this.assetBase, interruptBuffer: this.interruptBuffer, template, restoreSaved, makeTemplate, stored },
       [channel.port2],
     );
     return booted;
