@@ -50,8 +50,14 @@ const scriptsLoaded = new Promise((resolve) => document.addEventListener("DOMCon
 async function firstTemplate() {
   if (stored) {
     try {
-      return { ...(await makeTemplate({ stored })), source: "stored" };
+      const loaded = await makeTemplate({ stored });
+      // The first restore proves a stored template, and is the pool's first
+      // interpreter: restored now, while plotly.js and MathJax still load.
+      template = loaded.made.template;
+      await bootOne({ rethrow: true });
+      return { ...loaded, source: "stored" };
     } catch (err) {
+      template = null;
       console.error(`stored template unusable, making one: ${err.message}`);
       return { ...(await makeTemplate()), source: "made", storedProblem: err.message };
     }
@@ -77,21 +83,9 @@ async function start(options) {
   await scriptsLoaded;
   configure(window.Plotly, assetBase, config.fonts);
   await window.plotfarmMathJax; // LaTeX ready before the first job
-  let { made, at, source, storedProblem } = await templateMade;
+  const { made, at, source, storedProblem } = await templateMade;
   template = made.template; // in shared memory: workers receive it by reference
   const shared = performance.now();
-  if (source === "stored") {
-    // The first restore proves a stored template; one that does not restore is replaced, here and on disk.
-    try {
-      await bootOne({ rethrow: true });
-    } catch (err) {
-      console.error(`stored template does not restore, making one: ${err.message}`);
-      ({ made, at } = await makeTemplate());
-      template = made.template;
-      source = "made";
-      storedProblem = err.message;
-    }
-  }
   // Since the page started loading: what a cold start waits for.
   stats.templateMs = at;
   stats.templateSource = source;
@@ -125,7 +119,7 @@ function refill() {
 async function bootOne({ rethrow = false } = {}) {
   const interpreter = new Interpreter({ assetBase });
   const started = performance.now();
-  if (rethrow) booting += 1; // refill() counts its own
+  if (rethrow) booting += 1; // refill() counts its own (rethrow: a stored template's first restore)
   try {
     const phases = await interpreter.boot({ template });
     stats.boots += 1;
@@ -141,7 +135,7 @@ async function bootOne({ rethrow = false } = {}) {
     await new Promise((resolve) => setTimeout(resolve, 1000));
   } finally {
     booting -= 1;
-    if (!rethrow) refill(); // start() refills once the template is proven
+    if (!rethrow) refill(); // start() refills once the stored template is proven
   }
 }
 

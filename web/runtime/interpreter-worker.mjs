@@ -90,8 +90,9 @@ async function onBoot(event) {
   try {
     if (event.data.stored) {
       const started = performance.now();
-      const template = await loadStoredTemplate(assetBase, event.data.stored);
-      send({ type: "ready", timings: { scripts_ms: scriptsLoadedAt, stored_load_ms: performance.now() - started }, template });
+      const marks = {};
+      const template = await loadStoredTemplate(assetBase, event.data.stored, marks);
+      send({ type: "ready", timings: { scripts_ms: scriptsLoadedAt, ...marks, stored_load_ms: performance.now() - started }, template });
       return;
     }
     const readStarted = performance.now();

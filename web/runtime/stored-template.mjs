@@ -49,26 +49,35 @@ export function storableTemplate(template) {
  * makeTemplate would have made it with `shared`: big buffers in shared
  * memory, modules compiled. Throws, saying why, when it cannot be used.
  */
-export async function loadStoredTemplate(assetBase, stored) {
+export async function loadStoredTemplate(assetBase, stored, marks = {}) {
   const url = (path) => new URL(path, assetBase);
-  const wasmModule = WebAssembly.compileStreaming(fetch(url("pyodide/pyodide.asm.wasm")));
-  const manifest = await fetchOk(url("manifest.json")).then((r) => r.json());
+  const started = performance.now();
+  const timed = (mark) => (value) => ((marks[mark] = performance.now() - started), value);
+  // Everything at once: the downloads and the compiles overlap.
+  const wasmModule = WebAssembly.compileStreaming(fetch(url("pyodide/pyodide.asm.wasm"))).then(timed("stored_wasm_ms"));
+  const bodyResponse = fetchOk(url(stored.data));
+  const manifest = fetchOk(url("manifest.json")).then((r) => r.json());
+  const compiled = manifest.then((m) => compileLayerLibraries(url, m)).then(timed("stored_libraries_ms"));
+  const stdlib = manifest
+    .then((m) => fetchOk(url(m.precompiled.stdlib)))
+    .then(async (r) => toShared(new Uint8Array(await r.arrayBuffer())));
+  const lockFile = fetchOk(url("pyodide/pyodide-lock.json")).then((r) => r.text());
   const index = await fetchOk(url(stored.index)).then((r) => r.json());
   if (index.format !== STORED_FORMAT) throw new Error(`stored template has format ${index.format}, expected ${STORED_FORMAT}`);
-  const [body, stdlib, lockFile, libraries] = await Promise.all([
-    fetchShared(url(stored.data), index.size),
-    fetchOk(url(manifest.precompiled.stdlib)).then(async (r) => toShared(new Uint8Array(await r.arrayBuffer()))),
-    fetchOk(url("pyodide/pyodide-lock.json")).then((r) => r.text()),
-    compileStoredLibraries(url, manifest, index.libraries),
-  ]);
+  const body = await readShared(await bodyResponse, index.size).then(timed("stored_body_ms"));
+  const modules = await compiled;
+  const libraries = index.libraries.map(({ path, memoryBase, tableBase }) => {
+    if (!modules.has(path)) throw new Error(`stored template needs ${path}, which this build does not have`);
+    return { path, module: modules.get(path), memoryBase, tableBase };
+  });
   const part = (key) => body.subarray(index.parts[key].offset, index.parts[key].offset + index.parts[key].length);
   return {
     snapshot: part("snapshot"),
     files: { ...index.files, data: part("files") },
     openFiles: index.openFiles,
     wasmModule: await wasmModule,
-    stdlib,
-    lockFile,
+    stdlib: await stdlib,
+    lockFile: await lockFile,
     libraries,
     linkState: index.linkState,
     installed: index.installed,
@@ -76,29 +85,25 @@ export async function loadStoredTemplate(assetBase, stored) {
   };
 }
 
-/** The shared libraries, compiled from the precompiled layers' bytes, placed where the template had them. */
-async function compileStoredLibraries(url, manifest, stored) {
-  const wanted = new Set(stored.map((library) => library.path));
-  const found = new Map();
-  for (const layer of Object.values(manifest.precompiled)) {
-    if (typeof layer === "string") continue; // the stdlib zip
-    const tree = await fetchOk(url(layer.index)).then((r) => r.json());
-    const hits = [];
-    let offset = 0;
-    tree.paths.forEach((path, i) => {
-      if (wanted.has(path)) hits.push({ path, offset, size: tree.sizes[i] });
-      offset += tree.sizes[i];
-    });
-    if (!hits.length) continue;
-    const data = new Uint8Array(await fetchOk(url(layer.data)).then((r) => r.arrayBuffer()));
-    for (const { path, offset: at, size } of hits) found.set(path, WebAssembly.compile(data.subarray(at, at + size)));
-  }
-  return Promise.all(
-    stored.map(async ({ path, memoryBase, tableBase }) => {
-      if (!found.has(path)) throw new Error(`stored template needs ${path}, which this build does not have`);
-      return { path, module: await found.get(path), memoryBase, tableBase };
+/** Every precompiled layer's shared libraries (those a template loads), compiled: path -> module. */
+async function compileLayerLibraries(url, manifest) {
+  const layers = Object.values(manifest.precompiled).filter((layer) => typeof layer !== "string"); // not the stdlib zip
+  const compiled = await Promise.all(
+    layers.map(async (layer) => {
+      const tree = await fetchOk(url(layer.index)).then((r) => r.json());
+      if (!tree.dynlibs.length) return [];
+      const data = new Uint8Array(await fetchOk(url(layer.data)).then((r) => r.arrayBuffer()));
+      const wanted = new Set(tree.dynlibs);
+      const modules = [];
+      let offset = 0;
+      tree.paths.forEach((path, i) => {
+        if (wanted.has(path)) modules.push([path, WebAssembly.compile(data.subarray(offset, offset + tree.sizes[i]))]);
+        offset += tree.sizes[i];
+      });
+      return Promise.all(modules.map(async ([path, module]) => [path, await module]));
     }),
   );
+  return new Map(compiled.flat());
 }
 
 async function fetchOk(url) {
@@ -108,19 +113,18 @@ async function fetchOk(url) {
 }
 
 /** A download straight into shared memory, checked against the size the index gives. */
-async function fetchShared(url, size) {
-  const response = await fetchOk(url);
+async function readShared(response, size) {
   const shared = new Uint8Array(new SharedArrayBuffer(size));
   let offset = 0;
   const reader = response.body.getReader();
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
-    if (offset + value.length > size) throw new Error(`${url} is larger than its index says (${size} bytes)`);
+    if (offset + value.length > size) throw new Error(`${response.url} is larger than its index says (${size} bytes)`);
     shared.set(value, offset);
     offset += value.length;
   }
-  if (offset !== size) throw new Error(`${url} has ${offset} bytes, its index says ${size}`);
+  if (offset !== size) throw new Error(`${response.url} has ${offset} bytes, its index says ${size}`);
   return shared;
 }
 
