@@ -3,7 +3,9 @@
 Starts its own gateway and renderer(s) in a namespace of their own on the
 broker (or measures an existing gateway with ``--gateway``), then:
 
-1. renderer cold start: process start -> ready to take jobs;
+1. renderer cold start: process start -> ready to take jobs, with the
+   interpreter template made (not stored), made and stored (a build's first
+   start), and restored from the stored one (every start after);
 2. for each workload (``--workloads``: ``seed``, the README's graph_objects
    scatter, and ``px``, a plotly.express figure of a pandas DataFrame):
    - warm latency: N sequential jobs ``--pause`` seconds apart (a fresh
@@ -156,6 +158,8 @@ def bench_isolation(isolation: str, amqp_url: str, args) -> dict[str, float]:
     stack = new_stack(
         amqp_url,
         Path(tempfile.mkdtemp(prefix="plotfarm-bench-")),
+        # An empty template store of its own: the first start below makes and stores the template.
+        PLOTFARM_TEMPLATE_STORE_DIR=tempfile.mkdtemp(prefix="plotfarm-bench-templates-"),
         PLOTFARM_RENDERER_CONCURRENCY=args.concurrency,
         PLOTFARM_ISOLATION=isolation,
         PLOTFARM_PARALLEL_BOOTS=args.parallel_boots,
@@ -164,7 +168,18 @@ def bench_isolation(isolation: str, amqp_url: str, args) -> dict[str, float]:
     try:
         gateway = stack.start_gateway()
         stack.wait_ready(gateway)
-        cold = []
+        first_starts = {}
+        for label, extra in (
+            ("template made, not stored", {"PLOTFARM_STORED_TEMPLATE": "false"}),
+            ("template made and stored", {}),  # a build's first start
+        ):
+            started = time.perf_counter()
+            renderer = stack.start_renderer(f"bench-cold-{len(first_starts)}", **extra)
+            stack.wait_ready(renderer)
+            first_starts[label] = (time.perf_counter() - started) * 1000
+            renderer.stop()
+            del stack.processes[renderer.name]
+        cold = []  # these restore the stored template
         for n in range(args.renderers):
             started = time.perf_counter()
             renderer = stack.start_renderer(f"bench-renderer-{n + 1}")
@@ -175,7 +190,9 @@ def bench_isolation(isolation: str, amqp_url: str, args) -> dict[str, float]:
             f"parallel_boots={args.parallel_boots} spares={args.spares or args.concurrency} pause={args.pause}s "
             f"logs={stack.log_dir}"
         )
-        print(summary("renderer cold start (to ready)", cold))
+        for label, ms in first_starts.items():
+            print(f"{'renderer cold start, ' + label:<34} {ms:8.1f} ms")
+        print(summary("renderer cold start, template stored", cold))
         headline = asyncio.run(measure(gateway.url, args))
         print_pool_stats(stack)
         return headline

@@ -78,14 +78,14 @@ class StoredTemplate:
 
     def _find(self) -> str | None:
         folder = self.root / self.key
+        if not (folder / INDEX).is_file():  # a stored template appears whole (one rename), index included
+            return None
         try:
             index = json.loads((folder / INDEX).read_text())
             size, expected = index["stored"]["size"], index["stored"]["sha256"]
             body = folder / BODY
             if body.stat().st_size != size or _sha256(body) != expected:
                 raise ValueError(f"{body} does not match its index")
-        except FileNotFoundError:
-            return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning("stored template is damaged; a new one will be made", problem=str(exc)[:300])
             self.forget()
