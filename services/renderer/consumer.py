@@ -301,6 +301,10 @@ class JobConsumer:
         deaths = (message.headers or {}).get("x-death") or [{}]
         reason = deaths[0].get("reason", "unknown")
         with structlog.contextvars.bound_contextvars(job_id=job.job_id):
+            if await self._ran_here_after_all(job.job_id):
+                log.info("job dead-lettered while it ran here, and its result is published; acking the dead letter")
+                await self._settle(message, ack=True)
+                return
             error = JobError(
                 type="RendererCrashed",
                 message=(
@@ -313,6 +317,20 @@ class JobConsumer:
             )
             log.error("job dead-lettered", reason=reason)
             await self._publish_and_ack(result, message, ran=False)
+
+    async def _ran_here_after_all(self, job_id: str) -> bool:
+        """Whether this renderer, running the job when RabbitMQ gave up on it, published its result.
+
+        RabbitMQ 3.10's quorum queues count every return towards the delivery
+        limit, a channel closed by a broker restart included, so a job can reach
+        the limit while it runs here, unharmed. Its own result, not a crash
+        report, is then the answer; if the run ends without one (it crashed, it
+        was handed back), the dead letter is answered as a crash after all.
+        """
+        if earlier := self.running.get(job_id):
+            log.info("job dead-lettered while it runs here; waiting for that run")
+            await asyncio.shield(earlier)
+        return job_id in self.published
 
     async def drain(self, grace_s: float) -> None:
         """Stop taking jobs, give in-flight ones ``grace_s`` to finish, hand back the rest.

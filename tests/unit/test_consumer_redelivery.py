@@ -1,4 +1,5 @@
-"""A job delivered again after a broker restart is not run twice by the renderer that ran it.
+"""A job delivered again after a broker restart is not run twice by the renderer that ran it,
+and one RabbitMQ dead-letters while it runs here is answered by that run.
 
 After a restart the ack of a job that was running is lost with the old channel,
 so RabbitMQ delivers it again. The fault test (tests/faults) proves jobs finish
@@ -10,17 +11,19 @@ fake messages.
 import asyncio
 
 from services.renderer.consumer import JobConsumer
-from services.renderer.page import failed
+from services.renderer.page import InterpreterCrashed, failed
 from shared.messages import RenderJob, RenderResult, utcnow
 from shared.settings import Settings
 
 
 class Message:
-    """An incoming job message; ``ack_fails`` as on a channel that closed."""
+    """An incoming job message; ``ack_fails`` as on a channel that closed; ``dead`` as from the dead-letter queue."""
 
-    def __init__(self, job: RenderJob, attempt: int, *, ack_fails=False):
+    def __init__(self, job: RenderJob, attempt: int, *, ack_fails=False, dead=False):
         self.body = job.model_dump_json().encode()
         self.headers = {"x-delivery-count": attempt - 1}
+        if dead:
+            self.headers["x-death"] = [{"reason": "delivery_limit"}]
         self.message_id = job.job_id
         self.ack_fails = ack_fails
         self.settled = []
@@ -87,3 +90,43 @@ async def test_a_redelivery_while_the_job_still_runs_here_waits_for_that_run():
     assert page.renders == 1
     assert again.settled == ["ack"]
     assert len(jobs.broker.results) == 1 and jobs.in_flight == 0
+
+
+class CrashingPage(Page):
+    async def render(self, job):
+        self.renders += 1
+        await asyncio.sleep(self.hold_s)
+        raise InterpreterCrashed("the page crashed")
+
+
+async def test_a_dead_letter_of_a_job_running_here_waits_and_the_run_answers():
+    """RabbitMQ 3.10 counts channel closes as deliveries: a job can be dead-lettered while it runs, unharmed."""
+    page = Page(hold_s=0.2)
+    jobs = consumer(page)
+    running = asyncio.create_task(jobs.on_job(Message(job(), 3, ack_fails=True)))
+    await asyncio.sleep(0.05)
+    dead = Message(job(), 3, dead=True)
+    await asyncio.wait_for(jobs.on_dead_letter(dead), timeout=2)
+    await running
+    assert dead.settled == ["ack"]
+    assert [r.status for r in jobs.broker.results] == ["failed"]  # the job's own answer (its ValueError)
+    assert jobs.broker.results[0].error.type == "ValueError"
+
+
+async def test_a_dead_letter_of_a_run_here_that_crashes_is_answered_as_a_crash():
+    page = CrashingPage(hold_s=0.1)
+    jobs = consumer(page)
+    running = asyncio.create_task(jobs.on_job(Message(job(), 3)))
+    await asyncio.sleep(0.02)
+    dead = Message(job(), 3, dead=True)
+    await asyncio.wait_for(jobs.on_dead_letter(dead), timeout=2)
+    await running
+    assert [r.error.type for r in jobs.broker.results] == ["RendererCrashed"]
+    assert dead.settled == ["ack"]
+
+
+async def test_a_dead_letter_of_a_job_not_running_here_is_answered_at_once():
+    jobs = consumer(Page())
+    dead = Message(job(), 3, dead=True)
+    await jobs.on_dead_letter(dead)
+    assert [r.error.type for r in jobs.broker.results] == ["RendererCrashed"]
