@@ -37,7 +37,7 @@ import { loadPyodide } from "../pyodide/pyodide.mjs";
 import { failedRun } from "./contract.mjs";
 import { compileLibraries, linkState, loadLibraries, replayLibraries, restoreLinkState } from "./dynlibs.mjs";
 import { exportTree, importTree } from "./fstree.mjs";
-import { loadStoredTemplate } from "./stored-template.mjs";
+import { inSharedMemory, loadStoredTemplate } from "./stored-template.mjs";
 import { loadTemplate, saveTemplate } from "./template-cache.mjs";
 import { mountTemplateTree } from "./templatefs.mjs";
 
@@ -325,12 +325,6 @@ function markInstalled(pyodide, names) {
 
 function sitePackages(pyodide) {
   return pyodide.runPython("import sysconfig; sysconfig.get_paths()['purelib']").replace(/^\/+/, "/");
-}
-
-function inSharedMemory(view) {
-  const shared = new Uint8Array(new SharedArrayBuffer(view.length));
-  shared.set(view);
-  return shared;
 }
 
 function privateCopy(view) {

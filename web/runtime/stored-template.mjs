@@ -60,7 +60,7 @@ export async function loadStoredTemplate(assetBase, stored, marks = {}) {
   const compiled = manifest.then((m) => compileLayerLibraries(url, m)).then(timed("stored_libraries_ms"));
   const stdlib = manifest
     .then((m) => fetchOk(url(m.precompiled.stdlib)))
-    .then(async (r) => toShared(new Uint8Array(await r.arrayBuffer())));
+    .then(async (r) => inSharedMemory(new Uint8Array(await r.arrayBuffer())));
   const lockFile = fetchOk(url("pyodide/pyodide-lock.json")).then((r) => r.text());
   const index = await fetchOk(url(stored.index)).then((r) => r.json());
   if (index.format !== STORED_FORMAT) throw new Error(`stored template has format ${index.format}, expected ${STORED_FORMAT}`);
@@ -128,7 +128,8 @@ async function readShared(response, size) {
   return shared;
 }
 
-function toShared(view) {
+/** A copy of `view` in shared memory (the template's buffers are handed to workers by reference). */
+export function inSharedMemory(view) {
   const shared = new Uint8Array(new SharedArrayBuffer(view.length));
   shared.set(view);
   return shared;
