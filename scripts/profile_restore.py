@@ -54,8 +54,8 @@ async def profile(args) -> dict:
     browser = HeadlessBrowser(settings)
     new_page = browser.new_page
 
-    async def new_page_with_console():
-        opened = await new_page()
+    async def new_page_with_console(stored_template: str | None = None):
+        opened = await new_page(stored_template)
         opened.on("console", lambda msg: msg.type == "error" and print(f"page console: {msg.text[:2000]}"))
         return opened
 
