@@ -51,10 +51,11 @@ let serverUrls = [];
 const history = { inits: [], runs: [], server: [] };
 
 // plotly.js is 3.5 MB to parse and run on this page's thread. index.html
-// preloads it (fetched at once); runPlotly runs it: at once on a first visit,
-// where booting Python takes seconds anyway, and once Python is ready on a
-// repeat visit, where the restored interpreter's "ready" would otherwise wait
-// behind the parsing. The first run that draws awaits plotlyReady.
+// preloads it (fetched at once); runPlotly runs it: on a first visit as soon
+// as the booting interpreter's worker runs (its start needs this thread, and
+// waited behind the parsing for 1.5 s), and once Python is ready on a repeat
+// visit, where the restored interpreter's "ready" would otherwise wait behind
+// the parsing. The first run that draws awaits plotlyReady.
 let runPlotly;
 const plotlyReady = new Promise((resolve, reject) => {
   let started = false;
@@ -68,7 +69,6 @@ const plotlyReady = new Promise((resolve, reject) => {
     document.head.append(script);
   };
 });
-templateSaved.then((saved) => saved || runPlotly());
 let plotlyAt = null;
 plotlyReady.then(() => (plotlyAt = performance.now()), () => {});
 plotlyReady.then((Plotly) => configure(Plotly, new URL("../", import.meta.url)), () => {}); // errors: boot() reports them
@@ -161,15 +161,14 @@ async function startInterpreter() {
       return { ...timings, restored: true };
     } catch (error) {
       // Gone, or one this browser cannot restore: forget it, boot, and make a new one.
-      templateState = "none";
-      runPlotly(); // booting takes seconds: no reason to hold plotly.js back
+      templateState = "none"; // the boot below runs plotly.js once its worker runs
       if (!error.noSavedTemplate) {
         forgetTemplate(assetBase).catch(() => {});
         console.warn(`the saved interpreter did not restore, booting instead: ${error.message}`);
       }
     }
   }
-  return { ...(await interpreter.boot()), restored: false };
+  return { ...(await interpreter.boot({ onStarted: runPlotly })), restored: false };
 }
 
 // After the first boot, once the page has settled: the template is made in a

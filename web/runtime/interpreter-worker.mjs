@@ -7,7 +7,7 @@
 // code ran.
 //
 //   host -> worker (global, once)  {type: "boot", port, assetBase, interruptBuffer, template?, restoreSaved?, makeTemplate?: {preload, shared, save}, stored?: {index, data}}
-//   worker -> host (port)          {type: "ready", timings, template?} | {type: "boot-failed", message, noSavedTemplate?}
+//   worker -> host (port)          {type: "started"}, then {type: "ready", timings, template?} | {type: "boot-failed", message, noSavedTemplate?}
 //   host -> worker (port)          {type: "run", runId, code, limits}
 //   worker -> host (port)          {type: "result", runId, output, timings: {load_ms, run_ms}, packages, heapBytes}
 //
@@ -87,6 +87,7 @@ self.addEventListener("message", onBoot, { once: true });
 async function onBoot(event) {
   const { port, assetBase, interruptBuffer, restoreSaved, makeTemplate } = event.data;
   const send = MessagePort.prototype.postMessage.bind(port);
+  send({ type: "started" }); // the host's thread may get busy now (interpreter.mjs, onStarted)
   try {
     if (event.data.stored) {
       const started = performance.now();

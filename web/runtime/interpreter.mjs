@@ -38,8 +38,11 @@ export class Interpreter {
    * `noSavedTemplate` is true.
    * `stored` ({index, data} URLs) reads the template the renderer kept on
    * disk (stored-template.mjs) and resolves with it, as `makeTemplate` would.
+   * `onStarted` is called once the worker runs (its scripts are in): until
+   * then its start needs this thread, so a page with long work of its own
+   * (parsing plotly.js) does it from there on.
    */
-  boot({ template = null, restoreSaved = false, makeTemplate = null, stored = null } = {}) {
+  boot({ template = null, restoreSaved = false, makeTemplate = null, stored = null, onStarted = null } = {}) {
     this.terminate();
     // Interrupting a busy interpreter needs shared memory, which browsers only
     // grant to cross-origin-isolated pages (COOP + COEP headers).
@@ -49,7 +52,9 @@ export class Interpreter {
     this.worker = new Worker(new URL("./interpreter-worker.mjs", import.meta.url), { type: "module", name: "pyodide" });
     const booted = new Promise((resolve, reject) => {
       this.port.onmessage = ({ data }) => {
-        if (data.type === "ready") {
+        if (data.type === "started") {
+          if (onStarted) onStarted();
+        } else if (data.type === "ready") {
           this.port.onmessage = (msg) => this.onMessage(msg.data);
           resolve({ ...data.timings, interruptible: this.interruptBuffer !== null, template: data.template });
         } else if (data.type === "boot-failed") {
