@@ -49,15 +49,17 @@ const scriptsLoaded = new Promise((resolve) => document.addEventListener("DOMCon
 /** The stored template if there is one that loads, else a new one; says which, and why not the stored one. */
 async function firstTemplate() {
   if (stored) {
+    const first = new Interpreter({ assetBase });
+    const begun = performance.now();
     try {
-      const loaded = await makeTemplate({ stored });
-      // The first restore proves a stored template, and is the pool's first
-      // interpreter: restored now, while plotly.js and MathJax still load.
-      template = loaded.made.template;
-      await bootOne({ rethrow: true });
-      return { ...loaded, source: "stored" };
+      // Read and restored in one worker, which proves the stored template and
+      // is the pool's first interpreter, while plotly.js and MathJax still load.
+      const booted = await first.boot({ stored });
+      stats.boots += 1;
+      fresh.push(first);
+      return { made: { ...booted, template_begun_ms: begun }, at: performance.now(), source: "stored" };
     } catch (err) {
-      template = null;
+      first.terminate();
       console.error(`stored template unusable, making one: ${err.message}`);
       return { ...(await makeTemplate()), source: "made", storedProblem: err.message };
     }
@@ -65,11 +67,11 @@ async function firstTemplate() {
   return { ...(await makeTemplate()), source: "made" };
 }
 
-async function makeTemplate({ stored = null } = {}) {
+async function makeTemplate() {
   const maker = new Interpreter({ assetBase });
   const begun = performance.now();
   try {
-    const made = await maker.boot(stored ? { stored } : { makeTemplate: { preload: true, shared: true } });
+    const made = await maker.boot({ makeTemplate: { preload: true, shared: true } });
     return { made: { ...made, template_begun_ms: begun }, at: performance.now() };
   } finally {
     maker.terminate();
@@ -116,10 +118,9 @@ function refill() {
   }
 }
 
-async function bootOne({ rethrow = false } = {}) {
+async function bootOne() {
   const interpreter = new Interpreter({ assetBase });
   const started = performance.now();
-  if (rethrow) booting += 1; // refill() counts its own (rethrow: a stored template's first restore)
   try {
     const phases = await interpreter.boot({ template });
     stats.boots += 1;
@@ -131,11 +132,10 @@ async function bootOne({ rethrow = false } = {}) {
     stats.bootFailures += 1;
     console.error(`interpreter boot failed: ${err.message}`);
     interpreter.terminate();
-    if (rethrow) throw err;
     await new Promise((resolve) => setTimeout(resolve, 1000));
   } finally {
     booting -= 1;
-    if (!rethrow) refill(); // start() refills once the stored template is proven
+    refill();
   }
 }
 

@@ -7,7 +7,7 @@
 // code ran.
 //
 //   host -> worker (global, once)  {type: "boot", port, assetBase, interruptBuffer, template?, restoreSaved?, makeTemplate?: {preload, shared, save}, stored?: {index, data}}
-//   worker -> host (port)          {type: "started"}, then {type: "ready", timings, template?} | {type: "boot-failed", message, noSavedTemplate?}
+//   worker -> host (port)          {type: "started"}, then {type: "ready", timings, template? (makeTemplate, stored)} | {type: "boot-failed", message, noSavedTemplate?}
 //   host -> worker (port)          {type: "run", runId, code, limits}
 //   worker -> host (port)          {type: "result", runId, output, timings: {load_ms, run_ms}, packages, heapBytes}
 //
@@ -28,9 +28,10 @@
 //   second), so every job can get an interpreter no other job has touched;
 //   with `restoreSaved`, from the one the client page stored in this
 //   browser (template-cache.mjs; `makeTemplate.save` stores one), read here.
-// And one way to make no interpreter at all: with `stored`, read the template
-// the renderer kept on disk (stored-template.mjs) and hand it back as
-// makeTemplate would have; the host terminates the worker.
+// With `stored`, the template is the one the renderer kept on disk
+// (stored-template.mjs): read here, restored here (this worker is the pool's
+// first interpreter, with no second worker to start behind the page's
+// scripts), and handed back as makeTemplate would have, for the others.
 
 import "../pyodide/pyodide.asm.js"; // defines globalThis._createPyodideModule
 import { loadPyodide } from "../pyodide/pyodide.mjs";
@@ -85,27 +86,25 @@ const WARM_UP_LIMITS = { max_figures: 10, max_figure_bytes: 1e7, max_total_figur
 self.addEventListener("message", onBoot, { once: true });
 
 async function onBoot(event) {
-  const { port, assetBase, interruptBuffer, restoreSaved, makeTemplate } = event.data;
+  const { port, assetBase, interruptBuffer, restoreSaved, makeTemplate, stored } = event.data;
   const send = MessagePort.prototype.postMessage.bind(port);
   send({ type: "started" }); // the host's thread may get busy now (interpreter.mjs, onStarted)
   try {
-    if (event.data.stored) {
-      const started = performance.now();
-      const marks = {};
-      const template = await loadStoredTemplate(assetBase, event.data.stored, marks);
-      send({ type: "ready", timings: { scripts_ms: scriptsLoadedAt, ...marks, stored_load_ms: performance.now() - started }, template });
-      return;
-    }
     const readStarted = performance.now();
-    const template = restoreSaved ? await loadTemplate(assetBase) : event.data.template;
-    const readMs = restoreSaved ? { template_read_ms: performance.now() - readStarted } : {};
+    const readMarks = {};
+    let template = event.data.template;
+    if (stored) template = await loadStoredTemplate(assetBase, stored, readMarks);
+    if (restoreSaved) template = await loadTemplate(assetBase);
+    const readMs = performance.now() - readStarted;
+    if (stored) Object.assign(readMarks, { stored_load_ms: readMs });
+    if (restoreSaved) Object.assign(readMarks, { template_read_ms: readMs });
     if (restoreSaved && !template) {
       send({ type: "boot-failed", message: "this browser has no saved interpreter for this build", noSavedTemplate: true });
       return;
     }
     const booted = template ? await restoreInterpreter(assetBase, template) : await bootInterpreter(assetBase, makeTemplate);
     const { pyodide, capture } = booted;
-    const timings = { ...booted.timings, ...readMs };
+    const timings = { ...booted.timings, ...readMarks };
     if (makeTemplate) {
       // This worker only made the template; the host terminates it.
       if (makeTemplate.save) await saveTemplate(assetBase, booted.template); // the client page's, for next time
@@ -117,7 +116,8 @@ async function onBoot(event) {
     const packages = new OnDemandPackages(pyodide, assetBase, capture.imports_needed);
     sealGlobalScope(packages.gate);
     port.onmessage = (msg) => handleRun(msg.data, { run: capture.run, packages, interruptBuffer, heap, send });
-    send({ type: "ready", timings });
+    // A template read from disk goes back to the host too, for the interpreters after this one.
+    send({ type: "ready", timings, template: stored ? template : undefined });
   } catch (err) {
     send({ type: "boot-failed", message: String(err && err.stack ? err.stack : err) });
   }

@@ -36,8 +36,9 @@ export class Interpreter {
    * `restoreSaved` restores from the template the client page stored in this
    * browser (template-cache.mjs); without one it rejects with an error whose
    * `noSavedTemplate` is true.
-   * `stored` ({index, data} URLs) reads the template the renderer kept on
-   * disk (stored-template.mjs) and resolves with it, as `makeTemplate` would.
+   * `stored` ({index, data} URLs) restores from the template the renderer
+   * kept on disk (stored-template.mjs) and resolves, ready, with that
+   * template too (as `makeTemplate` would), for restoring others.
    * `onStarted` is called once the worker runs (its scripts are in): until
    * then its start needs this thread, so a page with long work of its own
    * (parsing plotly.js) does it from there on.
