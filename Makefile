@@ -14,7 +14,7 @@ WHEELS := build/wheels
 export PLOTFARM_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv assets chromium chromium-user fonts broker run test test-unit bench bench-mathjax chaos cluster-test clean distclean images
+.PHONY: help setup venv assets compressed-assets chromium chromium-user fonts broker run test test-unit bench bench-mathjax chaos cluster-test clean distclean images
 
 help:
 	@echo "make run        install what is missing, then start gateway, viewer and renderer(s) (RENDERERS=N)"
@@ -38,7 +38,13 @@ PRECOMPILED := build/precompiled
 CARRIER := build/carrier
 PACKAGES := build/pyodide-packages
 
-assets: $(WEB)/node_modules/.package-lock.json $(WHEELS)/.installed $(PACKAGES)/.installed $(PRECOMPILED)/.installed
+assets: $(WEB)/node_modules/.package-lock.json $(WHEELS)/.installed $(PACKAGES)/.installed $(PRECOMPILED)/.installed compressed-assets
+
+# The client page's assets gzipped for this build (build/gzip/BUILD/), so the gateway sends them
+# compressed from its first request. Always run: the build id follows our own files too, and a
+# build that has them all only checks (under a second). Order-only: it never rebuilds the rest.
+compressed-assets: | $(WEB)/node_modules/.package-lock.json $(WHEELS)/.installed $(PACKAGES)/.installed $(PRECOMPILED)/.installed
+	$(PY) -m services.gateway.compression
 
 $(WEB)/node_modules/.package-lock.json: $(WEB)/package.json $(WEB)/package-lock.json
 	cd $(WEB) && npm ci --no-audit --no-fund --ignore-scripts

@@ -207,6 +207,30 @@ class AssetStore:
             return self._inside(self.web_dir / head, rest)
         return None
 
+    def paths(self) -> list[str]:
+        """Every URL path :meth:`get` answers with a file present now: for work done ahead of time
+        over all of them (the gateway's gzips). Each one resolves; a test holds the two together."""
+
+        def under(prefix: str, root: Path) -> list[str]:
+            files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+            return [f"{prefix}/{file.relative_to(root).as_posix()}" for file in files]
+
+        candidates = [
+            "manifest.json",
+            *(f"pyodide/{name}" for name in (*PYODIDE_FILES, PACKAGES_LOCK, *sorted(self.package_files()))),
+            "plotly/plotly.min.js",
+            *(f"topojson/{p.name}" for p in sorted(self.topojson_dir.glob("*.json"))),
+            *under("mathjax", self.mathjax_dir),
+            *(f"wheels/{wheel}" for wheel in self.wheels()),
+            *(f"precompiled/{name}" for name in PRECOMPILED_FILES),
+            *(path for head in WEB_DIRS for path in under(head, self.web_dir / head)),
+        ]
+        return [path for path in candidates if path == "manifest.json" or self._present(path)]
+
+    def _present(self, path: str) -> bool:
+        file = self.resolve(path)
+        return file is not None and file.is_file()
+
     @staticmethod
     def _inside(root: Path, parts: list[str]) -> Path | None:
         """``root/parts...`` if that is a file under ``root`` once resolved (no way out, symlinks included)."""

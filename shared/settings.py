@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     gateway_port: int = Field(3000, description="Port the gateway listens on.")
     public_gateway_url: str = Field("http://localhost:3000", description="Base of the URLs the gateway hands out.")
     public_viewer_url: str = Field("http://localhost:8000", description="Base of the viewer links.")
+    compressed_assets_dir: Path = Field(
+        PROJECT_ROOT / "build" / "gzip",
+        description="Where the client page's assets are kept gzipped, per build (`make assets` makes them; "
+        "the gateway adds what is missing, or keeps it in memory if it cannot write here).",
+    )
     results_cache_bytes: int = Field(
         256_000_000,
         ge=1_000_000,

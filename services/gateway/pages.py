@@ -6,7 +6,9 @@
                                      the wheels. ``build`` is a hash of the pinned
                                      versions and of our own files, so these URLs
                                      are cached for a year as ``immutable`` and a
-                                     second visit loads nothing over the network
+                                     second visit loads nothing over the network;
+                                     gzipped where it pays, from the first request
+                                     on (compression.py)
 
 The page runs the user's code in Pyodide in a Web Worker in the user's own
 browser, with the same runtime (web/runtime/) the renderers use. Everything
@@ -19,7 +21,6 @@ response, so the worker is held to the same rules as the page.
 """
 
 import asyncio
-import gzip
 import hashlib
 import json
 from pathlib import Path
@@ -27,6 +28,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from services.gateway.compression import CompressedAssets, compressible, gzipped
 from shared.assets import AssetStore
 from shared.page_contract import OutputLimits
 from shared.settings import PROJECT_ROOT, Settings
@@ -75,8 +77,6 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 OTHER_PAGES = ("renderer", "viewer")
 # Our own files, hashed into the build id (the pinned ones are covered by AssetStore.version).
 OWN_DIRS = ("runtime", "client")
-# Sent gzipped when the browser accepts it and it pays (zips and wheels are compressed already).
-COMPRESSIBLE = ("text/", "application/javascript", "application/json", "application/wasm", "application/octet-stream")
 
 EXAMPLES_DIR = PROJECT_ROOT / "examples"
 # The README's scatter and bar, then the rest; (file, label).
@@ -118,7 +118,8 @@ class ClientPages:
         self.assets = assets
         self._build: str | None = None
         self._page: bytes | None = None
-        self._gzipped: dict[str, bytes | None] = {}  # None: gzip would not pay
+        self.compressed = CompressedAssets(settings.compressed_assets_dir)
+        self._gzipped: dict[str, bytes] = {}  # NOT_WORTH_IT: send it plain
         self._compressing: dict[str, asyncio.Task] = {}
 
     @property
@@ -177,33 +178,42 @@ class ClientPages:
             return web.Response(status=404, text="not found", headers={**COMMON_HEADERS, "Cache-Control": "no-store"})
         headers = {**COMMON_HEADERS, "Cache-Control": IMMUTABLE, "Content-Type": asset.content_type}
         body = asset.body
-        if asset.content_type.startswith(COMPRESSIBLE) and len(body) > 1024:
+        if compressible(asset):
             headers["Vary"] = "Accept-Encoding"
             if "gzip" in request.headers.get("Accept-Encoding", ""):
-                compressed = self._gzip(path, body)
-                if compressed is not None:
+                compressed = await self._gzip(path, body)
+                if compressed:
                     body = compressed
                     headers["Content-Encoding"] = "gzip"
         return web.Response(body=body, headers=headers)
 
-    def _gzip(self, path: str, body: bytes) -> bytes | None:
-        """The gzipped bytes once they exist; the first request starts compressing and gets them plain."""
-        if path in self._gzipped:
-            return self._gzipped[path]
-        if path not in self._compressing:
-            task = asyncio.create_task(asyncio.to_thread(gzip.compress, body, 6))
-            self._compressing[path] = task
-            task.add_done_callback(lambda done: self._compressed(path, done))
-        return None
+    async def _gzip(self, path: str, body: bytes) -> bytes | None:
+        """The gzip made for this build (compression.py); None while it is being made (this answer goes plain)."""
+        if path not in self._gzipped and path not in self._compressing:
+            stored = await asyncio.to_thread(self.compressed.load, self.build, path)
+            if stored is not None:
+                self._gzipped[path] = stored
+            elif path not in self._compressing:  # another request may have started it meanwhile
+                task = asyncio.create_task(asyncio.to_thread(self._make_gzip, path, body))
+                self._compressing[path] = task
+                task.add_done_callback(lambda done: self._compressed(path, done))
+        return self._gzipped.get(path)
+
+    def _make_gzip(self, path: str, body: bytes) -> bytes:
+        compressed = gzipped(body)
+        self.compressed.save(self.build, path, compressed)
+        return compressed
 
     def _compressed(self, path: str, task: asyncio.Task) -> None:
         self._compressing.pop(path, None)
         if not task.cancelled() and task.exception() is None:
-            compressed = task.result()
-            plain = self.assets.get(path)
-            self._gzipped[path] = compressed if plain and len(compressed) < 0.9 * len(plain.body) else None
+            self._gzipped[path] = task.result()
         else:
-            log.warning("asset compression failed", path=path)
+            log.warning(
+                "asset compression failed",
+                path=path,
+                error=repr(task.exception()) if not task.cancelled() else "cancelled",
+            )
 
 
 def add_page_routes(app: web.Application, settings: Settings, assets: AssetStore) -> None:

@@ -1,4 +1,4 @@
-"""AssetStore.resolve: only the files we serve, whatever the path says."""
+"""AssetStore.resolve: only the files we serve, whatever the path says; AssetStore.paths: all of them."""
 
 import pytest
 
@@ -45,3 +45,21 @@ def test_our_files_resolve(store):
 def test_nothing_else_does(store, path):
     assert store.resolve(path) is None
     assert store.get(path) is None
+
+
+def test_paths_lists_what_resolves_and_nothing_else(store):
+    paths = store.paths()
+    assert "runtime/svg.mjs" in paths and "pyodide/pyodide.mjs" in paths and "manifest.json" in paths
+    assert all(store.resolve(path) is not None for path in paths if path != "manifest.json")
+    assert not [p for p in paths if "secret" in p or "escape" in p]  # the symlink out is not followed
+
+
+def test_paths_of_the_real_build_all_resolve():
+    assets = AssetStore(Settings(_env_file=None))
+    if not assets.plotly_js.is_file():
+        pytest.skip("no assets here: `make assets` first")
+    paths = assets.paths()
+    assert {"precompiled/base.bin", "pyodide/pyodide.asm.wasm", "plotly/plotly.min.js", "client/client.mjs"} <= set(
+        paths
+    )
+    assert all(assets.resolve(path) is not None for path in paths if path != "manifest.json")
