@@ -55,13 +55,21 @@ class CompressedAssets:
         self._cannot_write = False
 
     def _file(self, build: str, path: str, suffix: str) -> Path:
-        return self.directory / build / f"{path}{suffix}"
+        """Where ``path`` (a URL path the AssetStore served) is kept: always inside the directory."""
+        parts = [part for part in f"{build}/{path}{suffix}".split("/") if part]
+        if any(part in (".", "..") or "\\" in part for part in parts):
+            raise ValueError(f"not an asset path: {path!r}")
+        return self.directory.joinpath(*parts)
 
     def load(self, build: str, path: str) -> bytes | None:
-        """The stored gzip (NOT_WORTH_IT: send it plain); None when none was made for this build."""
+        """The stored gzip (NOT_WORTH_IT: send it plain); None when none was made for this build
+        (or it cannot be read: then it is made again, in memory if need be)."""
         with contextlib.suppress(OSError):
             return self._file(build, path, ".gz").read_bytes()
-        return NOT_WORTH_IT if self._file(build, path, ".plain").is_file() else None
+        with contextlib.suppress(OSError):
+            if self._file(build, path, ".plain").is_file():
+                return NOT_WORTH_IT
+        return None
 
     def save(self, build: str, path: str, compressed: bytes) -> None:
         """Keep ``compressed`` (from :func:`gzipped`) for this build; other builds' gzips are deleted."""

@@ -51,6 +51,16 @@ def test_stored_per_build_and_other_builds_forgotten(tmp_path):
     assert store.load("b1", "runtime/big.mjs") is None and (tmp_path / "gz" / "b2").is_dir()
 
 
+@pytest.mark.parametrize("path", ["/runtime/big.mjs", "//runtime/big.mjs", "runtime//big.mjs"])
+def test_kept_inside_its_directory_whatever_the_path_looks_like(tmp_path, path):
+    store = CompressedAssets(tmp_path / "gz")
+    store.save("b1", path, gzipped(TEXT))
+    assert (tmp_path / "gz" / "b1" / "runtime" / "big.mjs.gz").is_file()
+    assert gzip.decompress(store.load("b1", "runtime/big.mjs")) == TEXT
+    with pytest.raises(ValueError):
+        store.load("b1", "runtime/../../escape")
+
+
 def test_a_directory_it_cannot_write_costs_nothing_but_the_disk(tmp_path):
     (tmp_path / "gz").write_text("a file where the directory should be")
     store = CompressedAssets(tmp_path / "gz")
