@@ -1,10 +1,10 @@
 """gzip for the client page's assets, made once per build and kept on disk.
 
-A first visit to /client-plot fetches ~75 MB (the interpreter, plotly's
-precompiled site-packages, plotly.js), ~15 MB gzipped. Compressing it costs
-a core about two seconds, so the gateway used to answer an asset's first
+A first visit to /client-plot fetches ~68 MB (the interpreter, plotly's
+precompiled site-packages, plotly.js), 20 MB gzipped. Compressing it costs
+a core a few seconds, so the gateway used to answer an asset's first
 request plain and compress it meanwhile: the first visitor after every start
-got the 75 MB, with the gateway's compressing competing for the CPU. Now each
+got the 68 MB, with the gateway's compressing competing for the CPU. Now each
 gzip is written to ``compressed_assets_dir/BUILD/`` (BUILD: the client page's
 build id, which changes with any asset), ``make assets`` makes them all
 (``python -m services.gateway.compression``), and a gateway answers with

@@ -1,5 +1,6 @@
 """The client page's assets gzipped once per build, kept on disk, served from the first request."""
 
+import asyncio
 import gzip
 import os
 
@@ -22,6 +23,7 @@ def layout(tmp_path):
     for head in ("runtime", "client", "renderer"):
         (web_dir / head).mkdir(parents=True)
     (web_dir / "runtime" / "big.mjs").write_bytes(TEXT)
+    (web_dir / "runtime" / "later.mjs").write_bytes(TEXT + b"# later\n")
     (web_dir / "runtime" / "noise.bin").write_bytes(os.urandom(50_000))
     (web_dir / "renderer" / "index.html").write_bytes(TEXT)
     (web_dir / "client" / "index.html").write_text("<html>{{assets}}</html>")
@@ -72,9 +74,9 @@ def test_compress_all_makes_what_is_missing_once(layout):
     settings, assets = layout
     store = CompressedAssets(settings.compressed_assets_dir)
     made, present = compress_all(assets, store, "b1", skip=("renderer",))
-    assert (made, present) == (2, 0)  # big.mjs, noise.bin (plain); not renderer/, nor the small manifest
+    assert (made, present) == (3, 0)  # big, later, noise (plain); not renderer/, nor the small manifest
     assert store.load("b1", "renderer/index.html") is None
-    assert compress_all(assets, store, "b1", skip=("renderer",)) == (0, 2)
+    assert compress_all(assets, store, "b1", skip=("renderer",)) == (0, 3)
 
 
 async def test_the_gateway_sends_the_stored_gzip_from_the_first_request(layout):
@@ -93,7 +95,19 @@ async def test_the_gateway_sends_the_stored_gzip_from_the_first_request(layout):
         plain = await client.get(f"{base}runtime/big.mjs", headers={"Accept-Encoding": "identity"})
         assert "Content-Encoding" not in plain.headers and await plain.read() == TEXT
         # Not made yet: the first answer goes plain while the gateway makes it, and keeps it on disk.
-        noise = await client.get(f"{base}runtime/noise.bin", headers={"Accept-Encoding": "gzip"})
-        assert "Content-Encoding" not in noise.headers
+        later = await client.get(f"{base}runtime/later.mjs", headers={"Accept-Encoding": "gzip"})
+        assert "Content-Encoding" not in later.headers and await later.read() == TEXT + b"# later\n"
+        for _ in range(100):
+            if CompressedAssets(settings.compressed_assets_dir).load(build, "runtime/later.mjs"):
+                break
+            await asyncio.sleep(0.05)
+        assert gzip.decompress(CompressedAssets(settings.compressed_assets_dir).load(build, "runtime/later.mjs"))
+        again = await client.get(f"{base}runtime/later.mjs", headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
+        assert again.headers["Content-Encoding"] == "gzip"
+        # One where gzip does not pay goes plain, now and later.
+        for _ in range(2):
+            noise = await client.get(f"{base}runtime/noise.bin", headers={"Accept-Encoding": "gzip"})
+            assert "Content-Encoding" not in noise.headers
+            await asyncio.sleep(0.2)
     finally:
         await client.close()
