@@ -76,12 +76,11 @@ def _file_inside(path: Path, root: Path) -> bool:
 
 def serve_forever(port: int) -> None:
     """Serve on 127.0.0.1:``port`` until killed."""
-    from services.renderer.stored_template import templates_dir  # noqa: PLC0415
     from shared.settings import get_settings  # noqa: PLC0415  (read in the child process)
 
     settings = get_settings()
     web.run_app(
-        make_app(AssetStore(settings), templates_dir(settings)),
+        make_app(AssetStore(settings), settings.template_store_dir),
         host="127.0.0.1",
         port=port,
         print=None,

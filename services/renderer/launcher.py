@@ -223,7 +223,6 @@ def run_asset_server(port: int, drop_to: tuple[int, int] | None, parent: int, re
     from aiohttp import web  # noqa: PLC0415
 
     from services.renderer.asset_server import make_app  # noqa: PLC0415
-    from services.renderer.stored_template import templates_dir  # noqa: PLC0415
     from shared.assets import AssetStore, MissingAssets  # noqa: PLC0415
     from shared.settings import get_settings  # noqa: PLC0415
 
@@ -245,7 +244,7 @@ def run_asset_server(port: int, drop_to: tuple[int, int] | None, parent: int, re
         return answer
 
     async def serve() -> None:
-        runner = web.AppRunner(make_app(store, templates_dir(settings)), access_log=None)
+        runner = web.AppRunner(make_app(store, settings.template_store_dir), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
         for path in ("manifest.json", "renderer/index.html", "no/such/file", "templates/000000000000/template.json"):

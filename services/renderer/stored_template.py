@@ -44,15 +44,10 @@ READ_CHUNK = 8 << 20  # bytes per DevTools IO.read (larger chunks were slower, n
 STALE_STAGING_S = 600  # a staging directory this old belongs to a renderer that died while storing
 
 
-def templates_dir(settings: Settings) -> Path:
-    """Where stored templates live (the launcher shows the asset server this directory, read-only)."""
-    return settings.template_store_dir
-
-
 class StoredTemplate:
     def __init__(self, settings: Settings):
         self.enabled = settings.stored_template
-        self.root = templates_dir(settings)
+        self.root = settings.template_store_dir  # the launcher shows the asset server this, read-only
         self.assets = AssetStore(settings)
 
     async def prepare(self) -> None:

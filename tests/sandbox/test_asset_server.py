@@ -51,11 +51,10 @@ SERVER = """
 import sys
 from aiohttp import web
 from services.renderer.asset_server import make_app
-from services.renderer.stored_template import templates_dir
 from shared.assets import AssetStore
 from shared.settings import get_settings
 settings = get_settings()
-web.run_app(make_app(AssetStore(settings), templates_dir(settings)), host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+web.run_app(make_app(AssetStore(settings), settings.template_store_dir), host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 """
 
 
