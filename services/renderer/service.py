@@ -4,11 +4,12 @@
 calls it):
 
 1. serve ``/healthz``, ``/readyz``, ``/stats`` and ``/metrics`` (not ready yet);
-2. connect to RabbitMQ, waiting for it as long as it takes; a broker that
-   refuses plotfarm's topology ends the renderer here, with the reason and
-   :data:`EX_CONFIG`, instead of a restart loop of tracebacks;
-3. start Chromium and the interpreter pool (no job is taken before a fresh
-   interpreter is ready); SIGTERM or Ctrl-C may interrupt a slow start;
+2. connect to RabbitMQ, waiting for it as long as it takes, and meanwhile
+   start Chromium and the interpreter pool (no job is taken before both are
+   done and a fresh interpreter is ready); a broker that refuses plotfarm's
+   topology, or a Chromium that cannot run as configured, ends the renderer
+   here, with the reason and :data:`EX_CONFIG`, instead of a restart loop of
+   tracebacks; SIGTERM or Ctrl-C may interrupt a slow start;
 4. consume jobs until ``stop`` is set;
 5. drain: take no more jobs, give those in flight ``shutdown_grace_s``, hand
    the rest back to the queue; then close the page, the broker, the health server.
@@ -52,16 +53,12 @@ class Renderer:
         AssetStore(self.settings).check()  # fail now, with the command to run, if the build step was skipped
         health = await self._serve_health()
         try:
-            if not await self._until_stopped(self.broker.connect(), stop):
-                return 0
-        except TopologyRefused as exc:
-            log.error("renderer cannot start: RabbitMQ refused plotfarm's topology", problem=str(exc))
-            await self._close(health)
-            return EX_CONFIG
-        try:
             try:
-                if not await self._until_stopped(self.page.start(), stop):
+                if not await self._until_stopped(self._connect_and_start_page(), stop):
                     return 0
+            except TopologyRefused as exc:
+                log.error("renderer cannot start: RabbitMQ refused plotfarm's topology", problem=str(exc))
+                return EX_CONFIG
             except ChromiumSetupError as exc:
                 log.error("renderer cannot start: Chromium cannot run as configured", problem=str(exc))
                 return EX_CONFIG
@@ -79,6 +76,22 @@ class Renderer:
         finally:
             await self._close(health)
             log.info("renderer stopped", jobs_completed=self.consumer.completed)
+
+    async def _connect_and_start_page(self) -> None:
+        """Connect to RabbitMQ and start Chromium and the pool at the same time.
+
+        Neither needs the other until jobs are consumed, and a renderer started
+        beside its broker (``docker compose up``) would otherwise begin its
+        three seconds of Chromium only once RabbitMQ accepts connections.
+        The first to fail cancels the other.
+        """
+        steps = [asyncio.ensure_future(self.broker.connect()), asyncio.ensure_future(self.page.start())]
+        try:
+            await asyncio.gather(*steps)
+        finally:
+            for step in steps:
+                step.cancel()
+            await asyncio.gather(*steps, return_exceptions=True)
 
     @staticmethod
     async def _until_stopped(step, stop: asyncio.Event) -> bool:
