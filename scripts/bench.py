@@ -34,6 +34,7 @@ from pathlib import Path
 
 import aiohttp
 
+from scripts.cpu import cpu_seconds, per_job_report
 from tests.support import Api, new_stack
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -85,8 +86,12 @@ async def throughput(api: Api, code: str, jobs: int) -> tuple[float, float]:
     return jobs / elapsed, elapsed
 
 
-async def measure(gateway_url: str, args) -> dict[str, dict[str, float]]:
-    """Print the latency and throughput figures per workload; return the headline ones for the ratios."""
+async def measure(gateway_url: str, args, processes: dict[str, int] | None = None) -> dict[str, dict[str, float]]:
+    """Print the latency and throughput figures per workload; return the headline ones for the ratios.
+
+    With ``processes`` (name -> pid of a service this run started), also the
+    CPU per job of the burst, by process kind (scripts/cpu.py).
+    """
     headline = {}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1800)) as session:
         api = Api(session, gateway_url)
@@ -102,8 +107,12 @@ async def measure(gateway_url: str, args) -> dict[str, dict[str, float]]:
             print(f"-- {name}: {args.jobs} jobs back to back")
             for label, values in back_to_back.items():
                 print(summary(label, values))
+            cpu_before = cpu_seconds(processes or {})
             rate, elapsed = await throughput(api, code, args.burst)
             print(f"{name + ': throughput (burst of ' + str(args.burst) + ')':<34} {rate:.1f} jobs/s ({elapsed:.1f} s)")
+            if processes:
+                print(f"-- {name}: CPU per job in the burst")
+                print("\n".join(per_job_report(cpu_before, cpu_seconds(processes), args.burst)))
             paced_client, b2b_client = paced["client submit -> result"], back_to_back["client submit -> result"]
             headline[name] = {
                 "p50": statistics.median(paced_client),
@@ -193,7 +202,8 @@ def bench_isolation(isolation: str, amqp_url: str, args) -> dict[str, float]:
         for label, ms in first_starts.items():
             print(f"{'renderer cold start, ' + label:<34} {ms:8.1f} ms")
         print(summary("renderer cold start, template stored", cold))
-        headline = asyncio.run(measure(gateway.url, args))
+        services = {name: process.proc.pid for name, process in stack.processes.items()}
+        headline = asyncio.run(measure(gateway.url, args, services))
         print_pool_stats(stack)
         return headline
     finally:

@@ -2,6 +2,7 @@
 
     python -m scripts.profile_restore [--jobs 30] [--pause 1.5] [--isolation job]
     python -m scripts.profile_restore --pss      # memory per spare interpreter
+    python -m scripts.profile_restore --cpu-profile   # what a restoring worker's thread does
 
 Starts one renderer page (real Chromium, real Pyodide), renders ``--jobs``
 seed scatters one after another (``--pause`` seconds apart; 0 is
@@ -15,6 +16,10 @@ interpreters, waits until each pool is full and idle, and prints the
 proportional set size (PSS, shared pages split between the processes that
 map them) of all of Chromium's processes: the difference over 5 is what one
 more spare costs.
+
+``--cpu-profile`` also runs V8's sampling profiler in every worker restored
+during the jobs and prints where the mean worker's thread spent its time
+(scripts/worker_profile.py); the profiler slows what it measures a little.
 """
 
 import argparse
@@ -64,6 +69,12 @@ async def profile(args) -> dict:
     started = time.perf_counter()
     await page.start()
     start_s = time.perf_counter() - started
+    profiler = None
+    if args.cpu_profile:
+        from scripts.worker_profile import WorkerProfiler  # noqa: PLC0415
+
+        profiler = WorkerProfiler(page.page)
+        await profiler.start()
     code = PX if args.workload == "px" else SEED
     jobs: dict[str, list[float]] = {"end_to_end_ms": [], "wait_ms": [], "run_ms": [], "svg_ms": []}
     for n in range(args.jobs):
@@ -76,8 +87,18 @@ async def profile(args) -> dict:
         for key in ("wait_ms", "run_ms", "svg_ms"):
             jobs[key].append(getattr(out.timings, key))
     stats = await page.stats()
+    profiles = []
+    if profiler is not None:
+        await profiler.stop()
+        profiles = profiler.profiles
     await page.stop()
-    return {"start_s": start_s, "start": page.start_timings, "jobs": jobs, "phases": stats["recentBootPhases"]}
+    return {
+        "start_s": start_s,
+        "start": page.start_timings,
+        "jobs": jobs,
+        "phases": stats["recentBootPhases"],
+        "profiles": profiles,
+    }
 
 
 def chromium_pss_mb() -> float:
@@ -128,6 +149,7 @@ def main() -> None:
     parser.add_argument("--isolation", choices=["job", "tenant", "none"], default="job")
     parser.add_argument("--json", help="also write the raw numbers here")
     parser.add_argument("--pss", action="store_true", help="measure the memory (PSS) of a spare interpreter instead")
+    parser.add_argument("--cpu-profile", action="store_true", help="also profile each restored worker's thread")
     args = parser.parse_args()
     if args.pss:
         report_pss()
@@ -140,6 +162,10 @@ def main() -> None:
     phases = result["phases"][1:]  # the first restore races the template's clean-up
     for key in sorted({k for phase in phases for k, v in phase.items() if isinstance(v, int | float)}):
         print(f"restore {key:<14} {spread([p[key] for p in phases if key in p])}")
+    if args.cpu_profile:
+        from scripts.worker_profile import report  # noqa: PLC0415
+
+        print("\n".join(report(result["profiles"])))
     if args.json:
         with open(args.json, "w") as out:
             json.dump(result, out)
