@@ -127,6 +127,7 @@ test-unit: venv
 bench: setup broker
 	$(PY) -m scripts.bench $(BENCH_ARGS)
 	$(PY) -m scripts.profile_restore --jobs 30 --pause 0.6
+	$(PY) -m scripts.profile_restore --jobs 12 --cpu-profile
 	$(PY) -m scripts.profile_restore --pss
 
 # What loading MathJax costs a job without LaTeX (README, Performance).
