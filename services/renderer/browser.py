@@ -255,9 +255,9 @@ def sandbox_verdict(by_type: dict, sandbox: bool) -> str | None:
 
 
 class HeadlessBrowser:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, playwright: Playwright | None = None):
         self.settings = settings
-        self.playwright: Playwright | None = None
+        self.playwright = playwright  # started in start() when not given; stopped in stop() either way
         self.browser: Browser | None = None
         self.context: BrowserContext | None = None
         self.blocked_requests = 0

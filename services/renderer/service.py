@@ -19,6 +19,7 @@ import asyncio
 import time
 
 import structlog
+from playwright.async_api import Playwright
 
 from services.renderer.browser import ChromiumSetupError, HeadlessBrowser
 from services.renderer.consumer import JobConsumer
@@ -38,10 +39,11 @@ EX_CONFIG = 78
 
 
 class Renderer:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, playwright: Playwright | None = None):
+        """``playwright``: a driver already started (``__main__`` starts it first), else one is started."""
         self.settings = settings
         self.broker = Broker(settings)
-        self.page = RendererPage(HeadlessBrowser(settings), settings)
+        self.page = RendererPage(HeadlessBrowser(settings, playwright), settings)
         self.metrics = RendererMetrics()
         self.consumer = JobConsumer(settings, self.broker, self.page, self.metrics)
         self.metrics.watch_pool(self.page)
