@@ -8,33 +8,11 @@ Python services) better than any latency does.
 """
 
 import os
-from collections import Counter, defaultdict
+from collections import Counter
+
+from services.renderer.browser import descendants
 
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
-
-
-def _children() -> dict[int, list[int]]:
-    children = defaultdict(list)
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children[parent].append(int(entry))
-    return children
-
-
-def process_tree(root: int, children: dict[int, list[int]] | None = None) -> list[int]:
-    """``root`` and all its descendants now."""
-    children = _children() if children is None else children
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
 
 
 def kind_of(pid: int, root: int, root_name: str) -> str:
@@ -63,9 +41,9 @@ def cpu_seconds(roots: dict[str, int]) -> Counter:
     Processes that exited before the reading are not counted (Chromium keeps
     its processes; interpreter workers are threads of the renderer process).
     """
-    children, seconds = _children(), Counter()
+    seconds = Counter()
     for name, root in roots.items():
-        for pid in process_tree(root, children):
+        for pid in [root, *descendants(root)]:
             try:
                 with open(f"/proc/{pid}/stat") as stat:
                     fields = stat.read().rsplit(")", 1)[1].split()

@@ -103,10 +103,10 @@ async def profile(args) -> dict:
 
 def chromium_pss_mb() -> float:
     """PSS of every process under this one (Chromium and its helpers), from /proc/*/smaps_rollup."""
-    from services.renderer.browser import _descendants  # noqa: PLC0415
+    from services.renderer.browser import descendants  # noqa: PLC0415
 
     total_kb = 0
-    for pid in _descendants(os.getpid()):
+    for pid in descendants(os.getpid()):
         try:
             with open(f"/proc/{pid}/smaps_rollup") as rollup:
                 total_kb += next(int(line.split()[1]) for line in rollup if line.startswith("Pss:"))

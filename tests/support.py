@@ -7,12 +7,15 @@ exchanges when it is done, so runs never see each other's jobs.
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,25 +30,6 @@ from shared.messages import JobQueued, utcnow
 ROOT = Path(__file__).resolve().parent.parent
 # How warnings and errors look in the services' JSON logs and in tracebacks.
 PROBLEM_LEVELS = ('"level": "warning"', '"level": "error"', '"level": "critical"', "Traceback", "Error:")
-
-
-def descendants(root: int) -> list[int]:
-    """Every process started under ``root`` (children, theirs, ...), read from /proc now."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(parent, []).append(int(entry))
-    found, todo = [], list(children.get(root, []))
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
 
 
 def free_port() -> int:
@@ -64,9 +48,18 @@ async def delete_namespace(amqp_url: str, namespace: str) -> None:
         await topology.delete(await connection.channel(), namespace)
 
 
-def wait_http_ok(url: str, timeout: float, process: "ServiceProcess | None" = None) -> None:
-    import urllib.request  # noqa: PLC0415
+def readyz(url: str) -> tuple[int, dict]:
+    """A service's ``/readyz``: its status and body; ``(0, {})`` while nothing listens there yet."""
+    try:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=5) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+    except OSError:
+        return 0, {}
 
+
+def wait_http_ok(url: str, timeout: float, process: "ServiceProcess | None" = None) -> None:
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:

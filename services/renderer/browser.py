@@ -159,7 +159,8 @@ def chromium_identity(settings: Settings) -> Identity | None:
 # ---- what Chromium got, from /proc --------------------------------------------
 
 
-def _descendants(root: int) -> list[int]:
+def descendants(root: int) -> list[int]:
+    """Every process started under ``root`` (children, theirs, ...), read from /proc now."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -210,7 +211,7 @@ def chromium_processes(chromium: str, root: int | None = None) -> list[dict]:
     """Every Chromium process started under ``root`` (default: this process)."""
     binary = os.path.realpath(chromium)
     names = {binary, chromium, os.path.basename(binary)}
-    facts = [process_facts(pid) for pid in _descendants(os.getpid() if root is None else root)]
+    facts = [process_facts(pid) for pid in descendants(os.getpid() if root is None else root)]
     found = []
     for f in facts:
         if f and (f["argv0"] in names or os.path.basename(f["argv0"]) in names):

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from services.renderer.browser import descendants
 from tests.faults.conftest import RENDERERS, new_run
 from tests.faults.load import SCALE, scaled
 
@@ -25,23 +26,6 @@ POISON = (
     "import js\nkeep = js.Array.new()\nchunk = '[' + '{\"a\": [1, 2, 3]},' * 500_000 + '{}]'\n"
     "while True:\n    keep.push(js.JSON.parse(chunk))\n"
 )
-
-
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    children.setdefault(int(handle.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
-            except (OSError, ValueError, IndexError):
-                pass
-    found, stack = [], [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            found.append(child)
-            stack.append(child)
-    return found
 
 
 def chromium_root(renderer_pid: int) -> int | None:

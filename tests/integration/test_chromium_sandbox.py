@@ -25,9 +25,9 @@ import urllib.request
 
 import pytest
 
-from services.renderer.browser import CHROMIUM_USER
+from services.renderer.browser import CHROMIUM_USER, descendants
 from tests.integration.conftest import RENDERERS
-from tests.support import ROOT, descendants
+from tests.support import ROOT
 
 pytestmark = pytest.mark.integration
 

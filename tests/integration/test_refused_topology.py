@@ -18,17 +18,9 @@ import pytest
 from services.renderer.service import EX_CONFIG
 from shared import topology
 from shared.settings import Settings
-from tests.support import delete_namespace, new_stack, wait_http_ok
+from tests.support import delete_namespace, new_stack, readyz, wait_http_ok
 
 pytestmark = pytest.mark.integration
-
-
-def readyz(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(f"{url}/readyz", timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 async def predeclare_jobs_queue_with_another_delivery_limit(amqp_url: str, namespace: str) -> None:

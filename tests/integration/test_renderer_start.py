@@ -7,26 +7,13 @@ renderer's pool gets ready, ``/readyz`` says it waits for the broker and why,
 and nothing is consumed; SIGTERM still ends it at once.
 """
 
-import json
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
-from tests.support import free_port, new_stack
+from tests.support import free_port, new_stack, readyz
 
 pytestmark = pytest.mark.integration
-
-
-def readyz(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(f"{url}/readyz", timeout=5) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-    except OSError:  # the health server is not listening yet
-        return 0, {}
 
 
 def test_the_pool_gets_ready_while_the_broker_cannot_be_reached(amqp_url, tmp_path):

@@ -13,7 +13,8 @@ import time
 import aiohttp
 import pytest
 
-from tests.support import Api, Stack, descendants, new_stack
+from services.renderer.browser import descendants
+from tests.support import Api, Stack, new_stack
 
 OUTCOMES: list[dict] = []
 

@@ -5,8 +5,9 @@ import subprocess
 import sys
 import time
 
-from scripts.cpu import cpu_seconds, kind_of, per_job_report, process_tree
+from scripts.cpu import cpu_seconds, kind_of, per_job_report
 from scripts.worker_profile import report
+from services.renderer.browser import descendants
 
 
 def test_cpu_of_a_child_that_burns_is_counted_under_its_parent():
@@ -14,7 +15,7 @@ def test_cpu_of_a_child_that_burns_is_counted_under_its_parent():
         [sys.executable, "-c", "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass"]
     )
     try:
-        assert burner.pid in process_tree(os.getpid())
+        assert burner.pid in descendants(os.getpid())
         before = cpu_seconds({"tests": os.getpid()})
         time.sleep(0.3)
         during = cpu_seconds({"tests": os.getpid()})
