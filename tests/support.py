@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -32,10 +33,35 @@ ROOT = Path(__file__).resolve().parent.parent
 PROBLEM_LEVELS = ('"level": "warning"', '"level": "error"', '"level": "critical"', "Traceback", "Error:")
 
 
+_PORTS_GIVEN: set[int] = set()
+LOWEST_PORT = 10000
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port nothing listens on now, for a service a test is about to start.
+
+    Chosen below the kernel's ephemeral range: a port bind(0) returns lies in
+    that range, where another process's outgoing connection (a service's to
+    RabbitMQ) may take it before the service binds it. That happened in CI
+    (a renderer's health server: EADDRINUSE). No port is given twice in a run.
+    """
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as ports:
+        ephemeral_from = int(ports.read().split()[0])
+    if ephemeral_from - LOWEST_PORT < 1000:  # an unusual range: take the kernel's choice
+        with socket.socket() as sock:
+            sock.bind(("0.0.0.0", 0))
+            return sock.getsockname()[1]
+    while True:
+        port = random.randrange(LOWEST_PORT, ephemeral_from)
+        if port in _PORTS_GIVEN:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", port))  # what the services bind (health servers: all interfaces)
+            except OSError:
+                continue
+        _PORTS_GIVEN.add(port)
+        return port
 
 
 def new_namespace() -> str:
