@@ -24,14 +24,15 @@ def kind_of(pid: int, root: int, root_name: str) -> str:
             command = file.read().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return "gone"
+    # The asset server is the launcher's fork: its command line names Chromium too, so it goes first.
+    if "services.renderer.launcher" in command:
+        return "asset server"
     if "--type=renderer" in command:
         return "chromium renderer (page + interpreter workers)"
     if "chrom" in command:
         return "chromium other (browser, network, GPU, zygotes)"
     if "playwright/driver" in command:
         return "playwright driver"
-    if "services.renderer.launcher" in command:
-        return "asset server"
     return os.path.basename(command.split(" ", 1)[0])
 
 

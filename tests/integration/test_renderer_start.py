@@ -31,7 +31,6 @@ def test_the_pool_gets_ready_while_the_broker_cannot_be_reached(amqp_url, tmp_pa
             time.sleep(0.2)
         assert status == 503 and not answer["ready"], answer
         assert answer["checks"]["broker"] != "ok", answer  # says why it is not ready
-        print("readyz while the broker is unreachable:", answer)
         log = renderer.tail(400)
         assert "interpreter pool ready" in log and "renderer ready" not in log and "consuming jobs" not in log
         assert renderer.stop(timeout=20) == 0, renderer.tail()

@@ -52,3 +52,22 @@ def test_worker_profile_report_is_inclusive_top_down_and_averaged():
     table = [line.split() for line in lines[1:]]
     assert table == [["6.0", "restore", "w.mjs:10"], ["4.0", "copy", "w.mjs:20"]]
     assert report([]) == ["no worker profiles"]
+
+
+def test_the_asset_server_is_not_counted_as_chromium():
+    """The launcher's fork keeps the launcher's command line, which names Chromium's binary too."""
+    asset_server = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; time.sleep(5)",
+            "services.renderer.launcher",
+            "--chromium",
+            "/usr/bin/chromium",
+        ]
+    )
+    try:
+        assert kind_of(asset_server.pid, os.getpid(), "tests") == "asset server"
+    finally:
+        asset_server.kill()
+        asset_server.wait(10)
