@@ -24,6 +24,11 @@ def kind_of(pid: int, root: int, root_name: str) -> str:
             command = file.read().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return "gone"
+    return classify(command)
+
+
+def classify(command: str) -> str:
+    """The kind of process a command line (arguments joined by spaces) belongs to."""
     # The asset server is the launcher's fork: its command line names Chromium too, so it goes first.
     if "services.renderer.launcher" in command:
         return "asset server"
