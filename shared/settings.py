@@ -112,6 +112,22 @@ class Settings(BaseSettings):
     max_png_bytes: int = Field(8_000_000, description="One PNG file.")
     max_result_bytes: int = Field(32_000_000, description="A whole result message; RabbitMQ's own limit is 128 MiB.")
     max_output_chars: int = Field(64_000, description="Captured stdout and stderr, each.")
+    max_error_chars: int = Field(
+        20_000, ge=1_000, description="An error's message, and its traceback, each; the rest is cut with a marker."
+    )
+    max_figure_depth: int = Field(
+        64,
+        ge=8,
+        le=200,
+        description="Levels of nested arrays and objects in one figure's JSON (real figures use about 10); "
+        "deeper fails the job with OutputLimitExceeded.",
+    )
+    export_timeout_s: float = Field(
+        20.0,
+        gt=0,
+        description="Time to draw a job's figures once its code has run (on top of its own time limit); "
+        "beyond it the job fails with TimeoutError and only its own page is replaced.",
+    )
 
     # Renderer
     renderer_id: str = Field(default_factory=_default_renderer_id, description="Renderer name in results and logs.")
@@ -122,7 +138,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("PLOTFARM_RENDERERS", "RENDERERS"),
         description="Renderers `make run` starts (RENDERERS=N make run).",
     )
-    renderer_concurrency: int = Field(2, ge=1, le=32, description="Jobs in flight per renderer (= prefetch).")
+    renderer_concurrency: int = Field(
+        2, ge=1, le=32, description="Jobs in flight per renderer (= prefetch), each on a renderer page of its own."
+    )
     isolation: Literal["job", "tenant", "none"] = Field(
         "job",
         description="job: a fresh interpreter per job; tenant: reuse within one tenant; none: reuse freely.",
@@ -139,6 +157,14 @@ class Settings(BaseSettings):
         description="Where stored templates live; renderers may share it (a volume), each build keeps one (~150 MB).",
     )
     interpreter_heap_limit_mb: int = Field(512, ge=64, description="A reused interpreter past this heap is recycled.")
+    interpreter_max_heap_mb: int = Field(
+        2048,
+        ge=256,
+        le=4096,
+        description="The most memory one job's interpreter may use (its WebAssembly memory's maximum; "
+        "beyond it the job gets MemoryError). A renderer needs about concurrency x this + 1.5 GB "
+        "(docs in README, Security: memory).",
+    )
     js_heap_mb: int = Field(
         1024, ge=128, description="V8 heap per JavaScript context; a job exhausting it crashes its page, not the host."
     )
@@ -146,7 +172,7 @@ class Settings(BaseSettings):
     page_allowance_s: float = Field(
         15.0,
         gt=0,
-        description="Beyond a job's limit and the grace: time to get an interpreter and make SVGs before the page counts as hung.",
+        description="Beyond a job's limit and the grace: time to get an interpreter before its page counts as hung.",
     )
     boot_timeout_s: float = Field(120.0, gt=0, description="Longest an interpreter may take to boot.")
     renderer_health_host: str = Field("0.0.0.0", description="Address of the renderer's health server.")

@@ -5,6 +5,7 @@
 //
 // Used unchanged by the renderer's headless page and by the client-side page.
 
+import { boundedRun } from "./bounds.mjs";
 import { terminatedRun, timedOutRun } from "./contract.mjs";
 
 const INTERRUPT_SIGINT = 2;
@@ -42,8 +43,10 @@ export class Interpreter {
    * `onStarted` is called once the worker runs (its scripts are in): until
    * then its start needs this thread, so a page with long work of its own
    * (parsing plotly.js) does it from there on.
+   * `maxHeapBytes` caps the interpreter's WebAssembly memory (the renderer's
+   * PLOTFARM_INTERPRETER_MAX_HEAP_MB): beyond it the job gets a MemoryError.
    */
-  boot({ template = null, restoreSaved = false, makeTemplate = null, stored = null, onStarted = null } = {}) {
+  boot({ template = null, restoreSaved = false, makeTemplate = null, stored = null, onStarted = null, maxHeapBytes = null } = {}) {
     this.terminate();
     // Interrupting a busy interpreter needs shared memory, which browsers only
     // grant to cross-origin-isolated pages (COOP + COEP headers).
@@ -69,7 +72,7 @@ export class Interpreter {
       };
     });
     this.worker.postMessage(
-      { type: "boot", port: channel.port2, assetBase: this.assetBase, interruptBuffer: this.interruptBuffer, template, restoreSaved, makeTemplate, stored },
+      { type: "boot", port: channel.port2, assetBase: this.assetBase, interruptBuffer: this.interruptBuffer, template, restoreSaved, makeTemplate, stored, maxHeapBytes },
       [channel.port2],
     );
     return booted;
@@ -78,7 +81,8 @@ export class Interpreter {
   /**
    * Run code; resolves with {output, timings: {load_ms, run_ms}, packages, heapBytes, timedOut, terminated}.
    * `output` is a RunOutput (contract.mjs); `packages` what was loaded for
-   * the code's imports. At timeoutMs the interpreter is interrupted
+   * the code's imports; all of it bounded by `limits` here, outside the
+   * worker (bounds.mjs). At timeoutMs the interpreter is interrupted
    * (KeyboardInterrupt); if it has not answered graceMs later the worker is
    * terminated and `terminated` is true: the caller must boot() again before
    * the next run.
@@ -104,7 +108,7 @@ export class Interpreter {
         this.terminate();
         finish(outcome(timedOutRun(timeoutMs, null), { run_ms: timeoutMs + graceMs }, { timedOut: true, terminated: true }));
       }, timeoutMs + (this.interruptBuffer ? graceMs : 0));
-      this.pending = { runId, timeoutMs, interrupted: () => interrupted, finish };
+      this.pending = { runId, timeoutMs, limits, started: performance.now(), interrupted: () => interrupted, finish };
       this.port.postMessage({ type: "run", runId, code, limits });
     });
   }
@@ -113,14 +117,8 @@ export class Interpreter {
     const pending = this.pending;
     if (!pending || data.type !== "result" || data.runId !== pending.runId) return;
     const timedOut = pending.interrupted();
-    const output = JSON.parse(data.output);
-    pending.finish(
-      outcome(timedOut ? timedOutRun(pending.timeoutMs, output) : output, data.timings, {
-        packages: data.packages,
-        heapBytes: data.heapBytes,
-        timedOut,
-      }),
-    );
+    const { output, timings, packages, heapBytes } = boundedRun(data, pending.limits, performance.now() - pending.started);
+    pending.finish(outcome(timedOut ? timedOutRun(pending.timeoutMs, output) : output, timings, { packages, heapBytes, timedOut }));
   }
 
   terminate() {
