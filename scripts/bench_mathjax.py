@@ -30,7 +30,8 @@ PLAIN = "import plotly.graph_objects as go\ngo.Figure(go.Scatter(x=[1, 2, 3], y=
 # Between jobs, so the pool has refilled and each job measures its own work.
 PAUSE_S = 1.5
 # The line renderer.mjs waits for MathJax with; the variant without MathJax drops it.
-MATHJAX_WAIT = "await window.plotfarmMathJax;"
+MATHJAX_WAIT = "mathJax = scopeMathJax(await window.plotfarmMathJax);"
+NO_MATHJAX = "mathJax = { endJob() {} };"
 
 
 def web_dir_without_mathjax(root: Path) -> Path:
@@ -47,19 +48,19 @@ def web_dir_without_mathjax(root: Path) -> Path:
     source = renderer.read_text()
     if MATHJAX_WAIT not in source:
         raise SystemExit(f"renderer.mjs no longer waits with {MATHJAX_WAIT!r}: update this script")
-    renderer.write_text(source.replace(MATHJAX_WAIT, ";"))
+    renderer.write_text(source.replace(MATHJAX_WAIT, NO_MATHJAX))
     return root
 
 
 async def measure(jobs: int) -> dict:
     """One variant, in this process: start the page, render ``jobs`` plain jobs one by one."""
     from services.renderer.browser import HeadlessBrowser  # noqa: PLC0415
-    from services.renderer.page import RendererPage  # noqa: PLC0415
+    from services.renderer.pages import PagePool  # noqa: PLC0415
     from shared.messages import RenderJob, utcnow  # noqa: PLC0415
     from shared.settings import get_settings  # noqa: PLC0415
 
-    settings = get_settings()
-    page = RendererPage(HeadlessBrowser(settings), settings)
+    settings = get_settings().model_copy(update={"renderer_concurrency": 1})
+    page = PagePool(HeadlessBrowser(settings), settings)
     started = time.perf_counter()
     await page.start()
     start_s = time.perf_counter() - started
@@ -71,7 +72,7 @@ async def measure(jobs: int) -> dict:
         out = await page.render(job)
         times.append((time.perf_counter() - started) * 1000)
         assert out.error is None, out.error
-    heap = await page.page.evaluate("performance.memory ? performance.memory.usedJSHeapSize : 0")
+    heap = await page.pages[0].page.evaluate("performance.memory ? performance.memory.usedJSHeapSize : 0")
     await page.stop()
     times = times[2:]  # the first jobs warm the JIT either way
     return {

@@ -51,21 +51,22 @@ def spread(values: list[float]) -> str:
 
 async def profile(args) -> dict:
     from services.renderer.browser import HeadlessBrowser  # noqa: PLC0415
-    from services.renderer.page import RendererPage  # noqa: PLC0415
+    from services.renderer.pages import PagePool  # noqa: PLC0415
     from shared.messages import RenderJob, utcnow  # noqa: PLC0415
     from shared.settings import get_settings  # noqa: PLC0415
 
-    settings = get_settings()
+    # One page, as before renderers had one per job in flight: its restores are what is measured.
+    settings = get_settings().model_copy(update={"renderer_concurrency": 1})
     browser = HeadlessBrowser(settings)
     new_page = browser.new_page
 
-    async def new_page_with_console(stored_template: str | None = None):
-        opened = await new_page(stored_template)
+    async def new_page_with_console(stored_template: str | None = None, **options):
+        opened = await new_page(stored_template, **options)
         opened.on("console", lambda msg: msg.type == "error" and print(f"page console: {msg.text[:2000]}"))
         return opened
 
     browser.new_page = new_page_with_console
-    page = RendererPage(browser, settings)
+    page = PagePool(browser, settings)
     started = time.perf_counter()
     await page.start()
     start_s = time.perf_counter() - started
@@ -73,7 +74,7 @@ async def profile(args) -> dict:
     if args.cpu_profile:
         from scripts.worker_profile import WorkerProfiler  # noqa: PLC0415
 
-        profiler = WorkerProfiler(page.page)
+        profiler = WorkerProfiler(page.pages[0].page)
         await profiler.start()
     code = PX if args.workload == "px" else SEED
     jobs: dict[str, list[float]] = {"end_to_end_ms": [], "wait_ms": [], "run_ms": [], "svg_ms": []}
@@ -86,7 +87,7 @@ async def profile(args) -> dict:
         assert out.error is None, out.error
         for key in ("wait_ms", "run_ms", "svg_ms"):
             jobs[key].append(getattr(out.timings, key))
-    stats = await page.stats()
+    stats = await page.pages[0].stats()
     profiles = []
     if profiler is not None:
         await profiler.stop()
@@ -117,15 +118,15 @@ def chromium_pss_mb() -> float:
 
 async def pool_pss(spares: int) -> float:
     from services.renderer.browser import HeadlessBrowser  # noqa: PLC0415
-    from services.renderer.page import RendererPage  # noqa: PLC0415
+    from services.renderer.pages import PagePool  # noqa: PLC0415
     from shared.settings import Settings  # noqa: PLC0415
 
-    settings = Settings(isolation="job", spare_interpreters=spares)
-    page = RendererPage(HeadlessBrowser(settings), settings)
+    settings = Settings(isolation="job", spare_interpreters=spares, renderer_concurrency=1)
+    page = PagePool(HeadlessBrowser(settings), settings)
     await page.start()
     try:
         for _ in range(600):
-            stats = await page.stats()
+            stats = await page.pages[0].stats()
             if stats["fresh"] >= spares and not stats["booting"]:
                 break
             await asyncio.sleep(0.1)

@@ -297,6 +297,20 @@ POOL_GAUGES = {
 }
 
 
+def pooled(pages: list[dict]) -> dict:
+    """Several pages' numbers (renderer.mjs poolStats) as one pool's: gauges added, restore times pooled."""
+    total = {key: sum(page.get(key) or 0 for page in pages) for key in (*POOL_COUNTERS, *POOL_GAUGES)}
+    recent = sorted(ms for page in pages for ms in page.get("recentBootMs") or [] if isinstance(ms, int | float))
+
+    def pick(q: float) -> float | None:
+        return recent[min(len(recent) - 1, round(q * (len(recent) - 1)))] if recent else None
+
+    quantiles = {"bootMsMedian": pick(0.5), "bootMsP95": pick(0.95)}
+    if len(pages) == 1:  # one page: its own numbers
+        quantiles = {key: pages[0].get(key) for key in quantiles}
+    return {**total, **quantiles, "templateMs": pages[0].get("templateMs")}
+
+
 class PoolCounters:
     """The page's counters, kept growing across page replacements (a new page starts at 0).
 
@@ -361,7 +375,6 @@ class RendererMetrics(Metrics):
         self.svg = histogram("plotfarm_job_svg_seconds", "Turning the figures into SVG (and the other formats).")
         self.total = histogram("plotfarm_job_total_seconds", "From the gateway's accept to the result.")
         self._pool: dict | None = None
-        self._pool_counters = PoolCounters()
 
     def finished(self, result, *, ran: bool = True) -> None:
         """A result confirmed and acked; ``ran``: it came from the page (a dead letter never ran)."""
@@ -382,12 +395,14 @@ class RendererMetrics(Metrics):
         in_flight = Gauge("plotfarm_jobs_in_flight", "Jobs this renderer is working on.", registry=self.registry)
         in_flight.set_function(lambda: consumer.in_flight)
 
-    def watch_pool(self, page) -> None:
-        """The pool's numbers, read from the page (``plotfarm.stats()``) at each scrape.
+    def watch_pool(self, pool) -> None:
+        """The pool's numbers, read from each of its pages (``plotfarm.stats()``) at each scrape.
 
-        The page keeps its last 200 restore times (``recentBootMs``) and counts all of them
-        (``boots``); each scrape observes the ones it has not seen into a real histogram.
-        Restores beyond 200 between two scrapes are counted but not timed.
+        ``pool.pages`` are the renderer's pages (services/renderer/pages.py), each
+        with its ``page`` (replaced when it is lost) and its ``stats()``. A page
+        keeps its last 200 restore times (``recentBootMs``) and counts all of them
+        (``boots``); each scrape observes the ones it has not seen into a real
+        histogram. Restores beyond 200 between two scrapes are counted but not timed.
         """
         restore = Histogram(
             "plotfarm_interpreter_restore_seconds",
@@ -395,30 +410,39 @@ class RendererMetrics(Metrics):
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
-        seen = {"page": None, "boots": 0}
+        counters: dict[int, PoolCounters] = {}
+        seen: dict[int, dict] = {}
 
-        def observe_new_restores(stats: dict) -> None:
+        def observe_new_restores(number: int, page, stats: dict) -> None:
             boots, recent = stats.get("boots"), stats.get("recentBootMs")
             if not isinstance(boots, int) or not isinstance(recent, list):
                 return
-            if page.page is not seen["page"] or boots < seen["boots"]:  # a new page counts from 0
-                seen.update(page=page.page, boots=0)
-            new = min(boots - seen["boots"], len(recent))
+            last = seen.setdefault(number, {"page": None, "boots": 0})
+            if page is not last["page"] or boots < last["boots"]:  # a new page counts from 0
+                last.update(page=page, boots=0)
+            new = min(boots - last["boots"], len(recent))
             for ms in recent[len(recent) - new :] if new > 0 else []:
                 restore.observe(ms / 1000)
-            seen["boots"] = boots
+            last["boots"] = boots
 
         async def refresh() -> None:
             self._pool = None
-            stats = await page.stats()
-            if stats:
-                self._pool_counters.update(page.page, stats)
-                observe_new_restores(stats)
-                self._pool = stats
+            read = []
+            for number, page in enumerate(pool.pages):
+                try:
+                    stats = await page.stats()
+                except Exception:  # noqa: BLE001  (a page being replaced: its gauges are absent)
+                    continue
+                if stats:
+                    counters.setdefault(number, PoolCounters()).update(page.page, stats)
+                    observe_new_restores(number, page.page, stats)
+                    read.append(stats)
+            if read:
+                self._pool = pooled(read)
 
         def collect() -> Iterable[Metric]:
             for key, (name, documentation) in POOL_COUNTERS.items():
-                yield CounterMetricFamily(name, documentation, value=self._pool_counters.total(key))
+                yield CounterMetricFamily(name, documentation, value=sum(page.total(key) for page in counters.values()))
             if self._pool is None:
                 return
             for key, (name, documentation) in POOL_GAUGES.items():
@@ -426,7 +450,7 @@ class RendererMetrics(Metrics):
                     yield _gauge(name, documentation, value)
             recent = GaugeMetricFamily(
                 "plotfarm_interpreter_restore_recent_seconds",
-                "Time to restore an interpreter, over the page's last 200 restores, by quantile.",
+                "Time to restore an interpreter, over each page's last 200 restores, by quantile.",
                 labels=["quantile"],
             )
             for quantile, key in (("0.5", "bootMsMedian"), ("0.95", "bootMsP95")):
@@ -436,7 +460,9 @@ class RendererMetrics(Metrics):
                 yield recent
             if isinstance(value := self._pool.get("templateMs"), int | float) and value:
                 yield _gauge(
-                    "plotfarm_interpreter_template_seconds", "Time the page took to make its template.", value / 1000
+                    "plotfarm_interpreter_template_seconds",
+                    "Time the first page took to make its template.",
+                    value / 1000,
                 )
 
         self.refresh_with("renderer page", refresh)

@@ -1,33 +1,39 @@
-"""The renderer's page: the interpreter pool inside headless Chromium, kept alive.
+"""One renderer page: interpreters in a headless Chromium page that runs one job at a time.
 
-``web/renderer/renderer.mjs`` runs the pool (a template snapshot, fresh
-interpreters restored from it, reuse according to the isolation setting).
-This class starts that page, hands it jobs, and replaces it when something
-goes wrong underneath:
+``web/renderer/renderer.mjs`` runs the interpreters (restored from a
+template snapshot, reused or not according to the isolation setting). This
+class opens that page and runs a job on it in its two steps, each under a
+deadline kept here, out of the job's reach:
 
-* a job that hangs the page's main thread past its deadline gets the page
-  closed (the job fails with a timeout; jobs that were sharing the page are
-  handed back for another try);
-* a crashed page, or a Chromium that died, is replaced; jobs in flight are
-  handed back (:class:`InterpreterCrashed`), and RabbitMQ's delivery limit
-  stops a job that crashes it every time.
+1. ``plotfarm.run``: the code runs in a worker; the page interrupts and then
+   terminates it at the job's limit, so this step ends by itself unless the
+   page's own thread hangs (deadline: the job's limit, the grace and
+   ``page_allowance_s`` to get an interpreter);
+2. ``plotfarm.exportFigures``: plotly.js draws the figures on the page's
+   thread, which nothing can interrupt; past ``export_timeout_s`` the job
+   fails with ``TimeoutError``.
+
+A page that passes a deadline, crashes, or answers out of turn is closed and
+replaced by its :class:`~services.renderer.pages.PagePool`; it held no other
+job, so only the job that did it is affected. A crash is not the job's
+verdict (:class:`InterpreterCrashed`: the job is handed back, and RabbitMQ's
+delivery limit stops a job that crashes pages every time).
+
+Whatever the page answers is bounded once more here
+(:func:`shared.page_contract.bounded_answer`).
 """
 
 import asyncio
-import contextlib
 import time
+from collections.abc import Callable
 
 import structlog
+from playwright.async_api import CDPSession, Page
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Page
-from pydantic import ValidationError
 
 from services.renderer.browser import HeadlessBrowser
-from services.renderer.fonts import installed_fonts
-from services.renderer.stored_template import StoredTemplate
-from shared.messages import JobError, RenderJob
-from shared.page_contract import OutputLimits, PageResult, PageTimings
-from shared.retry import Backoff, retry
+from shared.messages import RenderJob
+from shared.page_contract import OutputLimits, PageResult, bounded_answer, failed_answer
 from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -37,157 +43,158 @@ class InterpreterCrashed(Exception):
     """The page or the browser died under a job: not the job's verdict, retry it."""
 
 
-def failed(error_type: str, message: str, *, run_ms: float = 0.0) -> PageResult:
-    """A PageResult for a job the page could not answer for itself."""
-    return PageResult(
-        figures=[],
-        stdout="",
-        stderr="",
-        error=JobError(type=error_type, message=message),
-        packages=[],
-        warnings=[],
-        timings=PageTimings(wait_ms=0, load_ms=0, run_ms=run_ms, svg_ms=0),
-    )
-
-
 class RendererPage:
-    def __init__(self, browser: HeadlessBrowser, settings: Settings):
-        self.browser = browser
-        self.stored = StoredTemplate(settings)
-        self.settings = settings
-        self.page: Page | None = None
-        self.ready = asyncio.Event()
-        self.fonts: dict = {"installed": [], "fallback": "sans-serif"}
-        self.start_timings: dict = {}
-        self._restart_lock = asyncio.Lock()
-        self._tasks: set[asyncio.Task] = set()
+    """One page of the pool; ``on_lost(page, why)`` is told when it must be replaced."""
 
-    @property
-    def pool_options(self) -> dict:
-        """The pool's configuration, all of it from Settings (renderer.mjs has no defaults of its own)."""
+    def __init__(
+        self,
+        browser: HeadlessBrowser,
+        settings: Settings,
+        number: int,
+        *,
+        spares: int,
+        parallel_boots: int,
+        on_lost: Callable[["RendererPage", str], None],
+    ):
+        self.browser = browser
+        self.settings = settings
+        self.number = number
+        self.spares = spares
+        self.parallel_boots = parallel_boots
+        self.on_lost = on_lost
+        self.page: Page | None = None
+        self.cdp: CDPSession | None = None
+        self.ready = asyncio.Event()
+        self.start_timings: dict = {}
+        self.limits = OutputLimits.from_settings(settings)
+
+    def pool_options(self, fonts: dict) -> dict:
+        """The page's configuration, all of it from Settings (renderer.mjs has no defaults of its own)."""
         return {
             "isolation": self.settings.isolation,
-            "spares": self.settings.spare_interpreters or self.settings.renderer_concurrency,
-            "parallelBoots": self.settings.parallel_boots,
+            "spares": self.spares,
+            "parallelBoots": self.parallel_boots,
             "heapLimitBytes": self.settings.interpreter_heap_limit_mb * 1024 * 1024,
-            "fonts": self.fonts,
+            "fonts": fonts,
         }
 
-    async def start(self) -> None:
-        """Start Chromium and the pool; returns once a fresh interpreter is ready."""
-        self.fonts = await installed_fonts()
-        await self.stored.prepare()
-        finding = asyncio.ensure_future(self.stored.find())  # its checksum is read while Chromium starts
-        try:
-            await self.browser.start()
-            stored = await finding
-        finally:
-            finding.cancel()
-        await self._open_page(stored)
-        self._spawn(self._watch_browser())
+    async def open(self, stored: str | None, fonts: dict) -> dict:
+        """Open the page and start its interpreters (from the stored template ``stored`` if given); its timings.
 
-    async def _open_page(self, stored: str | None) -> None:
-        """Open the page and start its pool, from the stored template ``stored`` if given."""
+        The page takes jobs once its pool sets ``ready``."""
         started = time.perf_counter()
-        page = await self.browser.new_page(stored)
-        page.on("crash", lambda _page: self._on_page_lost("crashed"))
-        timings = await asyncio.wait_for(
-            page.evaluate("options => plotfarm.start(options)", self.pool_options), self.settings.boot_timeout_s
-        )
-        if "stored_template_problem" in timings:
-            log.warning(
-                "the stored template did not restore; made a new one", problem=timings["stored_template_problem"]
+        page = await self.browser.new_page(stored, max_heap_bytes=self.settings.interpreter_max_heap_mb << 20)
+        page.on("crash", lambda _page: self._lost(page, "crashed"))
+        try:
+            timings = await asyncio.wait_for(
+                page.evaluate("options => plotfarm.start(options)", self.pool_options(fonts)),
+                self.settings.boot_timeout_s,
             )
-        if timings["template_source"] == "made":
-            # Before this page's first job: what is stored never saw a job's code.
-            saving = time.perf_counter()
-            await self.stored.save(page)
-            timings["template_stored_ms"] = (time.perf_counter() - saving) * 1000
+            self.cdp = await page.context.new_cdp_session(page)
+            await self.clear_storage()
+        except BaseException:
+            await self._close(page)
+            raise
         self.page = page
         self.start_timings = {k: round(v) if isinstance(v, float) else v for k, v in timings.items()}
         self.start_timings["page_start_ms"] = round((time.perf_counter() - started) * 1000)
-        self.ready.set()
-        options = {**self.pool_options, "fonts": len(self.fonts["installed"])}
-        log.info("interpreter pool ready", **options, **self.start_timings)
-
-    def _on_page_lost(self, why: str) -> None:
-        log.error("renderer page lost; replacing it", reason=why)
-        self.ready.clear()
-        self._spawn(self._restart_page())
-
-    async def _restart_page(self) -> None:
-        async with self._restart_lock:
-            if self.ready.is_set():
-                return
-            old, self.page = self.page, None
-            if old is not None:
-                with contextlib.suppress(Exception):
-                    await old.close()
-
-            async def open_when_the_browser_runs() -> None:
-                await self.browser.running.wait()
-                await self._open_page(await self.stored.find())
-
-            # Without a page the renderer can do nothing: keep trying, saying why each time.
-            await retry(
-                open_when_the_browser_runs, what="open the renderer page", attempts=None, backoff=Backoff(first_s=2)
-            )
-
-    async def _watch_browser(self) -> None:
-        """Restart Chromium when it dies, then the page."""
-        while True:
-            await self.browser.disconnected.wait()
-            self.ready.clear()
-            log.error("chromium died; restarting it")
-            await self.browser.restart()
-            self._spawn(self._restart_page())
+        return timings
 
     async def render(self, job: RenderJob) -> PageResult:
-        """Run one job on the page; its answer, checked against the contract (shared/page_contract.py)."""
-        await self.ready.wait()
+        """Run one job on this page: its answer, bounded (shared/page_contract.py)."""
         page = self.page
-        payload = {
+        if page is None or not self.ready.is_set():
+            raise InterpreterCrashed("the renderer page is being replaced")
+        finished = False
+        try:
+            answer = await self._render(page, job)
+            finished = True
+            return answer
+        finally:
+            if not finished:  # cancelled, or a bug of ours: the page's state is unknown now
+                self._lost(page, "a job's run on it was interrupted")
+
+    async def _render(self, page: Page, job: RenderJob) -> PageResult:
+        settings = self.settings
+        run = {
+            "jobId": job.job_id,
             "code": job.code,
+            "timeoutMs": job.timeout_s * 1000,
+            "graceMs": settings.interrupt_grace_s * 1000,
+            "limits": self.limits.model_dump(),
+            "tenant": job.tenant,
+        }
+        run_deadline = job.timeout_s + settings.interrupt_grace_s + settings.page_allowance_s
+        draw = {
+            "jobId": job.job_id,
             "width": job.width,
             "height": job.height,
             "formats": job.formats,
             "scale": job.scale,
-            "timeoutMs": job.timeout_s * 1000,
-            "graceMs": self.settings.interrupt_grace_s * 1000,
-            "limits": OutputLimits.from_settings(self.settings).model_dump(),
-            "tenant": job.tenant,
         }
-        deadline = job.timeout_s + self.settings.interrupt_grace_s + self.settings.page_allowance_s
         try:
-            answer = await asyncio.wait_for(page.evaluate("job => plotfarm.render(job)", payload), deadline)
+            await asyncio.wait_for(page.evaluate("job => plotfarm.run(job)", run), run_deadline)
         except TimeoutError:
-            # The page's main thread stopped answering: only replacing it helps.
-            self._on_page_lost("hung")
-            message = f"the job hung the renderer page for {deadline:.0f} s; the page was replaced"
-            return failed("TimeoutError", message, run_ms=deadline * 1000)
+            # The page's thread stopped answering: only replacing the page helps.
+            self._lost(page, "hung while running a job")
+            message = f"the job hung its renderer page for {run_deadline:.0f} s; the page was replaced"
+            return failed_answer("TimeoutError", message, run_ms=run_deadline * 1000)
         except PlaywrightError as exc:
-            if page is self.page and self.ready.is_set():
-                self._on_page_lost(str(exc).splitlines()[0][:200])
-            raise InterpreterCrashed(str(exc).splitlines()[0]) from exc
+            raise self._crashed(page, exc) from exc
         try:
-            return PageResult.model_validate(answer)
-        except ValidationError as exc:
-            # A bug on our side, never the job's doing: fail it loudly rather than retry it.
-            log.error("the renderer page answered outside its contract", error=str(exc)[:1000])
-            return failed("RendererError", f"the renderer page answered outside its contract: {exc}")
+            answer = await asyncio.wait_for(
+                page.evaluate("job => plotfarm.exportFigures(job)", draw), settings.export_timeout_s
+            )
+        except TimeoutError:
+            self._lost(page, "hung while drawing a job's figures")
+            message = (
+                f"drawing the job's figures took longer than {settings.export_timeout_s:g} s "
+                "(PLOTFARM_EXPORT_TIMEOUT_S); smaller figures draw faster: fewer points, or scattergl for many"
+            )
+            return failed_answer("TimeoutError", message)
+        except PlaywrightError as exc:
+            raise self._crashed(page, exc) from exc
+        # Sizes and strings are checked in a thread: an answer may be tens of megabytes.
+        return await asyncio.to_thread(bounded_answer, answer, self.limits)
+
+    def _crashed(self, page: Page, exc: PlaywrightError) -> InterpreterCrashed:
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        self._lost(page, first_line[:200])
+        return InterpreterCrashed(first_line)
+
+    def replace_because(self, why: str) -> None:
+        """This page must be replaced (the pool is told once)."""
+        self._lost(self.page, why)
+
+    def _lost(self, page: Page, why: str) -> None:
+        """Tell the pool once that ``page`` (if it is still this slot's page) must be replaced."""
+        if page is self.page and self.ready.is_set():
+            self.ready.clear()
+            self.on_lost(self, why)
+
+    async def clear_storage(self) -> None:
+        """Empty every kind of storage of the assets' origin (the profile refuses it all anyway: launcher.py)."""
+        await self.cdp.send("Storage.clearDataForOrigin", {"origin": self.browser.asset_origin, "storageTypes": "all"})
 
     async def stats(self) -> dict:
         if not self.ready.is_set():
             return {}
         return await self.page.evaluate("plotfarm.stats()")
 
-    def _spawn(self, coro) -> None:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    async def close(self) -> None:
+        page, self.page = self.page, None
+        self.ready.clear()
+        if page is not None:
+            await self._close(page)
 
-    async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.browser.stop()
+    async def _close(self, page: Page) -> None:
+        if self.cdp is not None:
+            try:
+                await self.cdp.detach()
+            except Exception:  # noqa: BLE001  (already gone with its page)
+                pass
+            self.cdp = None
+        try:
+            await page.close()
+        except Exception:  # noqa: BLE001  (already gone)
+            pass

@@ -23,7 +23,7 @@ from playwright.async_api import Playwright
 
 from services.renderer.browser import ChromiumSetupError, HeadlessBrowser
 from services.renderer.consumer import JobConsumer
-from services.renderer.page import RendererPage
+from services.renderer.pages import PagePool
 from shared.assets import AssetStore
 from shared.broker import Broker
 from shared.health import serve_health, when
@@ -43,10 +43,10 @@ class Renderer:
         """``playwright``: a driver already started (``__main__`` starts it first), else one is started."""
         self.settings = settings
         self.broker = Broker(settings)
-        self.page = RendererPage(HeadlessBrowser(settings, playwright), settings)
+        self.pages = PagePool(HeadlessBrowser(settings, playwright), settings)
         self.metrics = RendererMetrics()
-        self.consumer = JobConsumer(settings, self.broker, self.page, self.metrics)
-        self.metrics.watch_pool(self.page)
+        self.consumer = JobConsumer(settings, self.broker, self.pages, self.metrics)
+        self.metrics.watch_pool(self.pages)
         self.metrics.watch_consumer(self.consumer)
 
     async def run(self, stop: asyncio.Event) -> int:
@@ -87,7 +87,7 @@ class Renderer:
         three seconds of Chromium only once RabbitMQ accepts connections.
         The first to fail cancels the other.
         """
-        steps = [asyncio.ensure_future(self.broker.connect()), asyncio.ensure_future(self.page.start())]
+        steps = [asyncio.ensure_future(self.broker.connect()), asyncio.ensure_future(self.pages.start())]
         try:
             await asyncio.gather(*steps)
         finally:
@@ -114,9 +114,7 @@ class Renderer:
             return None
         checks = {
             "broker": self.broker.not_ready_because,
-            "interpreters": when(
-                self.page.ready.is_set, "no fresh interpreter ready (starting, or the page is being replaced)"
-            ),
+            "interpreters": when(self.pages.any_ready, "no renderer page ready (starting, or being replaced)"),
         }
         return await serve_health(
             self.settings.renderer_health_host,
@@ -133,12 +131,12 @@ class Renderer:
             "renderer_id": self.settings.renderer_id,
             "in_flight": self.consumer.in_flight,
             "completed": self.consumer.completed,
-            "pool": await self.page.stats(),
-            "chromium": await asyncio.to_thread(self.page.browser.sandbox_report),
+            "pool": await self.pages.stats(),
+            "chromium": await asyncio.to_thread(self.pages.browser.sandbox_report),
         }
 
     async def _close(self, health) -> None:
-        await self.page.stop()
+        await self.pages.stop()
         await self.broker.close()
         if health is not None:
             await health.cleanup()

@@ -265,16 +265,16 @@ print(json.dumps({
 async def renderer_page():
     """The renderer's page on its own (real Chromium, real Pyodide), to look inside its workers."""
     from services.renderer.browser import HeadlessBrowser  # noqa: PLC0415
-    from services.renderer.page import RendererPage  # noqa: PLC0415
+    from services.renderer.pages import PagePool  # noqa: PLC0415
     from shared.settings import Settings  # noqa: PLC0415
 
-    settings = Settings(isolation="job", renderer_concurrency=2)
-    page = RendererPage(HeadlessBrowser(settings), settings)
-    await page.start()
+    settings = Settings(isolation="job", renderer_concurrency=1)
+    pool = PagePool(HeadlessBrowser(settings), settings)
+    await pool.start()
     try:
-        yield page
+        yield pool
     finally:
-        await page.stop()
+        await pool.stop()
 
 
 async def test_restored_interpreters_share_no_buffer_a_job_can_reach(renderer_page):
@@ -286,7 +286,7 @@ async def test_restored_interpreters_share_no_buffer_a_job_can_reach(renderer_pa
     report = None
     for _ in range(100):
         await asyncio.sleep(0.1)
-        for worker in renderer_page.page.workers:
+        for worker in renderer_page.pages[0].page.workers:
             with contextlib.suppress(Exception):
                 if await worker.evaluate("() => Boolean(self.plotfarmProbe)"):
                     report = await worker.evaluate(WALK_FOR_SHARED_BUFFERS)

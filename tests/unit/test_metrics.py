@@ -285,6 +285,13 @@ async def test_the_renderer_counts_finished_jobs_and_their_timings():
     assert value(samples, "plotfarm_job_svg_seconds_count") == 2
 
 
+class Pool:
+    """The renderer's PagePool as metrics see it: its pages."""
+
+    def __init__(self, *pages):
+        self.pages = list(pages)
+
+
 class Page:
     """RendererPage's pool numbers (web/renderer/renderer.mjs poolStats); ``page`` changes when it is replaced."""
 
@@ -303,7 +310,7 @@ class Page:
 
 async def test_the_pool_numbers_are_read_from_the_page_at_each_scrape():
     page, metrics = Page(), RendererMetrics()
-    metrics.watch_pool(page)
+    metrics.watch_pool(Pool(page))
     metrics.watch_consumer(SimpleNamespace(in_flight=1))
     samples = await scrape_metrics(metrics)
     assert value(samples, "plotfarm_interpreters_spare") == 2
@@ -326,7 +333,7 @@ async def test_the_pool_numbers_are_read_from_the_page_at_each_scrape():
 
 async def test_each_restore_is_observed_once_into_the_restore_histogram():
     page, metrics = Page(), RendererMetrics()
-    metrics.watch_pool(page)
+    metrics.watch_pool(Pool(page))
     samples = await scrape_metrics(metrics)
     assert value(samples, "plotfarm_interpreter_restore_seconds_count") == 5
     assert value(samples, "plotfarm_interpreter_restore_seconds_sum") == pytest.approx(2.65)
@@ -369,7 +376,7 @@ async def test_the_consumer_counts_a_result_once_it_is_confirmed_and_acked():
                 raise BrokerUnavailable("no confirm")
 
     broker = Publisher()
-    consumer = JobConsumer(Settings(_env_file=None, result_publish_attempts=1), broker, page=None)
+    consumer = JobConsumer(Settings(_env_file=None, result_publish_attempts=1), broker, pages=None)
     await consumer._publish_and_ack(result(run_ms=10, total_ms=20), Ack())
     broker.fail = True
     await consumer._publish_and_ack(result(run_ms=10, total_ms=20), Ack())
@@ -392,7 +399,7 @@ async def test_the_dashboard_asks_only_for_metrics_that_exist():
     gateway.watch_queues(Broker(queues=Queues({names.jobs_queue: (0, 0), names.dead_letter_queue: (0, 0)})), names)
     gateway.watch_follower(Follower())
     renderer = RendererMetrics()
-    renderer.watch_pool(Page())
+    renderer.watch_pool(Pool(Page()))
     renderer.watch_consumer(SimpleNamespace(in_flight=0))
     renderer.finished(result())
     viewer = ViewerMetrics()
@@ -400,3 +407,22 @@ async def test_the_dashboard_asks_only_for_metrics_that_exist():
     for metrics in (gateway, renderer, viewer):
         exposed |= set(await scrape_metrics(metrics))
     assert asked <= exposed, asked - exposed
+
+
+async def test_the_pool_numbers_of_several_pages_add_up():
+    first, second, metrics = Page(), Page(), RendererMetrics()
+    second.numbers |= {"fresh": 1, "boots": 3, "recentBootMs": [100, 200, 300]}
+    metrics.watch_pool(Pool(first, second))
+    samples = await scrape_metrics(metrics)
+    assert value(samples, "plotfarm_interpreters_spare") == 3
+    assert value(samples, "plotfarm_interpreter_restores_total") == 8
+    assert value(samples, "plotfarm_interpreter_restore_seconds_count") == 8
+    second.page, second.numbers["boots"] = object(), 1  # the second page was replaced
+    samples = await scrape_metrics(metrics)
+    assert value(samples, "plotfarm_interpreter_restores_total") == 9
+    second.fail = True  # being replaced: the first page's gauges alone
+    samples = await scrape_metrics(metrics)
+    assert (
+        value(samples, "plotfarm_interpreters_spare") == 2
+        and value(samples, "plotfarm_interpreter_restores_total") == 9
+    )

@@ -13,16 +13,28 @@
 //            anonymous jobs behave as in `job`;
 //   none   - interpreters are reused by any job (trusted batch use).
 // A pool of fresh interpreters is kept ready and refilled in the background.
+//
+// A page runs one job at a time (the renderer service opens one page per job
+// it runs at once, services/renderer/pages.py), in two steps it times apart:
+// run(job) runs the code; exportFigures(jobId) draws the figures on this
+// page's thread, where a figure that takes too long can only be stopped by
+// closing the page, which then holds no other job. What a job can leave on
+// the page's side is scoped to it: MathJax gets a fresh TeX input after any
+// job that typeset (mathjax-scope.mjs).
 
 import { Interpreter } from "../runtime/interpreter.mjs";
 import { exportFigure } from "../runtime/export.mjs";
 import { configure, prepareFigure } from "../runtime/fidelity.mjs";
 import { storableTemplate } from "../runtime/stored-template.mjs";
+import { OUTPUT_LIMIT_EXCEEDED } from "../runtime/contract.mjs";
+import { scopeMathJax } from "../runtime/mathjax-scope.mjs";
 
 const assetBase = new URL("../", import.meta.url).href;
 // {isolation, spares, parallelBoots, heapLimitBytes, fonts}: from the renderer's
 // Settings (services/renderer/page.py), given to start(); no defaults here.
 let config = null;
+let mathJax = null; // scopeMathJax's handle, once MathJax is ready
+let ran = null; // the job run() ran, until exportFigures() draws it
 let template = null;
 const fresh = []; // booted from the template, never used
 const waiting = []; // jobs waiting for a fresh interpreter
@@ -37,6 +49,9 @@ const stats = { boots: 0, bootFailures: 0, bootPhases: [], recycled: 0, reused: 
 // `?stored=KEY` in this page's URL.
 const storedKey = new URLSearchParams(location.search).get("stored");
 const stored = storedKey ? { index: `templates/${storedKey}/template.json`, data: `templates/${storedKey}/template.bin` } : null;
+// The cap on every job's interpreter memory (PLOTFARM_INTERPRETER_MAX_HEAP_MB), also in the
+// URL: the first interpreter restores before start() is called.
+const maxHeapBytes = Number(new URLSearchParams(location.search).get("maxHeapBytes")) || null;
 
 // The template needs nothing from start()'s options, so it is made (or read)
 // from the moment this module runs (before plotly.js and MathJax, see
@@ -54,7 +69,7 @@ async function firstTemplate() {
     try {
       // Read and restored in one worker, which proves the stored template and
       // is the pool's first interpreter, while plotly.js and MathJax still load.
-      const booted = await first.boot({ stored });
+      const booted = await first.boot({ stored, maxHeapBytes });
       stats.boots += 1;
       fresh.push(first);
       return { made: { ...booted, template_begun_ms: begun }, at: performance.now(), source: "stored" };
@@ -84,7 +99,7 @@ async function start(options) {
   const called = performance.now();
   await scriptsLoaded;
   configure(window.Plotly, assetBase, config.fonts);
-  await window.plotfarmMathJax; // LaTeX ready before the first job
+  mathJax = scopeMathJax(await window.plotfarmMathJax); // LaTeX ready before the first job
   const { made, at, source, storedProblem } = await templateMade;
   template = made.template; // in shared memory: workers receive it by reference
   const shared = performance.now();
@@ -122,7 +137,7 @@ async function bootOne() {
   const interpreter = new Interpreter({ assetBase });
   const started = performance.now();
   try {
-    const phases = await interpreter.boot({ template });
+    const phases = await interpreter.boot({ template, maxHeapBytes });
     stats.boots += 1;
     stats.bootPhases.push({ ...phases, template: undefined, pool_ms: performance.now() - started });
     if (stats.bootPhases.length > 200) stats.bootPhases.shift();
@@ -194,12 +209,11 @@ function release(interpreter, key, outcome) {
 }
 
 /**
- * Run one job and export its figures in the formats it asked for.
- * Resolves with a PageResult (runtime/contract.mjs; shared/page_contract.py),
- * which the renderer service validates. Limits on the SVG and PNG bytes are
- * the service's to apply; PNG pixels are checked here, before rendering.
+ * Run one job's code; resolves with a summary once the run is over. The
+ * output stays on the page for exportFigures(jobId). One job at a time.
  */
-async function render({ code, width, height, formats, scale, timeoutMs, graceMs, limits, tenant }) {
+async function run({ jobId, code, timeoutMs, graceMs, limits, tenant }) {
+  if (ran) throw new Error(`this page still holds job ${ran.jobId}, which was never exported`);
   const started = performance.now();
   const key = isolationKey(tenant);
   const interpreter = await acquire(key);
@@ -210,6 +224,21 @@ async function render({ code, width, height, formats, scale, timeoutMs, graceMs,
   } finally {
     release(interpreter, key, outcome || { output: { error: null }, terminated: true });
   }
+  ran = { jobId, outcome, waitMs, limits };
+  const { error, figures } = outcome.output;
+  return { figures: figures.length, error: error ? error.type : null };
+}
+
+/**
+ * Draw the figures of the job run() ran, in the formats it asked for.
+ * Resolves with a PageResult (runtime/contract.mjs; shared/page_contract.py),
+ * which the renderer service validates and bounds again. Each file is held
+ * to its limit here, as soon as it is made.
+ */
+async function exportFigures({ jobId, width, height, formats, scale }) {
+  if (!ran || ran.jobId !== jobId) throw new Error(`this page has not run job ${jobId}`);
+  const { outcome, waitMs, limits } = ran;
+  ran = null;
   const { output, timings, packages } = outcome;
   const figures = [];
   const warnings = [...output.warnings];
@@ -221,11 +250,15 @@ async function render({ code, width, height, formats, scale, timeoutMs, graceMs,
       for (const [n, shown] of output.figures.entries()) {
         const prepared = prepareFigure(shown, n + 1);
         warnings.push(...prepared.warnings);
-        figures.push(await exportFigure(window.Plotly, prepared.figure, options));
+        const figure = await exportFigure(window.Plotly, prepared.figure, options);
+        checkFileSizes(figure, n + 1, limits);
+        figures.push(figure);
       }
     } catch (err) {
       figures.length = 0;
       error = { type: err.type || "RenderError", message: String(err.message || err), traceback: "" };
+    } finally {
+      mathJax.endJob();
     }
   }
   return {
@@ -237,6 +270,23 @@ async function render({ code, width, height, formats, scale, timeoutMs, graceMs,
     packages,
     timings: { wait_ms: waitMs, load_ms: timings.load_ms, run_ms: timings.run_ms, svg_ms: performance.now() - exportStarted },
   };
+}
+
+class FileTooLarge extends Error {
+  get type() {
+    return OUTPUT_LIMIT_EXCEEDED;
+  }
+}
+
+/** Fail the job as soon as one of its files is over its limit (the service checks them again). */
+function checkFileSizes(figure, n, limits) {
+  if (figure.svg !== undefined && figure.svg.length > limits.max_svg_bytes) {
+    throw new FileTooLarge(`figure ${n} is ${figure.svg.length} bytes of SVG; the limit is ${limits.max_svg_bytes}`);
+  }
+  const pngBytes = figure.png !== undefined ? Math.floor((figure.png.length * 3) / 4) : 0;
+  if (pngBytes > limits.max_png_bytes) {
+    throw new FileTooLarge(`figure ${n} is ${pngBytes} bytes of PNG; the limit is ${limits.max_png_bytes}`);
+  }
 }
 
 function poolStats() {
@@ -267,4 +317,4 @@ function poolStats() {
   };
 }
 
-window.plotfarm = { start, render, stats: poolStats, templateForStorage };
+window.plotfarm = { start, run, exportFigures, stats: poolStats, templateForStorage };
