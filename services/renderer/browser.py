@@ -26,6 +26,7 @@ import sys
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import structlog
 from playwright.async_api import Browser, BrowserContext, Page, Playwright, Route, async_playwright
@@ -44,6 +45,11 @@ CHROMIUM_USER = "plotfarm-chromium"
 # How the launcher says that user cannot read the project's files (see launcher.py).
 LAUNCHER_CANNOT_READ = "cannot read the assets"
 
+# Blink features that give a page or worker storage beyond what the profile's
+# content settings refuse: storage buckets (each with its own IndexedDB, Cache
+# Storage and file system), the origin-private file system, and the old
+# webkitRequestFileSystem API. Checked by tests/sandbox/test_storage.py.
+DISABLED_STORAGE_FEATURES = ("StorageBuckets", "FileSystemAccessAPI", "FileSystemAccessOriginPrivate", "FileSystem")
 CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "chromium", "chromium-browser", "google-chrome")
 CHROMIUM_FLAGS = [
     "--disable-gpu",
@@ -56,6 +62,9 @@ CHROMIUM_FLAGS = [
     "--disable-quic",
     "--disable-dev-shm-usage",
     "--mute-audio",
+    # Storage no job needs, off at the source (the profile refuses the rest: launcher.py).
+    "--disable-file-system",
+    f"--disable-blink-features={','.join(DISABLED_STORAGE_FEATURES)}",
 ]
 
 
@@ -411,13 +420,16 @@ class HeadlessBrowser:
         await self.close()
         await retry(self.start, what="restart Chromium", attempts=None, backoff=Backoff(first_s=2))
 
-    async def new_page(self, stored_template: str | None = None) -> Page:
-        """The renderer page; ``stored_template`` is the key of a template stored on disk to restore from."""
+    async def new_page(self, stored_template: str | None = None, *, max_heap_bytes: int | None = None) -> Page:
+        """A renderer page; ``stored_template`` is the key of a template stored on disk to restore from,
+        ``max_heap_bytes`` the cap on each of its interpreters' memory."""
         page = await self.context.new_page()
         page.on("console", lambda msg: log.debug("page console", text=msg.text[:500]))
         page.on("pageerror", lambda err: log.warning("page error", error=str(err)[:500]))
-        query = f"?stored={stored_template}" if stored_template else ""
-        await page.goto(f"{self.asset_origin}/renderer/index.html{query}")
+        query = urlencode(
+            {key: value for key, value in (("stored", stored_template), ("maxHeapBytes", max_heap_bytes)) if value}
+        )
+        await page.goto(f"{self.asset_origin}/renderer/index.html" + (f"?{query}" if query else ""))
         await page.wait_for_function("window.plotfarm !== undefined")
         if not self._sandbox_checked:  # the first page of this Chromium: its renderer process exists now
             self._sandbox_checked = True

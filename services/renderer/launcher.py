@@ -33,12 +33,18 @@ Who Chromium runs as (never root, unless the sandbox was explicitly turned off):
 Chromium does not inherit the renderer's environment (the broker URL and
 its password, API keys): it gets a short allowlist. The asset server is a
 fork that cannot be read by Chromium's uid (not dumpable).
+
+Before Chromium starts, its profile is told to refuse every site storage
+(:data:`PROFILE_PREFERENCES`): IndexedDB, Cache Storage, the file systems,
+storage buckets, Web Locks, cookies, for every page and worker. No job needs
+any, and none can then leave something for the next one through them.
 """
 
 import argparse
 import contextlib
 import ctypes
 import fcntl
+import json
 import os
 import resource
 import select
@@ -56,6 +62,24 @@ CHROMIUM_FDS = 5
 RLIMIT_NICE = 28
 # Environment variables Chromium may see; everything else is dropped.
 KEEP_ENV = ("PATH", "LANG", "LANGUAGE", "TZ", "TMPDIR", "FONTCONFIG_FILE", "FONTCONFIG_PATH")
+
+# Chromium's content settings for the profile (2 = block). "cookies" is every
+# kind of site data, not only cookies: with it blocked, IndexedDB, Cache
+# Storage, the file systems, storage buckets and Web Locks refuse every page
+# and worker (checked by tests/sandbox/test_storage.py). The rest are
+# permissions no job has any use for.
+PROFILE_PREFERENCES = {
+    "profile": {
+        "default_content_setting_values": {
+            "cookies": 2,
+            "popups": 2,
+            "notifications": 2,
+            "geolocation": 2,
+            "automatic_downloads": 2,
+            "clipboard": 2,
+        }
+    }
+}
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -175,6 +199,21 @@ def user_data_dir(chromium_args: list[str]) -> str | None:
         if arg.startswith("--user-data-dir="):
             return arg.split("=", 1)[1]
     return None
+
+
+def refuse_site_storage(profile: str) -> None:
+    """Write :data:`PROFILE_PREFERENCES` into the profile Playwright made for Chromium (its Default profile)."""
+    folder = os.path.join(profile, "Default")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "Preferences")
+    preferences = {}
+    with contextlib.suppress(OSError, ValueError):
+        with open(path) as existing:
+            preferences = json.load(existing)
+    settings = preferences.setdefault("profile", {}).setdefault("default_content_setting_values", {})
+    settings.update(PROFILE_PREFERENCES["profile"]["default_content_setting_values"])
+    with open(path, "w") as out:
+        json.dump(preferences, out)
 
 
 def clean_environment(home: str | None = None) -> dict[str, str]:
@@ -300,11 +339,13 @@ def main(argv: list[str]) -> None:
     args, chromium_args = parser.parse_args(argv[:split]), argv[split + 1 :]
     if args.loopback:
         bring_loopback_up()
+    profile = user_data_dir(chromium_args)
+    if profile is None:
+        raise SystemExit("plotfarm launcher: Chromium's --user-data-dir is missing (Playwright always passes one)")
+    refuse_site_storage(profile)
     home = None
     if args.drop_to:
-        home = user_data_dir(chromium_args)
-        if home is None:
-            raise SystemExit("plotfarm launcher: --drop-to needs Chromium's --user-data-dir")
+        home = profile
         give_tree(home, *args.drop_to)
         if args.assets_at:
             expose_assets(args.assets_at)
