@@ -46,8 +46,14 @@ class Backoff:
     jitter: float = 0.1
 
     def delay(self, failures: int) -> float:
-        base = min(self.max_s, self.first_s * self.factor ** max(0, failures - 1))
-        return base * (1 + random.uniform(0, self.jitter))
+        return self._base(failures) * (1 + random.uniform(0, self.jitter))
+
+    def longest(self, failures: int) -> float:
+        """The longest :meth:`delay` can be (its jitter at the top)."""
+        return self._base(failures) * (1 + self.jitter)
+
+    def _base(self, failures: int) -> float:
+        return min(self.max_s, self.first_s * self.factor ** max(0, failures - 1))
 
 
 async def retry(

@@ -10,9 +10,15 @@ The order is what makes delivery at-least-once:
 
 A renderer that dies anywhere before 5 leaves the job unacked, so RabbitMQ
 hands it to another renderer. If the interpreter's page or browser dies under
-a job, the job is handed back (nack + requeue); the quorum queue counts those
-deliveries and dead-letters a job that keeps killing renderers, and
-:meth:`JobConsumer.on_dead_letter` turns it into a failed result.
+a job, the job is handed back (nack + requeue), except on its last allowed
+delivery, where this renderer answers it as a crash itself; a job whose
+renderer died on that delivery is dead-lettered by RabbitMQ, and
+:meth:`JobConsumer.on_dead_letter` answers it once any renderer still running
+it has had time to publish its real result.
+
+Every delivery is answered: whatever goes wrong in handling a job (a result
+that cannot be encoded, a bug of ours) ends in a failed result with the error
+type ``RendererError``, published and acked like any other.
 
 A broker restart closes the channel a job came on, and aiormq cancels the
 callbacks of a closed channel. So a job runs in a task of the consumer's own:
@@ -33,12 +39,13 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
-from services.renderer.page import InterpreterCrashed, RendererPage
+from services.renderer.page import InterpreterCrashed
+from services.renderer.pages import PagePool
 from services.renderer.sanitize import UnsafeSvg, sanitize_svg
 from shared.broker import Broker, BrokerUnavailable, Subscription
 from shared.messages import JobError, JobStarted, RenderJob, RenderResult, Timings, ms_between, utcnow
 from shared.metrics import RendererMetrics
-from shared.page_contract import OUTPUT_LIMIT_EXCEEDED, PageResult
+from shared.page_contract import OUTPUT_LIMIT_EXCEEDED, RENDERER_ERROR, PageResult, cut, encodable
 from shared.retry import Backoff, RetriesExhausted, retry
 from shared.settings import Settings
 
@@ -48,6 +55,8 @@ log = structlog.get_logger(__name__)
 RESULT_PUBLISH_BACKOFF = Backoff(first_s=0.5, max_s=5.0)
 # Job ids whose results this renderer published, remembered to ack their redeliveries unrun.
 PUBLISHED_REMEMBERED = 10_000
+# Dead letters a renderer holds at once: each may wait a minute or two before it is answered.
+DEAD_LETTER_PREFETCH = 100
 
 
 class Admission:
@@ -96,32 +105,22 @@ def delivery_attempt(message: AbstractIncomingMessage) -> int:
     return int((message.headers or {}).get("x-delivery-count", 0)) + 1
 
 
-def _too_large(n: int, what: str, size: int, limit: int) -> JobError:
-    return JobError(type=OUTPUT_LIMIT_EXCEEDED, message=f"figure {n} is {size} bytes of {what}; the limit is {limit}")
-
-
-def checked_figures(output: PageResult, settings: Settings) -> PageResult:
-    """The page's answer with its SVGs sanitised and every file within its size limit (or the job failed)."""
+def sanitized(output: PageResult) -> PageResult:
+    """The page's answer with every SVG sanitised (sanitize.py), or the job failed when one cannot be."""
     if output.error:
         return output
-
-    def failed(error: JobError) -> PageResult:
-        return output.model_copy(update={"figures": [], "error": error})
-
-    for n, figure in enumerate(output.figures, 1):
-        if figure.svg is not None and len(figure.svg) > settings.max_svg_bytes:
-            return failed(_too_large(n, "SVG", len(figure.svg), settings.max_svg_bytes))
-        png_bytes = len(figure.png) * 3 // 4 if figure.png is not None else 0
-        if png_bytes > settings.max_png_bytes:
-            return failed(_too_large(n, "PNG", png_bytes, settings.max_png_bytes))
     try:
         figures = [
             figure.model_copy(update={"svg": sanitize_svg(figure.svg)}) if figure.svg is not None else figure
             for figure in output.figures
         ]
     except UnsafeSvg as exc:
-        return failed(JobError(type="UnsafeSvg", message=str(exc)))
+        return output.model_copy(update={"figures": [], "error": JobError(type="UnsafeSvg", message=str(exc))})
     return output.model_copy(update={"figures": figures})
+
+
+# Characters of stdout and stderr a result failed for its size still carries.
+FAILED_RESULT_TEXT_CHARS = 4000
 
 
 def build_result(job: RenderJob, output: PageResult, settings: Settings, *, started, attempt: int) -> RenderResult:
@@ -163,19 +162,31 @@ def build_result(job: RenderJob, output: PageResult, settings: Settings, *, star
             renderer_id=settings.renderer_id,
             attempt=attempt,
             timings=result.timings,
-            stdout=output.stdout,
-            stderr=output.stderr,
+            # What the job printed is already within its limits (page_contract.bounded_answer); shorter here.
+            stdout=cut(output.stdout, FAILED_RESULT_TEXT_CHARS, "output"),
+            stderr=cut(output.stderr, FAILED_RESULT_TEXT_CHARS, "output"),
         )
     return result
+
+
+def internal_failure(job: RenderJob, settings: Settings, exc: BaseException, *, attempt: int) -> RenderResult:
+    """The failed result for a job we could not handle (a bug of ours): always encodable."""
+    message = encodable(cut(f"{type(exc).__name__}: {exc}", 2000, "message"))
+    return RenderResult.failure(
+        job,
+        JobError(type=RENDERER_ERROR, message=f"the renderer could not handle this job: {message}"),
+        renderer_id=settings.renderer_id,
+        attempt=attempt,
+    )
 
 
 class JobConsumer:
     """Takes jobs from the jobs queue (and dead letters), runs them on the page, publishes, acks."""
 
-    def __init__(self, settings: Settings, broker: Broker, page: RendererPage, metrics: RendererMetrics | None = None):
+    def __init__(self, settings: Settings, broker: Broker, pages: PagePool, metrics: RendererMetrics | None = None):
         self.settings = settings
         self.broker = broker
-        self.page = page
+        self.pages = pages
         self.metrics = metrics or RendererMetrics()
         self.in_flight = 0
         self.completed = 0
@@ -188,8 +199,11 @@ class JobConsumer:
 
     async def start(self) -> None:
         prefetch = self.settings.renderer_concurrency
-        for queue, callback in (("jobs_queue", self.on_job), ("dead_letter_queue", self.on_dead_letter)):
-            self.subscriptions.append(await self.broker.consume(queue, callback, prefetch=prefetch))
+        for queue, callback, limit in (
+            ("jobs_queue", self.on_job, prefetch),
+            ("dead_letter_queue", self.on_dead_letter, DEAD_LETTER_PREFETCH),
+        ):
+            self.subscriptions.append(await self.broker.consume(queue, callback, prefetch=limit))
         log.info("consuming jobs", queue=self.subscriptions[0].queue.name, prefetch=prefetch)
 
     async def on_job(self, message: AbstractIncomingMessage) -> None:
@@ -238,15 +252,35 @@ class JobConsumer:
             )
         try:
             async with self.admission.enter(alone=attempt > 1):
-                output = await self.page.render(job)
+                output = await self.pages.render(job)
+            output = await asyncio.to_thread(sanitized, output)
+            result = build_result(job, output, self.settings, started=started, attempt=attempt)
+            result.model_dump_json()  # encodable, or the failure below says why
         except InterpreterCrashed as exc:
-            log.warning("interpreter crashed under the job; handing it back", error=str(exc))
-            self.metrics.handed_back("interpreter_crashed")
-            await self._settle(message, requeue=True)
-            return
-        output = await asyncio.to_thread(checked_figures, output, self.settings)
-        result = build_result(job, output, self.settings, started=started, attempt=attempt)
+            if attempt < self.settings.delivery_limit:
+                log.warning("interpreter crashed under the job; handing it back", error=str(exc))
+                self.metrics.handed_back("interpreter_crashed")
+                await self._settle(message, requeue=True)
+                return
+            # Its last delivery: handed back, RabbitMQ would dead-letter it; say so now instead.
+            log.error("interpreter crashed under the job on its last delivery; it fails", error=str(exc))
+            result = self.crash_verdict(job, "crashed on every delivery")
+        except Exception as exc:  # noqa: BLE001  (a bug of ours: the job still gets its answer)
+            log.exception("could not handle the job; it fails with RendererError")
+            result = internal_failure(job, self.settings, exc, attempt=attempt)
         await self._publish_and_ack(result, message)
+
+    def crash_verdict(self, job: RenderJob, how: str) -> RenderResult:
+        error = JobError(
+            type="RendererCrashed",
+            message=(
+                f"the renderer crashed {self.settings.delivery_limit} times while running this job ({how}); "
+                "it will not be retried"
+            ),
+        )
+        return RenderResult.failure(
+            job, error, renderer_id=self.settings.renderer_id, attempt=self.settings.delivery_limit
+        )
 
     async def _publish_and_ack(self, result: RenderResult, message: AbstractIncomingMessage, *, ran=True) -> None:
         """Publish the result (riding out a broker restart), then ack; hand the job back if it cannot be published.
@@ -265,6 +299,11 @@ class JobConsumer:
             log.warning("result not confirmed; handing the job back", error=str(exc))
             self.metrics.handed_back("result_unconfirmed")
             await self._settle(message, requeue=True)
+            return
+        except Exception:  # noqa: BLE001  (the result could not even be sent: not the broker's doing)
+            log.exception("could not publish the job's result; rejecting it to the dead letters")
+            # RabbitMQ dead-letters it, and a renderer answers the dead letter (on_dead_letter).
+            await self._settle(message, requeue=False)
             return
         self.published[result.job_id] = None
         if len(self.published) > PUBLISHED_REMEMBERED:
@@ -301,22 +340,32 @@ class JobConsumer:
         deaths = (message.headers or {}).get("x-death") or [{}]
         reason = deaths[0].get("reason", "unknown")
         with structlog.contextvars.bound_contextvars(job_id=job.job_id):
-            if await self._ran_here_after_all(job.job_id):
-                log.info("job dead-lettered while it ran here, and its result is published; acking the dead letter")
+            if job.job_id in self.running:
+                if await self._ran_here_after_all(job.job_id):
+                    log.info("job dead-lettered while it ran here; its result is published; acking the dead letter")
+                    await self._settle(message, ack=True)
+                    return
+            elif job.job_id not in self.published:
+                # Another renderer may still be running it, or publishing its result through a broker
+                # outage (RabbitMQ 3.10 counts channel closes as deliveries): let that result land first.
+                delay = self.verdict_delay_s(job)
+                log.warning("job dead-lettered; answering it once any run elsewhere had time to", wait_s=delay)
+                await asyncio.sleep(delay)
+            if job.job_id in self.published:
                 await self._settle(message, ack=True)
                 return
-            error = JobError(
-                type="RendererCrashed",
-                message=(
-                    f"the renderer crashed {self.settings.delivery_limit} times while running this job "
-                    f"(RabbitMQ dead-lettered it: {reason}); it will not be retried"
-                ),
-            )
-            result = RenderResult.failure(
-                job, error, renderer_id=self.settings.renderer_id, attempt=self.settings.delivery_limit
-            )
             log.error("job dead-lettered", reason=reason)
+            result = self.crash_verdict(job, f"RabbitMQ dead-lettered it: {reason}")
             await self._publish_and_ack(result, message, ran=False)
+
+    def verdict_delay_s(self, job: RenderJob) -> float:
+        """How long a run of ``job`` elsewhere may still take to publish its result: its time limit, drawing its
+        figures, and every try at publishing (RESULT_PUBLISH_BACKOFF, each waiting for its confirm)."""
+        s = self.settings
+        publishing = s.result_publish_attempts * s.publish_timeout_s + sum(
+            RESULT_PUBLISH_BACKOFF.longest(n) for n in range(1, s.result_publish_attempts)
+        )
+        return job.timeout_s + s.interrupt_grace_s + s.page_allowance_s + s.export_timeout_s + publishing
 
     async def _ran_here_after_all(self, job_id: str) -> bool:
         """Whether this renderer, running the job when RabbitMQ gave up on it, published its result.
