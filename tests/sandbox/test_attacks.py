@@ -48,6 +48,9 @@ class Attack:
     timeout_s: float = 3.0
     figures_clean: bool = False  # SVGs must carry no active markup
     extra: dict = field(default_factory=dict)
+    request: dict = field(default_factory=dict)  # more fields of the job request (formats, ...)
+    within_s: float | None = None  # the job must be answered this fast (it fails at once)
+    max_chars: dict = field(default_factory=dict)  # result field ("stdout", "message", "warnings") -> at most
 
 
 ATTACKS = [
@@ -170,13 +173,27 @@ ATTACKS = [
         message="Unable to allocate",
         timeout_s=40,
     ),
-    Attack(
+    Attack(  # up to its cap (PLOTFARM_INTERPRETER_MAX_HEAP_MB, 2 GiB) a job may grow
         "numpy_grow_to_gigabytes",
-        "import numpy as np\nblocks = [np.ones(2**27) for _ in range(3)]\nprint(sum(b.nbytes for b in blocks) // 2**20, 'MiB')"
+        "import numpy as np\nblocks = [np.ones(2**27), np.ones(2**26)]\nprint(sum(b.nbytes for b in blocks) // 2**20, 'MiB')"
         + SHOW,
         "done",
-        stdout="3072 MiB",
+        stdout="1536 MiB",
         timeout_s=40,
+    ),
+    Attack(  # and no further, whatever it does inside (the cap is the WebAssembly memory's own maximum)
+        "memory_beyond_the_heap_cap",
+        "import numpy as np\nblocks = [np.ones(2**27) for _ in range(3)]",
+        "failed",
+        "MemoryError",
+        timeout_s=40,
+    ),
+    Attack(
+        "memory_cap_raised_from_inside",
+        "import pyodide_js, numpy as np\nmemory = pyodide_js._module.wasmMemory\n"
+        "print(memory.buffer.byteLength)\nmemory.grow(40000)",
+        "failed",
+        message="Maximum memory size exceeded",
     ),
     Attack(
         "numpy_long_c_loop",
@@ -249,6 +266,76 @@ ATTACKS = [
         stdout="[plotfarm: output truncated",
         timeout_s=20,
     ),
+    # --- output made outside the job's limits ---------------------------------
+    # Text a job makes at run time that is no text (lone surrogates): escaped, never a wedged renderer.
+    Attack("output_lone_surrogate_stdout", "print('a' + chr(0xD800) + 'b')" + SHOW, "done", stdout="a\\ud800b"),
+    Attack(
+        "output_lone_surrogate_error",
+        "raise ValueError('bad ' + chr(0xDC00))",
+        "failed",
+        "ValueError",
+        message="bad \\udc00",
+    ),
+    Attack(
+        "output_lone_surrogate_figure",
+        "import plotly.graph_objects as go\ngo.Figure(go.Bar(y=[1], name='n' + chr(0xD800)), layout_title_text='t' + chr(0xDFFF)).show()",
+        "done",
+        request={"formats": ["svg", "json", "html"]},
+    ),
+    Attack(
+        "output_nested_figure",
+        "import plotly.graph_objects as go\nmeta = {}\nnode = meta\nfor _ in range(300):\n    node['a'] = {}\n    node = node['a']\n"
+        "go.Figure(go.Bar(y=[1]), layout_meta=meta).show()",
+        "failed",
+        "OutputLimitExceeded",
+        message="nested more than",
+        request={"formats": ["svg", "json"]},
+    ),
+    Attack(  # the job lifts its own stdout cap inside its interpreter: the page cuts it anyway
+        "output_stdout_cap_lifted",
+        "import sys\nsys.stdout.limit = 10**9\nprint('x' * 3_000_000)" + SHOW,
+        "done",
+        stdout="[plotfarm: output truncated",
+        max_chars={"stdout": 70_000},
+    ),
+    Attack(  # a 100 MB figure once its capture's limits are lifted: refused unread, at once
+        "output_figure_caps_lifted",
+        "import plotly.io as pio, plotly.graph_objects as go\ncapture = pio.show.__self__\n"
+        "capture.max_figure_bytes = capture.max_total_bytes = capture.max_figures = 10**12\n"
+        "go.Figure(go.Bar(y=[1]), layout_title_text='x' * 100_000_000).show()",
+        "failed",
+        "OutputLimitExceeded",
+        message="characters of JSON",
+        timeout_s=40,
+        within_s=40,
+    ),
+    Attack(
+        "output_huge_error_message",
+        "raise ValueError('e' * 5_000_000)",
+        "failed",
+        "ValueError",
+        max_chars={"message": 21_000, "traceback": 21_000},
+    ),
+    Attack(  # the job rewrites what its interpreter answers: malformed JSON
+        "output_forged_malformed_answer",
+        "import plotfarm_capture\nplotfarm_capture.Job.output = lambda self: '{\"figures\": [1, 2'" + SHOW,
+        "failed",
+        "InterpreterError",
+    ),
+    Attack(  # ... or well-formed, with more warnings than any job may carry
+        "output_forged_warnings",
+        "import plotfarm_capture\nplotfarm_capture.Job.warnings = lambda self: ['w' * 5000] * 1000" + SHOW,
+        "done",
+        max_chars={"warnings": 50 * 1100},
+    ),
+    Attack(  # ... or a figure that is not one
+        "output_forged_figure",
+        'import plotfarm_capture\nplotfarm_capture.Job.output = lambda self: \'{"figures": [[1]], "stdout": "", '
+        '"stderr": "", "error": null, "warnings": []}\'' + SHOW,
+        "failed",
+        "OutputLimitExceeded",
+        message="not a JSON object",
+    ),
     # --- the host ---------------------------------------------------------------
     Attack("host_read_passwd", "print(open('/etc/passwd').read())", "failed", "FileNotFoundError"),
     Attack(
@@ -294,7 +381,9 @@ async def test_attack_is_contained(attack, sandbox_api, sandbox_stack, canary):
     broker_port = urlsplit(sandbox_stack.amqp_url).port or 5672
     hits_before = len(canary.hits)
     started = time.monotonic()
-    result = await sandbox_api.render(fill(attack.code, canary, broker_port), timeout=120, timeout_s=attack.timeout_s)
+    result = await sandbox_api.render(
+        fill(attack.code, canary, broker_port), timeout=120, timeout_s=attack.timeout_s, **attack.request
+    )
     seconds = time.monotonic() - started
     error = result.get("error") or {}
 
@@ -319,6 +408,16 @@ async def test_attack_is_contained(attack, sandbox_api, sandbox_stack, canary):
         assert attack.message in error.get("message", ""), error
     if attack.stdout:
         assert attack.stdout in result.get("stdout", ""), result.get("stdout", "")[-500:]
+    texts = {
+        "stdout": result.get("stdout", ""),
+        "message": error.get("message", ""),
+        "traceback": error.get("traceback", ""),
+    }
+    texts["warnings"] = "".join(result.get("warnings") or [])
+    for name, most in attack.max_chars.items():
+        assert len(texts[name]) <= most, f"{name} is {len(texts[name])} characters"
+    if attack.within_s is not None:
+        assert seconds < attack.within_s, f"the job took {seconds:.1f} s"
     for figure in result.get("figures", []):
         if attack.figures_clean:
             assert not active_markup(figure["svg"]), figure["svg"][:2000]

@@ -6,12 +6,14 @@
 // held in this module's closure, nor the send function bound before any user
 // code ran.
 //
-//   host -> worker (global, once)  {type: "boot", port, assetBase, interruptBuffer, template?, restoreSaved?, makeTemplate?: {preload, shared, save}, stored?: {index, data}}
+//   host -> worker (global, once)  {type: "boot", port, assetBase, interruptBuffer, template?, restoreSaved?, makeTemplate?: {preload, shared, save}, stored?: {index, data}, maxHeapBytes?}
 //   worker -> host (port)          {type: "started"}, then {type: "ready", timings, template? (makeTemplate, stored)} | {type: "boot-failed", message, noSavedTemplate?}
 //   host -> worker (port)          {type: "run", runId, code, limits}
 //   worker -> host (port)          {type: "result", runId, output, timings: {load_ms, run_ms}, packages, heapBytes}
 //
-// `output` is a RunOutput (contract.mjs) as one JSON document, parsed once by the host.
+// `output` is a RunOutput (contract.mjs) as one JSON document, parsed once by the host,
+// which trusts none of it: the job owns this worker's Python and JavaScript, so
+// the host bounds the message on its side (bounds.mjs).
 //
 // Three ways to boot:
 // - plain: start CPython, install plotly from the build's precompiled
@@ -35,7 +37,7 @@
 
 import "../pyodide/pyodide.asm.js"; // defines globalThis._createPyodideModule
 import { loadPyodide } from "../pyodide/pyodide.mjs";
-import { failedRun } from "./contract.mjs";
+import { OUTPUT_LIMIT_EXCEEDED, failedRun } from "./contract.mjs";
 import { compileLibraries, linkState, loadLibraries, replayLibraries, restoreLinkState } from "./dynlibs.mjs";
 import { exportTree, importTree } from "./fstree.mjs";
 import { inSharedMemory, loadStoredTemplate } from "./stored-template.mjs";
@@ -47,6 +49,15 @@ import { mountTemplateTree } from "./templatefs.mjs";
 const scriptsLoadedAt = performance.now();
 const createPyodideModule = globalThis._createPyodideModule;
 const CAPTURE_MODULE = "plotfarm_capture";
+// Read before any job's code runs: a job can replace this worker's built-ins
+// (`js.WebAssembly`, `js.ArrayBuffer`), not these.
+const memoryBufferOf = Object.getOwnPropertyDescriptor(WebAssembly.Memory.prototype, "buffer").get;
+const byteLengthOf = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, "byteLength").get;
+const apply = Reflect.apply;
+const WasmMemory = WebAssembly.Memory;
+const WASM_PAGE = 65536;
+const EMSCRIPTEN_INITIAL_MEMORY = 20971520; // pyodide.asm.js's own default
+let interpreterMemory = null; // this interpreter's WebAssembly memory, made here (withMemory)
 // Built once in the template, so that every restored copy has already
 // imported what these figures need (px, numpy, pandas, the common trace types).
 const WARM_UP = `
@@ -90,6 +101,8 @@ async function onBoot(event) {
   const send = MessagePort.prototype.postMessage.bind(port);
   send({ type: "started" }); // the host's thread may get busy now (interpreter.mjs, onStarted)
   try {
+    maxHeapBytes = event.data.maxHeapBytes || null;
+    globalThis._createPyodideModule = createModule;
     const readStarted = performance.now();
     const readMarks = {};
     let template = event.data.template;
@@ -112,7 +125,8 @@ async function onBoot(event) {
       return;
     }
     if (interruptBuffer) pyodide.setInterruptBuffer(new Uint8Array(interruptBuffer));
-    const heap = () => pyodide._module.HEAP8.length;
+    const memory = interpreterMemory;
+    const heap = () => apply(byteLengthOf, apply(memoryBufferOf, memory, []), []);
     const packages = new OnDemandPackages(pyodide, assetBase, capture.imports_needed);
     sealGlobalScope(packages.gate);
     port.onmessage = (msg) => handleRun(msg.data, { run: capture.run, packages, interruptBuffer, heap, send });
@@ -124,6 +138,21 @@ async function onBoot(event) {
 }
 
 // ---- booting -------------------------------------------------------------
+
+/**
+ * Pyodide's glue, given a WebAssembly memory made here (it takes one it is
+ * given, as Module.wasmMemory) whose maximum is `maxHeapBytes` (none:
+ * WebAssembly's own 4 GiB). A memory's maximum cannot be raised once made, so
+ * no job can lift it: growing past it fails, and Python raises MemoryError.
+ */
+let maxHeapBytes = null;
+function createModule(settings) {
+  const initial = (settings.INITIAL_MEMORY || EMSCRIPTEN_INITIAL_MEMORY) / WASM_PAGE;
+  const maximum = maxHeapBytes ? Math.max(initial, Math.floor(maxHeapBytes / WASM_PAGE)) : 65536;
+  interpreterMemory = new WasmMemory({ initial, maximum });
+  settings.wasmMemory = interpreterMemory;
+  return createPyodideModule(settings);
+}
 
 async function bootInterpreter(assetBase, makeTemplate) {
   const t0 = performance.now();
@@ -232,7 +261,7 @@ async function restoreInterpreter(assetBase, shared) {
     marks.settings_ms = performance.now() - t0;
     // Emscripten calls these in order, after instantiation and its own set-up.
     settings.preRun = [() => (marks.prerun_ms = performance.now() - t0), ...settings.preRun];
-    const module = await createPyodideModule(settings);
+    const module = await createModule(settings);
     marks.instantiated_ms = performance.now() - t0;
     copySnapshotFromShared(module, marks);
     timePhase(module.API, "finalizeBootstrap", "python_ms", marks);
@@ -342,7 +371,7 @@ function captureDownloads() {
   const lockFile = Promise.withResolvers();
   const instantiateStreaming = WebAssembly.instantiateStreaming;
   WebAssembly.instantiateStreaming = async (source, imports) => {
-    const result = await instantiateStreaming(source, imports);
+    const result = await instantiateStreaming(source, withStringConversions(imports));
     wasmModule.resolve(result.module);
     return result;
   };
@@ -377,7 +406,7 @@ function serveFromTemplate(template, marks) {
   WebAssembly.instantiateStreaming = async (_source, imports) => {
     const started = performance.now();
     marks.instantiate_at_ms = started - marks.t0;
-    const instance = await WebAssembly.instantiate(template.wasmModule, imports);
+    const instance = await WebAssembly.instantiate(template.wasmModule, withStringConversions(imports));
     marks.instantiate_ms = performance.now() - started;
     return { module: template.wasmModule, instance };
   };
@@ -398,6 +427,32 @@ function reopenFiles(FS, files) {
     stream.position = position;
   }
 }
+
+/**
+ * Pyodide's glue turns a Python str into a JavaScript one a character at a
+ * time (`jsstr += String.fromCharCode(...)`): a 100 MB str makes a hundred
+ * million string pieces, and the worker's JavaScript heap (PLOTFARM_JS_HEAP_MB)
+ * runs out before the host could refuse the output for its size: the whole
+ * page crashed. The same conversions, a chunk of code units at a time, give the
+ * same strings (lone surrogates included) for about their own size. They are
+ * the interpreter's imports, bound when it is instantiated, out of a job's reach.
+ */
+function withStringConversions(imports) {
+  const memory = imports.env.memory;
+  const convert = (View, toString) => (ptr, len) => {
+    const view = new View(memory.buffer, ptr >>> 0, len >>> 0);
+    const parts = [];
+    for (let start = 0; start < view.length; start += STRING_CHUNK) {
+      parts.push(toString.apply(null, view.subarray(start, start + STRING_CHUNK)));
+    }
+    return parts.join("");
+  };
+  imports.env._python2js_ucs1 = convert(Uint8Array, String.fromCharCode);
+  imports.env._python2js_ucs2 = convert(Uint16Array, String.fromCharCode);
+  imports.env._python2js_ucs4 = convert(Uint32Array, String.fromCodePoint);
+  return imports;
+}
+const STRING_CHUNK = 8192;
 
 // ---- packages on demand ------------------------------------------------------
 
@@ -526,7 +581,18 @@ async function handleRun(message, { run, packages, interruptBuffer, heap, send }
     output = JSON.stringify(failedRun(err.type || "InterpreterError", String(err.message || err), { traceback: String(err) }));
   }
   const timings = { load_ms: loadMs, run_ms: performance.now() - started - loadMs };
-  send({ type: "result", runId, output, timings, packages: loaded.names, heapBytes: heap() });
+  // The job may have made run() return anything: only a string goes, and not one the host would
+  // refuse anyway (copying a huge one to it costs the whole page its memory). The host bounds the rest.
+  if (typeof output === "string" && output.length > limits.max_answer_chars) {
+    const message = `the job's output is ${output.length} characters of JSON; the limit is ${limits.max_answer_chars}`;
+    output = JSON.stringify(failedRun(OUTPUT_LIMIT_EXCEEDED, message));
+  }
+  const result = { type: "result", runId, output: typeof output === "string" ? output : null, timings, packages: loaded.names };
+  try {
+    send({ ...result, heapBytes: heap() });
+  } catch {
+    send({ type: "result", runId, output: null });
+  }
 }
 
 async function fetchTree(assetBase, layer) {
