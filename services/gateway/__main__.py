@@ -32,7 +32,7 @@ async def main() -> None:
     configure_logging(settings, "gateway")
     stop = stop_event()
     broker = Broker(settings)
-    index = JobIndex(settings.results_cache_bytes)
+    index = JobIndex(settings.results_cache_bytes, settings.tenant_share)
     follower = EventFollower(settings, lambda event, _offset: index.apply(event))
     runner = await serve(create_app(settings, broker, index, follower), settings.gateway_host, settings.gateway_port)
     log.info("gateway listening", url=settings.public_gateway_url, port=settings.gateway_port)
