@@ -75,8 +75,9 @@ class Settings(BaseSettings):
         0.25,
         gt=0,
         le=1,
-        description="A tenant's share of the results cache: a tenant holding more loses its own oldest results "
-        "first when the cache is full. A tenant alone may use all of it.",
+        description="A tenant's share of the results cache and of the events stream: a tenant holding more loses "
+        "its own oldest results from the cache first, and its submissions get 429 while its next result would "
+        "push another tenant's out of the stream (services/gateway/quota.py). A tenant alone may use all of both.",
     )
     max_wait_s: float = Field(120.0, gt=0, description="Longest long-poll a client may ask for (?wait=).")
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with a 503 when the broker cannot take a job.")
