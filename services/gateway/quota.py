@@ -22,7 +22,7 @@ accepted in a burst are counted only once their events come back.
 
 import re
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,14 +30,17 @@ import structlog
 from aiohttp import web
 
 from shared.events import event_time
-from shared.messages import JobEvent, JobStarted
+from shared.messages import JobEvent, JobQueued, JobStarted
 from shared.settings import Settings
 from shared.topology import events_segment_bytes
 
 log = structlog.get_logger(__name__)
 
-# `running` events say nothing of their tenant: their (few) bytes fill the stream but are nobody's.
+# The owner of bytes that are no tenant's: a `running` event of a job whose `queued` event was not
+# seen (it says nothing of its tenant). They fill the stream, but pushing them out harms nobody.
 NOBODY = object()
+# Jobs between their `queued` event and their result, whose `running` events are their tenant's.
+MAX_IN_FLIGHT = 200_000
 # A run covers at most 1/RUN_PARTS of the stream's bytes and of its age, so trimming by age stays close.
 RUN_PARTS = 64
 AGE_UNITS_S = {"Y": 365 * 86400, "M": 30 * 86400, "D": 86400, "h": 3600, "m": 60, "s": 1}
@@ -80,10 +83,19 @@ class StreamShare:
         self.first: dict[object, Run] = {}  # each owner's oldest retained run
         self.last: dict[object, Run] = {}  # and its newest
         self.last_offset = -1
+        self.in_flight: OrderedDict[str, str | None] = OrderedDict()  # job id -> tenant
 
     def add_event(self, event: JobEvent, offset: int, size: int) -> None:
         """Count an event read from the stream (EventFollower's ``on_stored``)."""
-        owner = NOBODY if isinstance(event, JobStarted) else event.tenant
+        if isinstance(event, JobQueued):
+            owner = self.in_flight[event.job_id] = event.tenant
+            while len(self.in_flight) > MAX_IN_FLIGHT:
+                self.in_flight.popitem(last=False)
+        elif isinstance(event, JobStarted):
+            owner = self.in_flight.get(event.job_id, NOBODY)
+        else:
+            owner = event.tenant
+            self.in_flight.pop(event.job_id, None)
         self.add(offset, owner, size, event_time(event).timestamp())
 
     def add(self, offset: int, owner: object, size: int, at: float) -> None:

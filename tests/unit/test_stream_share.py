@@ -8,6 +8,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from services.gateway.app import create_app
 from services.gateway.quota import NOBODY, StreamShare, max_age_seconds
 from shared.jobs import JobIndex
+from shared.messages import JobQueued, JobStarted, RenderResult, utcnow
 from shared.settings import Settings
 from tests.unit.test_gateway_app import FakeBroker, FakeFollower
 
@@ -127,6 +128,22 @@ def test_a_lone_tenant_is_never_refused(tenant):
         feed.add(tenant, 1)
         feed.add(NOBODY, 1, size=300)  # its jobs' `running` events: nobody's
     assert share.total == 100 * MB and share.held[tenant] > 99 * MB
+
+
+def test_a_jobs_running_event_is_its_tenants_and_one_tenants_events_make_few_runs():
+    share = stream_share()
+    for n in range(1000):
+        events = [
+            JobQueued(job_id=f"j{n}", code="x", submitted_at=utcnow(), tenant="solo"),
+            JobStarted(job_id=f"j{n}", renderer_id="r", attempt=1, started_at=utcnow()),
+            RenderResult(job_id=f"j{n}", status="done", tenant="solo", figures=["<svg/>"]),
+        ]
+        for event in events:
+            share.add_event(event, 3 * n + events.index(event), len(event.model_dump_json()))
+    assert list(share.held) == ["solo"] and len(share.runs) == 1 and not share.in_flight
+    # A `running` event read before its job's `queued` one is nobody's.
+    share.add_event(JobStarted(job_id="early", renderer_id="r", attempt=1, started_at=utcnow()), 5000, 100)
+    assert share.held[NOBODY] == 100
 
 
 def keyed_settings(**values) -> Settings:
