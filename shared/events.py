@@ -40,6 +40,8 @@ STALL_CONFIRM_S = 3.0
 
 
 EventHandler = Callable[[JobEvent, int], Awaitable[None] | None]
+# (event, offset, size): the bytes of its message, what the stream's retention counts.
+StoredHandler = Callable[[JobEvent, int, int], None]
 
 
 def event_time(event: JobEvent) -> datetime:
@@ -61,11 +63,23 @@ class EventFollower:
     How far behind it is (for /metrics, shared/metrics.py), known without asking the
     broker: ``last_event_at``, the Unix time of the last event handled, by the event's
     own timestamp, and ``lag_s``, how old that event was when it was handled.
+
+    ``on_stored(event, offset, size)``, when given, is called after the handler with the
+    size of each event's message: the gateway keeps each tenant's share of the stream
+    with it (services/gateway/quota.py).
     """
 
-    def __init__(self, settings: Settings, handler: EventHandler, *, start: str | int = "first"):
+    def __init__(
+        self,
+        settings: Settings,
+        handler: EventHandler,
+        *,
+        start: str | int = "first",
+        on_stored: StoredHandler | None = None,
+    ):
         self.settings = settings
         self.handler = handler
+        self.on_stored = on_stored
         self.next_offset: str | int = start
         self.last_offset: int | None = None
         self.last_event_at: float | None = None
@@ -263,6 +277,8 @@ class EventFollower:
                 result = self.handler(event, offset)
                 if asyncio.iscoroutine(result):
                     await result
+                if self.on_stored is not None:
+                    self.on_stored(event, offset, len(message.body))
             except Exception:  # noqa: BLE001  (an unacked event would stall the stream after `prefetch` of them)
                 log.exception("event handler failed, skipping the event", offset=offset, job_id=event.job_id)
             self.last_event_at = event_time(event).timestamp()

@@ -10,9 +10,13 @@ announce ``running`` before the gateway's ``queued`` lands). The first final
 result for a job wins: at-least-once delivery can render a job twice, and a
 user must always get the same answer.
 
-Memory is bounded: once the kept results exceed ``max_bytes``, the oldest
-finished jobs are forgotten (their results stay in the stream until its
-retention drops them).
+Memory is bounded: once the kept results exceed ``max_bytes``, finished jobs
+are forgotten (their results stay in the stream until its retention drops
+them), fairly between tenants: while a tenant holds more than its share of
+the budget (``tenant_share``), its own oldest results go first, so one
+tenant's large results cannot push every other tenant's out; otherwise the
+oldest finished job goes. A tenant alone (or the open API's ``None`` tenant)
+still has the whole budget. Jobs not finished yet are never forgotten.
 """
 
 import asyncio
@@ -99,12 +103,29 @@ def figure_view(n: int, figure: Figure, include: frozenset[str]) -> dict:
     return view
 
 
+@dataclass
+class TenantResults:
+    """One tenant's finished jobs in the index, the oldest first, and the bytes they hold."""
+
+    jobs: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    bytes: int = 0
+
+
 class JobIndex:
-    def __init__(self, max_bytes: int):
+    def __init__(self, max_bytes: int, tenant_share: float = 0.25):
+        """``tenant_share``: the fraction of ``max_bytes`` a tenant's results keep when others need room
+        (PLOTFARM_TENANT_SHARE; 0.25 is its default)."""
         self.max_bytes = max_bytes
+        self.share_bytes = tenant_share * max_bytes
         self.records: OrderedDict[str, JobRecord] = OrderedDict()
-        self.kept_bytes = 0
+        self.kept_bytes = 0  # of every record, finished or not
         self.duplicates = 0
+        # Finished jobs in the order they finished: all of them, and per tenant with their bytes.
+        # The tenants holding more than their share are few (at most about 1 / tenant_share), so
+        # choosing what to forget looks at them, never at every record.
+        self.finished: OrderedDict[str, None] = OrderedDict()
+        self.tenants: dict[str | None, TenantResults] = {}
+        self.over_share: set[str | None] = set()
 
     def get(self, job_id: str) -> JobRecord | None:
         return self.records.get(job_id)
@@ -121,8 +142,13 @@ class JobIndex:
         if isinstance(event, JobQueued):
             if record.submitted_at is not None:
                 return False
-            record.submitted_at, record.tenant, record.code = event.submitted_at, event.tenant, event.code
-            self._resize(record, len(event.code))
+            # A result that came first, without these details, is already counted under its tenant.
+            self._unlist(record)
+            record.submitted_at, record.tenant = event.submitted_at, event.tenant
+            self._resize(record, record.size - len(record.code) + len(event.code))
+            record.code = event.code
+            self._list(record)
+            self._evict()
             return True
         if record.final:
             self.duplicates += isinstance(event, RenderResult)
@@ -142,21 +168,58 @@ class JobIndex:
         record.code = record.code or result.code
         record.renderer_id, record.attempt = result.renderer_id, result.attempt
         figures = sum(figure_size(figure) for figure in result.figures)
-        self._resize(record, figures + len(result.stdout) + len(result.stderr) + len(result.code))
+        self._resize(record, figures + len(result.stdout) + len(result.stderr) + len(record.code))
+        self.finished[record.job_id] = None
+        self._list(record)
         record.finished.set()
         self._evict()
 
     def _resize(self, record: JobRecord, size: int) -> None:
+        """(A finished record is resized only while it is not listed under its tenant.)"""
         self.kept_bytes += size - record.size
         record.size = size
 
+    def _list(self, record: JobRecord) -> None:
+        """Count a finished record under its tenant, as that tenant's newest."""
+        if record.final:
+            self.tenants.setdefault(record.tenant, TenantResults()).jobs[record.job_id] = None
+            self._count(record.tenant, record.size)
+
+    def _unlist(self, record: JobRecord) -> None:
+        if record.final:
+            self._count(record.tenant, -record.size)
+            results = self.tenants[record.tenant]
+            del results.jobs[record.job_id]
+            if not results.jobs:
+                del self.tenants[record.tenant]
+                self.over_share.discard(record.tenant)
+
+    def _count(self, tenant: str | None, delta: int) -> None:
+        results = self.tenants.setdefault(tenant, TenantResults())
+        results.bytes += delta
+        if results.bytes > self.share_bytes:
+            self.over_share.add(tenant)
+        else:
+            self.over_share.discard(tenant)
+
     def _evict(self) -> None:
-        while self.kept_bytes > self.max_bytes:
-            oldest = next((r for r in self.records.values() if r.final), None)
-            if oldest is None:
-                return
-            del self.records[oldest.job_id]
-            self.kept_bytes -= oldest.size
+        while self.kept_bytes > self.max_bytes and self.finished:
+            record = self.records[self._next_to_forget()]
+            self._unlist(record)
+            del self.finished[record.job_id]
+            del self.records[record.job_id]
+            self.kept_bytes -= record.size
+
+    def _next_to_forget(self) -> str:
+        """While a tenant holds more than its share: the oldest result of the one holding the most.
+
+        Otherwise the oldest finished job of all. A tenant alone is over its share
+        as soon as it holds more than it, so it loses only its own oldest results.
+        """
+        if self.over_share:
+            largest = max(self.over_share, key=lambda tenant: self.tenants[tenant].bytes)
+            return next(iter(self.tenants[largest].jobs))
+        return next(iter(self.finished))
 
     async def wait_final(self, job_id: str, timeout: float) -> JobRecord | None:
         """The job's record once it is final, or as it is when ``timeout`` runs out."""

@@ -71,6 +71,14 @@ class Settings(BaseSettings):
         description="Results a gateway or viewer keeps in memory, oldest finished dropped first "
         "(PLOTFARM_GATEWAY_CACHE_BYTES, its old name, still works).",
     )
+    tenant_share: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="A tenant's share of the results cache and of the events stream: a tenant holding more loses "
+        "its own oldest results from the cache first, and its submissions get 429 while its next result would "
+        "push another tenant's out of the stream (services/gateway/quota.py). A tenant alone may use all of both.",
+    )
     max_wait_s: float = Field(120.0, gt=0, description="Longest long-poll a client may ask for (?wait=).")
     retry_after_s: int = Field(5, ge=1, description="Retry-After sent with a 503 when the broker cannot take a job.")
     api_keys: str = Field("", description="Comma-separated API keys, each `tenant=key` or a bare key; empty = open.")

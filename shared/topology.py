@@ -97,13 +97,17 @@ def jobs_queue_arguments(settings: Settings) -> dict:
     }
 
 
+def events_segment_bytes(settings: Settings) -> int:
+    """The events stream's segment size: retention drops whole segments, so keep them small against the limit."""
+    return max(1_000_000, settings.events_max_bytes // 20)
+
+
 def events_stream_arguments(settings: Settings) -> dict:
     return {
         "x-queue-type": "stream",
         "x-max-age": settings.events_max_age,
         "x-max-length-bytes": settings.events_max_bytes,
-        # Retention drops whole segments, so keep them small against the limit.
-        "x-stream-max-segment-size-bytes": max(1_000_000, settings.events_max_bytes // 20),
+        "x-stream-max-segment-size-bytes": events_segment_bytes(settings),
     }
 
 

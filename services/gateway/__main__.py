@@ -6,6 +6,7 @@ import contextlib
 import structlog
 
 from services.gateway.app import create_app
+from services.gateway.quota import StreamShare
 from shared.broker import Broker
 from shared.events import EventFollower
 from shared.jobs import JobIndex
@@ -32,9 +33,11 @@ async def main() -> None:
     configure_logging(settings, "gateway")
     stop = stop_event()
     broker = Broker(settings)
-    index = JobIndex(settings.results_cache_bytes)
-    follower = EventFollower(settings, lambda event, _offset: index.apply(event))
-    runner = await serve(create_app(settings, broker, index, follower), settings.gateway_host, settings.gateway_port)
+    index = JobIndex(settings.results_cache_bytes, settings.tenant_share)
+    stream_share = StreamShare(settings)
+    follower = EventFollower(settings, lambda event, _offset: index.apply(event), on_stored=stream_share.add_event)
+    app = create_app(settings, broker, index, follower, stream_share=stream_share)
+    runner = await serve(app, settings.gateway_host, settings.gateway_port)
     log.info("gateway listening", url=settings.public_gateway_url, port=settings.gateway_port)
     connecting = asyncio.create_task(connect(broker))
     follower.start()

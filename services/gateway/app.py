@@ -23,6 +23,7 @@ from services.gateway.access import CALLER, ApiKeys, RateLimiter, access_middlew
 from services.gateway.figure_files import FigureFiles
 from services.gateway.openapi import DOCS_PATH, OPENAPI_PATH, PUBLIC_PATHS, PUBLIC_PREFIXES, add_docs_routes
 from services.gateway.pages import AssetStore, add_page_routes
+from services.gateway.quota import StreamShare
 from services.gateway.validation import InvalidRequest, parse_job_request, request_body_limit
 from shared.api_models import ErrorBody, ExecuteResult, JobAccepted, JobView, ServiceIndex
 from shared.broker import Broker, BrokerUnavailable
@@ -43,6 +44,7 @@ FOLLOWER = web.AppKey("follower", EventFollower)
 FILES = web.AppKey("files", FigureFiles)
 KEYS = web.AppKey("keys", ApiKeys)
 METRICS = web.AppKey("metrics", GatewayMetrics)
+STREAM_SHARE = web.AppKey("stream_share", StreamShare)
 API_PREFIXES = ("/api/", "/execute")
 SUBMIT_PATHS = ("/api/jobs", "/execute")
 # Headers of an HTTP exception that describe its text body, not the JSON one sent instead.
@@ -130,7 +132,10 @@ def _include(request: web.Request) -> frozenset[str]:
 
 
 async def _accept(request: web.Request, job: RenderJob) -> None:
-    """Publish the job and wait for the confirm (or raise BrokerUnavailable), then announce it."""
+    """Publish the job and wait for the confirm (or raise BrokerUnavailable), then announce it.
+
+    429 first when the tenant's results fill its share of the events stream (quota.py)."""
+    request.app[STREAM_SHARE].check(job.tenant, retry_after(request))
     broker, index = request.app[BROKER], request.app[INDEX]
     queued = JobQueued(job_id=job.job_id, code=job.code, submitted_at=job.submitted_at, tenant=job.tenant)
     with structlog.contextvars.bound_contextvars(job_id=job.job_id):
@@ -249,6 +254,7 @@ def create_app(
     index: JobIndex,
     follower: EventFollower,
     metrics: GatewayMetrics | None = None,
+    stream_share: StreamShare | None = None,
 ) -> web.Application:
     keys = ApiKeys.from_settings(settings)
     limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
@@ -259,6 +265,7 @@ def create_app(
     )
     app[SETTINGS], app[BROKER], app[INDEX], app[FOLLOWER], app[KEYS] = settings, broker, index, follower, keys
     app[METRICS] = metrics = metrics or GatewayMetrics()
+    app[STREAM_SHARE] = stream_share or StreamShare(settings)  # fed by the follower (__main__.py)
     metrics.watch_queues(broker, Names(settings.namespace))
     metrics.watch_follower(follower)
     assets = AssetStore(settings)

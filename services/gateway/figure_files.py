@@ -13,11 +13,21 @@ origin: each response carries a Content-Security-Policy with ``sandbox``
   a CDN; and it costs nothing in the events stream, which holds only the JSON.
   Its own scripts may run (sandbox ``allow-scripts``), but it may connect to
   nothing, and the figure's JSON is embedded as data, never as code.
+
+The HTML page must fetch nothing when a user opens a copy saved to disk either,
+where no header applies: it carries its policy in a ``<meta>`` as well (all of
+it but ``sandbox``, which a ``<meta>`` cannot set), and the figure in it loses
+every URL plotly.js would load (layout images, image traces, GeoJSON given as a
+URL, map styles and layers), as the renderer does (web/runtime/fidelity.mjs,
+which also says so in the result's warnings). The renderer already leaves them
+out of new results; this is for results published before it did, which the
+events stream still holds.
 """
 
 import base64
 import html
 import json
+import re
 
 from aiohttp import web
 
@@ -33,9 +43,17 @@ HTML_POLICY = (
     "sandbox allow-scripts allow-downloads"
 )
 
+# The header's policy, less what a <meta> policy cannot hold (sandbox; frame-ancestors and reports: none here).
+META_POLICY = "; ".join(
+    directive
+    for directive in HTML_POLICY.split("; ")
+    if directive.split()[0] not in ("sandbox", "frame-ancestors", "report-uri", "report-to")
+)
+
 PAGE = """<!doctype html>
 <html lang="en">
 <head>
+<meta http-equiv="Content-Security-Policy" content="{policy}">
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
@@ -55,6 +73,87 @@ Plotly.newPlot("plot", figure.data || [], figure.layout || {{}}, {{ responsive: 
 """
 
 
+# The same rules as web/runtime/fidelity.mjs (withoutExternalUrls): keep the two alike.
+MAP_KEY = re.compile(r"map(box)?\d*")  # map containers: map, map2, ..., and older figures' mapbox ones
+MAP_STYLE_NAMES = frozenset(
+    "basic carto-darkmatter carto-darkmatter-nolabels carto-positron carto-positron-nolabels carto-voyager "
+    "carto-voyager-nolabels dark light open-street-map outdoors satellite satellite-streets streets white-bg "
+    "stamen-terrain stamen-toner stamen-watercolor".split()
+)
+USER_DATA = frozenset({"customdata", "meta"})  # the figure's own data: plotly.js loads nothing from it
+ARRAY_INDEX = re.compile(r"\[\d+\]$")
+
+
+def is_external_url(value) -> bool:
+    """A URL that would be fetched: anything but a ``data:`` URI, a same-document ``#fragment`` or nothing."""
+    if not isinstance(value, str):
+        return False
+    url = value.strip()
+    return bool(url) and not url.lower().startswith("data:") and not url.startswith("#")
+
+
+def url_in(value, name: str) -> str | None:
+    """The first URL ``value`` (attribute ``name``: source, geojson or a map's style) would be loaded from."""
+    if isinstance(value, str):
+        if name == "style" and value.strip() in MAP_STYLE_NAMES:
+            return None
+        return value if is_external_url(value) else None
+    if isinstance(value, list):  # a map layer's tile URLs, or one value per trace in a button's arguments
+        return next((url for item in value if isinstance(item, str) and (url := url_in(item, name))), None)
+    if name == "style" and isinstance(value, dict):
+        return style_url(value)
+    return None
+
+
+def style_url(style: dict) -> str | None:
+    """The first URL a map style given as an object (a MapLibre style) loads: its sources, glyphs, sprite."""
+    sprite = style.get("sprite")
+    sprites = [item.get("url") for item in sprite if isinstance(item, dict)] if isinstance(sprite, list) else [sprite]
+    candidates = [style.get("glyphs"), *sprites]
+    sources = style.get("sources")
+    for source in sources.values() if isinstance(sources, dict) else ():
+        if isinstance(source, dict):
+            candidates += [source.get("url"), source.get("data")]
+            candidates += [*_list(source.get("tiles")), *_list(source.get("urls"))]
+    return next((url for url in candidates if is_external_url(url)), None)
+
+
+def _list(value) -> list:
+    return value if isinstance(value, list) else []
+
+
+def without_external_urls(value, trail: tuple[str, ...] = (), depth: int = 0):
+    """A copy of the figure (or part of it) without the attributes that would make plotly.js fetch a URL.
+
+    Everywhere: data, layout, frames, the template, and what buttons and sliders
+    set, whose keys are attribute strings ("images[0].source", "map.style").
+    """
+    if depth > 64:
+        return value
+    if isinstance(value, list):
+        return [
+            without_external_urls(item, trail, depth + 1) if isinstance(item, dict | list) else item for item in value
+        ]
+    if not isinstance(value, dict):
+        return value
+    out, dropped_source = {}, False
+    for key, item in value.items():
+        parts = [ARRAY_INDEX.sub("", part) for part in str(key).split(".")]
+        name, path = parts[-1], (*trail, *parts)
+        if name in USER_DATA:
+            out[key] = item
+        elif name in ("source", "geojson") or (name == "style" and any(MAP_KEY.fullmatch(part) for part in path)):
+            if url_in(item, name) is None:
+                out[key] = item  # inline data (a GeoJSON object, a style without URLs), or nothing to load
+            else:
+                dropped_source = dropped_source or name == "source"
+        else:
+            out[key] = without_external_urls(item, path, depth + 1)
+    if dropped_source and out.get("visible") is True:
+        del out["visible"]  # a layout image set visible without its source would still be drawn, from "undefined"
+    return out
+
+
 def json_for_html(value) -> str:
     """JSON that is safe inside a <script type="application/json"> block."""
     return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
@@ -67,10 +166,17 @@ def figure_title(spec: dict) -> str:
 
 
 def standalone_html(spec: dict, plotly_js: str) -> str:
+    """The interactive page: its own CSP first, plotly.js inline, the figure (without URLs) as data."""
+    spec = without_external_urls(spec)
     # Inside a <script> element, "</script" would end it; in minified JavaScript it can only
     # sit in a string or a regex, where "<\/script" means the same.
     inline_js = plotly_js.replace("</script", "<\\/script")
-    return PAGE.format(title=html.escape(figure_title(spec)), plotly_js=inline_js, figure=json_for_html(spec))
+    return PAGE.format(
+        policy=html.escape(META_POLICY, quote=False),  # no " in it: the single quotes stay as they are
+        title=html.escape(figure_title(spec)),
+        plotly_js=inline_js,
+        figure=json_for_html(spec),
+    )
 
 
 class FigureFiles:

@@ -162,7 +162,12 @@ def _responses(*statuses: int, **custom: dict) -> dict:
         401: {"$ref": "#/components/responses/Unauthorized"},
         404: _error("No such job (unknown, another tenant's, or older than the gateway keeps), or no such file."),
         413: _error("`code` is larger than the gateway takes, or the body is too large to read."),
-        429: _error("Too many submissions from this tenant or address; retry after `Retry-After` seconds.", retry=True),
+        429: _error(
+            "Too many submissions from this tenant or address, or the tenant's results fill its share of the "
+            "events stream (`PLOTFARM_TENANT_SHARE`) and another would push other tenants' results out; retry "
+            "after `Retry-After` seconds.",
+            retry=True,
+        ),
         503: _error(
             "RabbitMQ cannot take the job now (unreachable, or no confirm in time), or the gateway is "
             "still reading the job history; retry after `Retry-After` seconds.",
@@ -432,7 +437,8 @@ def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
             "version": "1",
             "summary": "A sandboxed render farm for Plotly: send Python code, get figures back.",
             "description": f'{auth_note}\n\nEvery error is JSON: `{{"error": "...", "details": [...]}}`. '
-            "Submissions are rate limited per tenant (or client address): beyond the limit, 429 with `Retry-After`.",
+            "Submissions are rate limited per tenant (or client address): beyond the limit, 429 with `Retry-After`; "
+            "so are a tenant's while its results fill its share of the events stream and the stream is full.",
         },
         "servers": [{"url": settings.public_gateway_url}],
         "tags": [

@@ -20,7 +20,9 @@ async def main() -> None:
     settings = get_settings()
     configure_logging(settings, "viewer")
     stop = stop_event()
-    live = LiveJobs(settings.viewer_history, settings.results_cache_bytes, settings.viewer_outbox_size)
+    live = LiveJobs(
+        settings.viewer_history, settings.results_cache_bytes, settings.viewer_outbox_size, settings.tenant_share
+    )
     follower = EventFollower(settings, live.apply)
     app = create_app(settings, live, follower, AssetStore(settings), ApiKeys.from_settings(settings))
     runner = await serve(app, settings.viewer_host, settings.viewer_port)

@@ -59,11 +59,12 @@ def inline_small_svgs(view: dict, budget: list[int]) -> dict:
 
 
 class LiveJobs:
-    def __init__(self, history: int, max_bytes: int, outbox_size: int = 2000):
-        """``outbox_size``: changes queued for one page before it is told to reconnect."""
+    def __init__(self, history: int, max_bytes: int, outbox_size: int = 2000, tenant_share: float = 0.25):
+        """``outbox_size``: changes queued for one page before it is told to reconnect;
+        ``tenant_share``: of ``max_bytes``, what one tenant's results keep (shared/jobs.py)."""
         self.history = history
         self.outbox_size = outbox_size
-        self.index = JobIndex(max_bytes)
+        self.index = JobIndex(max_bytes, tenant_share)
         self.changes: deque[tuple[int, str]] = deque(maxlen=history * 8)
         self.last_offset = -1
         self.subscribers: dict[asyncio.Queue, str | None] = {}  # outbox -> the tenant it may see (None: all)

@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 from playwright.async_api import async_playwright
 
-from tests.e2e.conftest import CHROMIUM, chromium_args
+from tests.e2e.conftest import CHROMIUM, RECORDER, chromium_args
 
 pytestmark = pytest.mark.integration
 
@@ -76,6 +76,53 @@ async def test_the_html_page_is_interactive_offline(api):
             await browser.close()
     assert "formats" in title and scripts == 3  # the title stayed text: no element came out of it
     assert requests == [url], requests  # nothing but the page itself
+
+
+URLS_CODE = """
+import plotly.graph_objects as go
+bars = go.Figure(go.Bar(x=["a", "b", "c"], y=[3, 1, 2]), layout={"title": "urls", "width": 400, "height": 300})
+bars.add_layout_image(source="https://BAD.example/logo.png", xref="paper", yref="paper", x=0, y=1, sizex=0.2, sizey=0.2)
+bars.add_layout_image(source="data:image/png;base64," + PNG, xref="paper", yref="paper", x=0.8, y=1, sizex=0.2, sizey=0.2)
+bars.show()
+go.Figure(go.Choropleth(geojson="https://BAD.example/regions.geojson", locations=["x"], z=[1], locationmode="geojson-id")).show()
+"""
+# A 1x1 PNG: a layout image from a data: URI is the image itself, and stays.
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+
+
+async def test_urls_in_a_figure_are_left_out_and_said_so_and_a_saved_page_fetches_nothing(api, tmp_path):
+    result = await api.render(f"PNG = {PNG!r}\n{URLS_CODE}", formats=["svg", "json", "html"], timeout=120)
+    assert result["status"] == "done", result.get("error")
+    warnings = result["warnings"]
+    assert "figure 1: layout image from https://BAD.example/logo.png was left out (jobs have no network)" in warnings
+    assert "figure 2: GeoJSON from https://BAD.example/regions.geojson was left out (jobs have no network)" in warnings
+    async with aiohttp.ClientSession() as session:
+        specs = [json.loads((await fetch(session, figure["files"]["json"]["url"]))[2]) for figure in result["figures"]]
+        page = (await fetch(session, result["figures"][0]["files"]["html"]["url"]))[2]
+    assert "BAD.example" not in json.dumps(specs) and b"BAD.example" not in page
+    assert specs[0]["layout"]["images"][1]["source"] == f"data:image/png;base64,{PNG}"
+
+    saved = tmp_path / "figure.html"  # as a user saves it: no header, only the page's own policy
+    saved.write_bytes(page)
+    requests = []  # every request the page tries, those its policy blocks included
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=chromium_args())
+        try:
+            opened = await browser.new_page()
+            await opened.add_init_script(RECORDER)
+            opened.on("request", lambda request: requests.append(request.url))
+            await opened.goto(saved.as_uri())
+            await opened.wait_for_selector(".js-plotly-plot .bars path", timeout=30_000)
+            images = await opened.eval_on_selector_all("image", "els => els.map(e => e.getAttribute('href'))")
+            tried = list(requests)
+            # The page's own policy refuses a request it did not make itself.
+            fetched = await opened.evaluate("fetch('https://example.com/').then(() => 'made', () => 'refused')")
+            violations = await opened.evaluate("window.__cspViolations")
+        finally:
+            await browser.close()
+    assert tried == [saved.as_uri()], tried  # nothing but the page itself
+    assert images == [f"data:image/png;base64,{PNG}"]
+    assert fetched == "refused" and any(v.startswith("connect-src https://example.com/") for v in violations)
 
 
 async def test_png_larger_than_the_limit_fails_with_output_limit_exceeded(api):

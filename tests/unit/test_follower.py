@@ -59,3 +59,18 @@ async def test_not_ready_says_why():
     follower.connected.set()
     assert follower.not_ready_because() is None
     await asyncio.sleep(0)
+
+
+async def test_on_stored_is_told_each_events_size_in_the_stream():
+    from shared.messages import JobStarted  # noqa: PLC0415
+
+    stored = []
+    follower = EventFollower(
+        Settings(_env_file=None),
+        lambda event, offset: None,
+        on_stored=lambda event, offset, size: stored.append((offset, event.kind, size)),
+    )
+    running = JobStarted(job_id="a", renderer_id="r", attempt=1, started_at=utcnow()).model_dump_json().encode()
+    for message in (Message(3, queued("a")), Message(4, running), Message(5, b"not json")):
+        await follower._on_message(message, end=None)
+    assert stored == [(3, "queued", len(queued("a"))), (4, "running", len(running))]
