@@ -16,7 +16,7 @@ through its model in shared/api_models.py, the same models the OpenAPI document 
 import asyncio
 
 import structlog
-from aiohttp import hdrs, web
+from aiohttp import web
 from pydantic import BaseModel
 
 from services.gateway.access import CALLER, ApiKeys, RateLimiter, access_middleware
@@ -28,6 +28,13 @@ from shared.api_models import ErrorBody, ExecuteResult, JobAccepted, JobView, Se
 from shared.broker import Broker, BrokerUnavailable
 from shared.events import EventFollower
 from shared.health import add_health_routes, when
+from shared.http_errors import (
+    handle_unexpected_errors,
+    http_exception_headers,
+    http_exception_message,
+    unexpected_errors,
+)
+from shared.http_input import bounded_float, bounded_int
 from shared.jobs import JobIndex, JobRecord
 from shared.messages import JobQueued, RenderJob
 from shared.metrics import GatewayMetrics
@@ -45,8 +52,6 @@ KEYS = web.AppKey("keys", ApiKeys)
 METRICS = web.AppKey("metrics", GatewayMetrics)
 API_PREFIXES = ("/api/", "/execute")
 SUBMIT_PATHS = ("/api/jobs", "/execute")
-# Headers of an HTTP exception that describe its text body, not the JSON one sent instead.
-BODY_HEADERS = frozenset({hdrs.CONTENT_TYPE, hdrs.CONTENT_LENGTH, hdrs.CONTENT_ENCODING})
 
 
 def json_body(model: BaseModel, *, status: int = 200, headers: dict | None = None) -> web.Response:
@@ -76,10 +81,7 @@ async def json_errors(request: web.Request, handler):
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        default_text = f"{exc.status}: {exc.reason}"
-        message = exc.text if exc.text and exc.text != default_text else exc.reason
-        # Keep what the exception says beyond its body: Allow on a 405, Retry-After on a 503.
-        headers = {name: value for name, value in exc.headers.items() if name not in BODY_HEADERS}
+        message, headers = http_exception_message(exc), http_exception_headers(exc)
         return json_body(ErrorBody(error=message), status=exc.status, headers=headers)
 
 
@@ -171,12 +173,10 @@ def _wait_seconds(request: web.Request, default: float = 0.0) -> float:
     raw = request.query.get("wait")
     if raw is None:
         return default
-    try:
-        wait = float(raw)
-    except ValueError:
-        raise InvalidRequest(400, "wait must be a number of seconds") from None
-    if not 0 <= wait <= request.app[SETTINGS].max_wait_s:
-        raise InvalidRequest(400, f"wait must be between 0 and {request.app[SETTINGS].max_wait_s} seconds")
+    longest = request.app[SETTINGS].max_wait_s
+    wait = bounded_float(raw, 0, longest)
+    if wait is None:
+        raise InvalidRequest(400, f"wait must be a number of seconds between 0 and {longest:g}")
     return wait
 
 
@@ -204,11 +204,10 @@ async def get_figure(request: web.Request) -> web.Response:
     record = await _find(request)
     if record.result is None:
         raise web.HTTPNotFound(text=f"job {record.job_id} is {record.status}; it has no figures yet")
-    index = int(request.match_info["index"])
-    if index >= len(record.result.figures):
-        raise web.HTTPNotFound(
-            text=f"job {record.job_id} has {len(record.result.figures)} figure(s); {index} is out of range"
-        )
+    count = len(record.result.figures)
+    index = bounded_int(request.match_info["index"], 0, count - 1)
+    if index is None:
+        raise web.HTTPNotFound(text=f"job {record.job_id} has {count} figure(s), numbered from 0; no such figure")
     figure = record.result.figures[index]
     return await asyncio.to_thread(
         request.app[FILES].response, figure, request.match_info["format"], f"{record.job_id}-{index}"
@@ -254,9 +253,10 @@ def create_app(
     limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     access = access_middleware(keys, limiter, API_PREFIXES, PUBLIC_PATHS, PUBLIC_PREFIXES)
     app = web.Application(
-        middlewares=[count_refusals, json_errors, access],
+        middlewares=[count_refusals, unexpected_errors, json_errors, access],
         client_max_size=request_body_limit(settings),
     )
+    handle_unexpected_errors(app)
     app[SETTINGS], app[BROKER], app[INDEX], app[FOLLOWER], app[KEYS] = settings, broker, index, follower, keys
     app[METRICS] = metrics = metrics or GatewayMetrics()
     metrics.watch_queues(broker, Names(settings.namespace))
