@@ -16,14 +16,14 @@ through its model in shared/api_models.py, the same models the OpenAPI document 
 import asyncio
 
 import structlog
-from aiohttp import web
+from aiohttp import hdrs, web
 from pydantic import BaseModel
 
 from services.gateway.access import CALLER, ApiKeys, RateLimiter, access_middleware
 from services.gateway.figure_files import FigureFiles
 from services.gateway.openapi import DOCS_PATH, OPENAPI_PATH, PUBLIC_PATHS, PUBLIC_PREFIXES, add_docs_routes
 from services.gateway.pages import AssetStore, add_page_routes
-from services.gateway.validation import InvalidRequest, parse_job_request, request_body_limit
+from services.gateway.validation import InvalidRequest, parse_job_request, request_body_limit, require_json
 from shared.api_models import ErrorBody, ExecuteResult, JobAccepted, JobView, ServiceIndex
 from shared.broker import Broker, BrokerUnavailable
 from shared.events import EventFollower
@@ -73,7 +73,7 @@ async def json_errors(request: web.Request, handler):
     try:
         return await handler(request)
     except InvalidRequest as exc:
-        return json_body(ErrorBody.model_validate(exc.body()), status=exc.status)
+        return json_body(ErrorBody.model_validate(exc.body()), status=exc.status, headers=exc.headers)
     except BrokerUnavailable as exc:
         return json_body(
             ErrorBody(error=f"the job was not accepted: {exc}; retry later"), status=503, headers=retry_after(request)
@@ -155,6 +155,7 @@ async def _read_job(request: web.Request) -> RenderJob:
     limit = request_body_limit(settings)
     if request.content_length is not None and request.content_length > limit:
         raise InvalidRequest(413, f"the request body is {request.content_length} bytes; the limit is {limit}")
+    require_json(request.headers.getall(hdrs.CONTENT_TYPE, []))
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:

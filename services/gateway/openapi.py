@@ -162,6 +162,18 @@ def _responses(*statuses: int, **custom: dict) -> dict:
         401: {"$ref": "#/components/responses/Unauthorized"},
         404: _error("No such job (unknown, another tenant's, or older than the gateway keeps), or no such file."),
         413: _error("`code` is larger than the gateway takes, or the body is too large to read."),
+        415: {
+            **_error(
+                "The body was not sent as `Content-Type: application/json` (parameters such as `charset` may follow)."
+            ),
+            "headers": {
+                "Accept-Post": {
+                    "description": "The one media type a job is accepted in.",
+                    "required": True,
+                    "schema": {"type": "string", "const": "application/json"},
+                }
+            },
+        },
         429: _error("Too many submissions from this tenant or address; retry after `Retry-After` seconds.", retry=True),
         503: _error(
             "RabbitMQ cannot take the job now (unreachable, or no confirm in time), or the gateway is "
@@ -252,6 +264,7 @@ def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
                         400,
                         401,
                         413,
+                        415,
                         429,
                         503,
                         s202={
@@ -301,6 +314,7 @@ def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
                         400,
                         401,
                         413,
+                        415,
                         429,
                         503,
                         s200=_json(ExecuteResult, "The job is final: done or failed."),

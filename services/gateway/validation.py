@@ -18,12 +18,33 @@ class InvalidRequest(Exception):
     status: int
     message: str
     details: list | None = None
+    headers: dict[str, str] | None = None
 
     def body(self) -> dict:
         body = {"error": self.message}
         if self.details:
             body["details"] = self.details
         return body
+
+
+JSON_MEDIA_TYPE = "application/json"
+
+
+def require_json(content_types: list[str]) -> None:
+    """A job is JSON, said so by one ``Content-Type: application/json`` (any parameters, any case); else 415.
+
+    Why so strict: a page on another site can make a browser post a form, or a
+    ``text/plain`` body, to a gateway without keys, with no CORS preflight; it
+    cannot send ``application/json`` without one, which this gateway never grants.
+    """
+    media_type = content_types[0].split(";", 1)[0].strip(" \t").lower() if len(content_types) == 1 else None
+    if media_type != JSON_MEDIA_TYPE:
+        sent = "none" if not content_types else ", ".join(repr(value[:100]) for value in content_types)
+        raise InvalidRequest(
+            415,
+            f"the body must be JSON, sent with Content-Type: {JSON_MEDIA_TYPE} (this request's Content-Type: {sent})",
+            headers={"Accept-Post": JSON_MEDIA_TYPE},
+        )
 
 
 def request_body_limit(settings: Settings) -> int:

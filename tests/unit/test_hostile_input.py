@@ -5,7 +5,6 @@ on integer digits, ...) and came back as aiohttp's plain-text 500. The last-reso
 middleware is for our own bugs: it is tested with a handler that fails on purpose.
 """
 
-import asyncio
 import json
 
 import pytest
@@ -30,7 +29,7 @@ DEEP = b'{"code": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
 
 @pytest.fixture
 async def gateway():
-    settings = Settings(_env_file=None, public_gateway_url="http://gw", public_viewer_url="http://viewer")
+    settings = Settings(_env_file=None, public_gateway_url="http://gw", public_viewer_url="http://viewer", max_wait_s=1)
     index = JobIndex(10**6)
     app = create_gateway(settings, FakeBroker(), index, FakeFollower())
     async with TestClient(TestServer(app)) as client:
@@ -175,12 +174,45 @@ async def test_unexpected_errors_are_json_500s_and_logged(make_app):
     assert logged and logged[0].get("exc_info"), logs
 
 
-async def test_a_cancelled_request_is_not_an_error(gateway):
-    client, index, _ = gateway
-    job_id = (await (await client.post("/api/jobs", json={"code": "x"})).json())["job_id"]
-    poll = asyncio.create_task(client.get(f"/api/jobs/{job_id}?wait=5"))
-    await asyncio.sleep(0.1)
-    poll.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await poll
-    assert (await client.get(f"/api/jobs/{job_id}")).status == 200
+# ---- only JSON is a job (a cross-site form can post text/plain, never application/json) ----
+
+
+@pytest.mark.parametrize("path", ["/api/jobs", "/execute"])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,  # no Content-Type at all
+        "text/plain",
+        "text/plain; charset=utf-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=xyz",
+        "application/octet-stream",
+        "text/json",
+        "application/jsonp",
+        "application/json-seq",
+        "application/ld+json",
+        "application/x-json",
+        "application/json, text/plain",
+        "application/json text/plain",
+        "application /json",
+        "application/json\u00a0",
+        "",
+    ],
+)
+async def test_only_json_is_accepted(gateway, path, content_type):
+    client, _, app = gateway
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    response = await client.post(path, data=b'{"code": "x"}', headers=headers, skip_auto_headers=["Content-Type"])
+    body = await json_error(response, 415)
+    assert "application/json" in body["error"]
+    assert response.headers["Accept-Post"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json", "Application/JSON", "application/json; charset=utf-8", "APPLICATION/JSON;CHARSET=UTF-8"],
+)
+async def test_json_with_or_without_parameters_is_accepted(gateway, content_type):
+    client, _, _ = gateway
+    response = await client.post("/api/jobs", data=b'{"code": "x"}', headers={"Content-Type": content_type})
+    assert response.status == 202, await response.text()
