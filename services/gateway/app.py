@@ -181,11 +181,25 @@ def _wait_seconds(request: web.Request, default: float = 0.0) -> float:
     return wait
 
 
-async def _find(request: web.Request, wait: float = 0.0) -> JobRecord:
-    job_id = request.match_info["job_id"]
-    record = await request.app[INDEX].wait_final(job_id, wait)
+def _visible(request: web.Request, record: JobRecord | None) -> JobRecord | None:
+    """The record if this caller may see it; another tenant's job (or one whose owner is not known
+    yet) is as good as unknown."""
     if record is not None and request.app[KEYS].enabled and record.tenant != request[CALLER].tenant:
-        record = None  # another tenant's job: as good as unknown
+        return None
+    return record
+
+
+async def _find(request: web.Request, wait: float = 0.0) -> JobRecord:
+    """The caller's job, once final or after ``wait`` seconds; 404 (or 503) otherwise.
+
+    Whose job it is is decided before any wait: waiting on another tenant's job and
+    then saying 404 would tell its existence (and when it finished) by the time taken.
+    So another tenant's job answers exactly as an unknown id does, and at once.
+    """
+    job_id = request.match_info["job_id"]
+    record = _visible(request, request.app[INDEX].get(job_id))
+    if record is not None and wait > 0:
+        record = _visible(request, await request.app[INDEX].wait_final(job_id, wait))
     if record is None:
         if not request.app[FOLLOWER].caught_up.is_set():
             raise web.HTTPServiceUnavailable(
