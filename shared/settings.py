@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = Field(None, description="A file of API keys, one `tenant=key` (or key) per line.")
     rate_limit_per_minute: int = Field(600, ge=0, description="Job submissions per tenant (or client IP); 0 = off.")
     rate_limit_burst: int = Field(200, ge=1, description="Submissions allowed at once before the rate applies.")
+    asset_cache_bytes: int = Field(
+        256_000_000,
+        ge=0,
+        description="Asset files (Pyodide, plotly.js, the precompiled layers, ...) the gateway, the viewer and the "
+        "renderer's asset server keep in memory, least recently used dropped first; a file over a quarter of it is "
+        "read from disk each time instead. The renderer loads ~125 MB, the client page ~75 MB. 0 = none.",
+    )
 
     # Viewer
     viewer_host: str = Field("0.0.0.0", description="Address the viewer listens on.")

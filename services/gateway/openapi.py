@@ -398,13 +398,7 @@ def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
                 ],
                 "responses": {
                     "200": {"description": "The file.", "content": {"*/*": {"schema": {}}}},
-                    "404": {
-                        "description": "Not one of this build's files.",
-                        "content": {
-                            "text/plain": {"schema": {"type": "string"}},
-                            "application/json": {"schema": _ref(ErrorBody)},
-                        },
-                    },
+                    "404": _error("Not one of this build's files."),
                 },
             }
         },
