@@ -84,6 +84,12 @@ class Settings(BaseSettings):
         "renderer's asset server keep in memory, least recently used dropped first; a file over a quarter of it is "
         "read from disk each time instead. The renderer loads ~125 MB, the client page ~75 MB. 0 = none.",
     )
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated IP addresses and CIDR ranges of the proxies in front of the gateway and the "
+        "viewer (an ingress); only from them are X-Forwarded-For (the client's address, for rate limits) and "
+        "X-Forwarded-Proto (https: Secure cookies, the viewer's origin) believed. Empty = none.",
+    )
 
     # Viewer
     viewer_host: str = Field("0.0.0.0", description="Address the viewer listens on.")

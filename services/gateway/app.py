@@ -38,6 +38,7 @@ from shared.http_input import bounded_float, bounded_int
 from shared.jobs import JobIndex, JobRecord
 from shared.messages import JobQueued, RenderJob
 from shared.metrics import GatewayMetrics
+from shared.proxies import TrustedProxies, forwarded_middleware
 from shared.settings import Settings
 from shared.topology import Names
 
@@ -267,8 +268,10 @@ def create_app(
     keys = ApiKeys.from_settings(settings)
     limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     access = access_middleware(keys, limiter, API_PREFIXES, PUBLIC_PATHS, PUBLIC_PREFIXES)
+    proxies = TrustedProxies(settings.trusted_proxies)
     app = web.Application(
-        middlewares=[count_refusals, unexpected_errors, json_errors, access],
+        # First: every later step sees the client's address and scheme (shared/proxies.py).
+        middlewares=[forwarded_middleware(proxies), count_refusals, unexpected_errors, json_errors, access],
         client_max_size=request_body_limit(settings),
     )
     handle_unexpected_errors(app)

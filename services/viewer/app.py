@@ -31,6 +31,7 @@ from shared.health import add_health_routes, when
 from shared.http_errors import error_response, handle_unexpected_errors, json_http_errors, unexpected_errors
 from shared.http_input import bounded_int
 from shared.metrics import ViewerMetrics
+from shared.proxies import TrustedProxies, forwarded_middleware
 from shared.settings import Settings
 from shared.web_security import LOCKED_DOWN, content_security_policy, security_headers
 
@@ -194,7 +195,8 @@ def create_app(
     metrics: ViewerMetrics | None = None,
 ) -> web.Application:
     access = access_middleware(keys or ApiKeys([]), settings.viewer_require_key)
-    app = web.Application(middlewares=[add_security_headers, unexpected_errors, json_http_errors, access])
+    proxies = forwarded_middleware(TrustedProxies(settings.trusted_proxies))  # first: the rest sees the client
+    app = web.Application(middlewares=[proxies, add_security_headers, unexpected_errors, json_http_errors, access])
     handle_unexpected_errors(app)
     app[SETTINGS], app[LIVE], app[ASSETS], app[FOLLOWER] = settings, live, assets, follower
     app[METRICS] = metrics = metrics or ViewerMetrics()
