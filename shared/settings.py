@@ -95,8 +95,10 @@ class Settings(BaseSettings):
     viewer_host: str = Field("0.0.0.0", description="Address the viewer listens on.")
     viewer_port: int = Field(8000, description="Port the viewer listens on.")
     viewer_history: int = Field(500, ge=100, description="Results the viewer keeps for newly opened pages.")
-    viewer_require_key: bool = Field(
-        False, description="With API keys set, the viewer asks for one and shows only that key's tenant's jobs."
+    viewer_require_key: Literal["auto"] | bool = Field(
+        "auto",
+        description="auto (and true): whenever API keys are set, the viewer asks for one and shows only that key's "
+        "tenant's jobs; false: every job to anyone who reaches it (an operator's own view; logged as a warning).",
     )
     viewer_catch_up_wait_s: float = Field(
         20.0,
@@ -107,6 +109,11 @@ class Settings(BaseSettings):
         2000, ge=10, description="Changes queued for one page; a page that falls further behind is told to reconnect."
     )
     websocket_heartbeat_s: float = Field(15.0, gt=0, description="Ping interval of the viewer's WebSockets.")
+    viewer_allowed_origins: str = Field(
+        "",
+        description="Comma-separated origins (https://host[:port]) whose pages may open the viewer's WebSocket, "
+        "besides the viewer's own (from the request's Host and scheme) and PLOTFARM_PUBLIC_VIEWER_URL's.",
+    )
 
     # Jobs and their limits
     max_code_bytes: int = Field(64 * 1024, ge=1, description="Largest `code`, in UTF-8 bytes.")

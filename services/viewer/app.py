@@ -22,7 +22,7 @@ import contextlib
 import structlog
 from aiohttp import WSMsgType, web
 
-from services.viewer.access import access_middleware, tenant_filter
+from services.viewer.access import AllowedOrigins, access_middleware, key_required, tenant_filter
 from services.viewer.live import LiveJobs
 from shared.assets import AssetStore
 from shared.auth import ApiKeys
@@ -43,6 +43,7 @@ FOLLOWER = web.AppKey("follower", EventFollower)
 METRICS = web.AppKey("metrics", ViewerMetrics)
 
 SETTINGS = web.AppKey("settings", Settings)
+ORIGINS = web.AppKey("origins", AllowedOrigins)
 # Stream offsets: -1 (a page that saw an empty stream) up to RabbitMQ's int64.
 LARGEST_OFFSET = 2**63 - 1
 # More figures than any job may have (PLOTFARM_MAX_FIGURES is far below): a bound before the lookup.
@@ -139,7 +140,10 @@ async def svg(request: web.Request) -> web.Response:
     )
 
 
-async def websocket(request: web.Request) -> web.WebSocketResponse:
+async def websocket(request: web.Request) -> web.StreamResponse:
+    if not request.app[ORIGINS].allows(request):
+        # Another site's page: a WebSocket is not bound by the same-origin policy, so it is refused here.
+        return error_response(403, "this WebSocket is only for the viewer's own pages: Origin not allowed")
     since_raw = request.query.get("since")
     since = bounded_int(since_raw, -1, LARGEST_OFFSET)
     if since_raw is not None and since is None:
@@ -194,11 +198,13 @@ def create_app(
     keys: ApiKeys | None = None,
     metrics: ViewerMetrics | None = None,
 ) -> web.Application:
-    access = access_middleware(keys or ApiKeys([]), settings.viewer_require_key)
+    keys = keys or ApiKeys([])
+    access = access_middleware(keys, key_required(settings, keys))
     proxies = forwarded_middleware(TrustedProxies(settings.trusted_proxies))  # first: the rest sees the client
     app = web.Application(middlewares=[proxies, add_security_headers, unexpected_errors, json_http_errors, access])
     handle_unexpected_errors(app)
     app[SETTINGS], app[LIVE], app[ASSETS], app[FOLLOWER] = settings, live, assets, follower
+    app[ORIGINS] = AllowedOrigins(settings)
     app[METRICS] = metrics = metrics or ViewerMetrics()
     metrics.watch_follower(follower)
     app.router.add_get("/", page)
