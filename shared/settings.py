@@ -203,6 +203,12 @@ class Settings(BaseSettings):
     mcp_request_timeout_s: float = Field(
         30.0, gt=0, description="Time limit of one gateway request other than the long poll (which adds its wait)."
     )
+    mcp_allowed_hosts: str = Field(
+        "localhost,127.0.0.1,[::1]",
+        description="Comma-separated Host header values /mcp answers (DNS-rebinding protection, on whatever the "
+        "listen address): a name (any port), name:port, or name:*; browser pages may call it only from these "
+        "hosts' origins. Add the names clients reach it by (compose: mcp; k8s: plotfarm-mcp).",
+    )
 
     # Paths and logging
     web_dir: Path = Field(PROJECT_ROOT / "web", description="Our web files, with node_modules from `make assets`.")

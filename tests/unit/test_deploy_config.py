@@ -26,3 +26,17 @@ def test_the_viewer_gets_the_gateways_api_keys():
     assert k8s_env("viewer")["PLOTFARM_API_KEYS"] == k8s_env("gateway")["PLOTFARM_API_KEYS"]
     # and neither turns the viewer's key rule off
     assert "PLOTFARM_VIEWER_REQUIRE_KEY" not in viewer and "PLOTFARM_VIEWER_REQUIRE_KEY" not in k8s_env("viewer")
+
+
+def test_mcp_answers_the_names_it_is_reached_by():
+    """DNS-rebinding protection stays on in containers: each setup lists the service's own names."""
+    from services.mcp.app import transport_security  # noqa: PLC0415
+
+    compose = COMPOSE["services"]["mcp"]["environment"]["PLOTFARM_MCP_ALLOWED_HOSTS"]
+    allowed = transport_security(compose).allowed_hosts
+    assert {"mcp:*", "localhost:*"} <= set(allowed)  # other containers, and the published port
+    k8s = k8s_env("mcp")["PLOTFARM_MCP_ALLOWED_HOSTS"]["value"]
+    namespace = yaml.safe_load((ROOT / "deploy" / "k8s" / "kustomization.yaml").read_text())["namespace"]
+    allowed = set(transport_security(k8s).allowed_hosts)
+    assert {"plotfarm-mcp:*", f"plotfarm-mcp.{namespace}.svc:*", "localhost:*"} <= allowed
+    assert not any(host.startswith("*") for host in allowed)
