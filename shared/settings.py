@@ -171,6 +171,11 @@ class Settings(BaseSettings):
     boot_timeout_s: float = Field(120.0, gt=0, description="Longest an interpreter may take to boot.")
     renderer_health_host: str = Field("0.0.0.0", description="Address of the renderer's health server.")
     renderer_health_port: int = Field(8001, ge=0, description="Liveness/readiness HTTP port; 0 turns it off.")
+    renderer_stats_public: bool = Field(
+        False,
+        description="Serve the health port's /stats (Chromium's processes and sandbox, the pool) to any address; "
+        "by default only to loopback peers. /healthz, /readyz and /metrics are served to all.",
+    )
     shutdown_grace_s: float = Field(30.0, ge=0, description="On SIGTERM, time for in-flight jobs to finish.")
     chromium_path: str = Field("", description="Chromium binary; found automatically when empty.")
     network_namespace: Literal["auto", "on", "off"] = Field(

@@ -124,6 +124,7 @@ class Renderer:
             checks,
             stats=self.stats,
             metrics=self.metrics,
+            stats_public=self.settings.renderer_stats_public,
         )
 
     async def stats(self) -> dict:
