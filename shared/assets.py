@@ -23,6 +23,8 @@ import hashlib
 import json
 import mimetypes
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -85,7 +87,7 @@ class AssetStore:
         self.wheels_dir = settings.wheels_dir
         self.precompiled_dir = settings.wheels_dir.parent / "precompiled"
         self.packages_dir = settings.wheels_dir.parent / "pyodide-packages"
-        self._cache: dict[str, Asset] = {}
+        self._cache = AssetCache(settings.asset_cache_bytes)
 
     def check(self) -> None:
         """Fail early, with the command to run, when the pinned assets are missing."""
@@ -181,10 +183,25 @@ class AssetStore:
                 hasher.update(hashlib.sha256(file.read_bytes()).digest())
         return hasher.hexdigest()[:12]
 
-    def resolve(self, path: str) -> Path | None:
-        """The file behind a URL path relative to the asset root, if it is one of ours."""
+    @staticmethod
+    def _parts(path: str) -> list[str] | None:
+        """A URL path's segments, empty ones dropped; None if one is ``.``, ``..`` or has a backslash."""
         parts = [p for p in path.split("/") if p]
         if not parts or any(p in (".", "..") or "\\" in p for p in parts):
+            return None
+        return parts
+
+    @classmethod
+    def canonical(cls, path: str) -> str | None:
+        """The one spelling of a URL path (``plotly//plotly.min.js`` is ``plotly/plotly.min.js``), or
+        None if it cannot name one of our files. Only the text: no file is looked at."""
+        parts = cls._parts(path)
+        return "/".join(parts) if parts is not None else None
+
+    def resolve(self, path: str) -> Path | None:
+        """The file behind a URL path relative to the asset root, if it is one of ours."""
+        parts = self._parts(path)
+        if parts is None:
             return None
         head, rest = parts[0], parts[1:]
         if head == "pyodide" and len(rest) == 1:
@@ -237,20 +254,74 @@ class AssetStore:
         candidate = root.joinpath(*parts).resolve()
         return candidate if candidate.is_relative_to(root.resolve()) and candidate.is_file() else None
 
+    @property
+    def cached_bytes(self) -> int:
+        return self._cache.bytes
+
     def get(self, path: str) -> Asset | None:
-        """The bytes and content type for a URL path; cached, files do not change at run time."""
-        path = path.lstrip("/")
-        if path in self._cache:
-            return self._cache[path]
-        if path == "manifest.json":
-            asset = Asset(json.dumps(self.manifest).encode(), CONTENT_TYPES[".json"])
+        """The bytes and content type for a URL path. Blocking (file reads): call it in a thread.
+
+        Cached by the file it resolves to, never by how the path was spelled, so
+        ``plotly//plotly.min.js`` and ``plotly/plotly.min.js`` share one copy; the
+        files do not change while a service runs.
+        """
+        if path.strip("/") == "manifest.json":
+            key: str | Path = "manifest.json"
         else:
             file = self.resolve(path)
             if file is None:
                 return None
-            content_type = (
-                CONTENT_TYPES.get(file.suffix) or mimetypes.guess_type(file.name)[0] or "application/octet-stream"
-            )
-            asset = Asset(file.read_bytes(), content_type)
-        self._cache[path] = asset
+            key = file
+        asset = self._cache.get(key)
+        if asset is None:
+            if key == "manifest.json":
+                asset = Asset(json.dumps(self.manifest).encode(), CONTENT_TYPES[".json"])
+            else:
+                content_type = (
+                    CONTENT_TYPES.get(file.suffix) or mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+                )
+                asset = Asset(file.read_bytes(), content_type)
+            asset = self._cache.put(key, asset)
+        return asset
+
+
+class AssetCache:
+    """Assets by the file they came from, least recently used dropped first, at most ``max_bytes`` in all.
+
+    A file larger than a quarter of the bound is never kept: one request for it
+    would otherwise push out the files every page loads; it is read from disk
+    each time (the OS keeps it in its page cache). Thread-safe: assets are read
+    in worker threads.
+    """
+
+    LARGEST_SHARE = 4  # a file over max_bytes / LARGEST_SHARE is not kept
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._assets: OrderedDict[str | Path, Asset] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str | Path) -> Asset | None:
+        with self._lock:
+            asset = self._assets.get(key)
+            if asset is not None:
+                self._assets.move_to_end(key)
+            return asset
+
+    def put(self, key: str | Path, asset: Asset) -> Asset:
+        """Keep ``asset`` if it fits; the copy kept (another thread's, if it read the file first)."""
+        size = len(asset.body)
+        if size > self.max_bytes // self.LARGEST_SHARE:
+            return asset
+        with self._lock:
+            kept = self._assets.get(key)
+            if kept is not None:
+                self._assets.move_to_end(key)
+                return kept
+            self._assets[key] = asset
+            self.bytes += size
+            while self.bytes > self.max_bytes:
+                _, dropped = self._assets.popitem(last=False)
+                self.bytes -= len(dropped.body)
         return asset

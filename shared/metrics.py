@@ -60,6 +60,7 @@ REFUSAL_REASONS = {
     400: "validation",
     401: "unauthorized",
     413: "too_large",
+    415: "validation",  # not JSON (Content-Type)
     429: "rate_limited",
     503: "broker_unavailable",
 }

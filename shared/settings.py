@@ -85,13 +85,28 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = Field(None, description="A file of API keys, one `tenant=key` (or key) per line.")
     rate_limit_per_minute: int = Field(600, ge=0, description="Job submissions per tenant (or client IP); 0 = off.")
     rate_limit_burst: int = Field(200, ge=1, description="Submissions allowed at once before the rate applies.")
+    asset_cache_bytes: int = Field(
+        256_000_000,
+        ge=0,
+        description="Asset files (Pyodide, plotly.js, the precompiled layers, ...) the gateway, the viewer and the "
+        "renderer's asset server keep in memory, least recently used dropped first; a file over a quarter of it is "
+        "read from disk each time instead. The renderer loads ~125 MB, the client page ~75 MB. 0 = none.",
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Comma-separated IP addresses and CIDR ranges of the proxies in front of the gateway and the "
+        "viewer (an ingress); only from them are X-Forwarded-For (the client's address, for rate limits) and "
+        "X-Forwarded-Proto (https: Secure cookies, the viewer's origin) believed. Empty = none.",
+    )
 
     # Viewer
     viewer_host: str = Field("0.0.0.0", description="Address the viewer listens on.")
     viewer_port: int = Field(8000, description="Port the viewer listens on.")
     viewer_history: int = Field(500, ge=100, description="Results the viewer keeps for newly opened pages.")
-    viewer_require_key: bool = Field(
-        False, description="With API keys set, the viewer asks for one and shows only that key's tenant's jobs."
+    viewer_require_key: Literal["auto"] | bool = Field(
+        "auto",
+        description="auto (and true): whenever API keys are set, the viewer asks for one and shows only that key's "
+        "tenant's jobs; false: every job to anyone who reaches it (an operator's own view; logged as a warning).",
     )
     viewer_catch_up_wait_s: float = Field(
         20.0,
@@ -102,6 +117,11 @@ class Settings(BaseSettings):
         2000, ge=10, description="Changes queued for one page; a page that falls further behind is told to reconnect."
     )
     websocket_heartbeat_s: float = Field(15.0, gt=0, description="Ping interval of the viewer's WebSockets.")
+    viewer_allowed_origins: str = Field(
+        "",
+        description="Comma-separated origins (https://host[:port]) whose pages may open the viewer's WebSocket, "
+        "besides the viewer's own (from the request's Host and scheme) and PLOTFARM_PUBLIC_VIEWER_URL's.",
+    )
 
     # Jobs and their limits
     max_code_bytes: int = Field(64 * 1024, ge=1, description="Largest `code`, in UTF-8 bytes.")
@@ -185,6 +205,11 @@ class Settings(BaseSettings):
     boot_timeout_s: float = Field(120.0, gt=0, description="Longest an interpreter may take to boot.")
     renderer_health_host: str = Field("0.0.0.0", description="Address of the renderer's health server.")
     renderer_health_port: int = Field(8001, ge=0, description="Liveness/readiness HTTP port; 0 turns it off.")
+    renderer_stats_public: bool = Field(
+        False,
+        description="Serve the health port's /stats (Chromium's processes and sandbox, the pool) to any address; "
+        "by default only to loopback peers. /healthz, /readyz and /metrics are served to all.",
+    )
     shutdown_grace_s: float = Field(30.0, ge=0, description="On SIGTERM, time for in-flight jobs to finish.")
     chromium_path: str = Field("", description="Chromium binary; found automatically when empty.")
     network_namespace: Literal["auto", "on", "off"] = Field(
@@ -216,6 +241,12 @@ class Settings(BaseSettings):
     )
     mcp_request_timeout_s: float = Field(
         30.0, gt=0, description="Time limit of one gateway request other than the long poll (which adds its wait)."
+    )
+    mcp_allowed_hosts: str = Field(
+        "localhost,127.0.0.1,[::1]",
+        description="Comma-separated Host header values /mcp answers (DNS-rebinding protection, on whatever the "
+        "listen address): a name (any port), name:port, or name:*; browser pages may call it only from these "
+        "hosts' origins. Add the names clients reach it by (compose: mcp; k8s: plotfarm-mcp).",
     )
 
     # Paths and logging

@@ -10,6 +10,9 @@ interpreter only within one tenant when ``PLOTFARM_ISOLATION=tenant``.
 Job submissions are rate limited per tenant, or per client address for
 anonymous callers: a token bucket refilled at ``PLOTFARM_RATE_LIMIT_PER_MINUTE``
 with room for ``PLOTFARM_RATE_LIMIT_BURST``; beyond it, 429 with Retry-After.
+The buckets are this process's: with several gateway replicas the limits are
+per replica. The client address is the one shared/proxies.py made
+``request.remote``: from ``X-Forwarded-For`` only behind a trusted proxy.
 """
 
 import math

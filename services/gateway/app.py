@@ -24,14 +24,22 @@ from services.gateway.figure_files import FigureFiles
 from services.gateway.openapi import DOCS_PATH, OPENAPI_PATH, PUBLIC_PATHS, PUBLIC_PREFIXES, add_docs_routes
 from services.gateway.pages import AssetStore, add_page_routes
 from services.gateway.quota import StreamShare
-from services.gateway.validation import InvalidRequest, parse_job_request, request_body_limit
+from services.gateway.validation import InvalidRequest, parse_job_request, request_body_limit, require_json
 from shared.api_models import ErrorBody, ExecuteResult, JobAccepted, JobView, ServiceIndex
 from shared.broker import Broker, BrokerUnavailable
 from shared.events import EventFollower
 from shared.health import add_health_routes, when
+from shared.http_errors import (
+    handle_unexpected_errors,
+    http_exception_headers,
+    http_exception_message,
+    unexpected_errors,
+)
+from shared.http_input import bounded_float, bounded_int
 from shared.jobs import JobIndex, JobRecord
 from shared.messages import JobQueued, RenderJob
 from shared.metrics import GatewayMetrics
+from shared.proxies import TrustedProxies, forwarded_middleware
 from shared.settings import Settings
 from shared.topology import Names
 
@@ -47,8 +55,6 @@ METRICS = web.AppKey("metrics", GatewayMetrics)
 STREAM_SHARE = web.AppKey("stream_share", StreamShare)
 API_PREFIXES = ("/api/", "/execute")
 SUBMIT_PATHS = ("/api/jobs", "/execute")
-# Headers of an HTTP exception that describe its text body, not the JSON one sent instead.
-BODY_HEADERS = frozenset({hdrs.CONTENT_TYPE, hdrs.CONTENT_LENGTH, hdrs.CONTENT_ENCODING})
 
 
 def json_body(model: BaseModel, *, status: int = 200, headers: dict | None = None) -> web.Response:
@@ -70,7 +76,7 @@ async def json_errors(request: web.Request, handler):
     try:
         return await handler(request)
     except InvalidRequest as exc:
-        return json_body(ErrorBody.model_validate(exc.body()), status=exc.status)
+        return json_body(ErrorBody.model_validate(exc.body()), status=exc.status, headers=exc.headers)
     except BrokerUnavailable as exc:
         return json_body(
             ErrorBody(error=f"the job was not accepted: {exc}; retry later"), status=503, headers=retry_after(request)
@@ -78,10 +84,7 @@ async def json_errors(request: web.Request, handler):
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        default_text = f"{exc.status}: {exc.reason}"
-        message = exc.text if exc.text and exc.text != default_text else exc.reason
-        # Keep what the exception says beyond its body: Allow on a 405, Retry-After on a 503.
-        headers = {name: value for name, value in exc.headers.items() if name not in BODY_HEADERS}
+        message, headers = http_exception_message(exc), http_exception_headers(exc)
         return json_body(ErrorBody(error=message), status=exc.status, headers=headers)
 
 
@@ -158,6 +161,7 @@ async def _read_job(request: web.Request) -> RenderJob:
     limit = request_body_limit(settings)
     if request.content_length is not None and request.content_length > limit:
         raise InvalidRequest(413, f"the request body is {request.content_length} bytes; the limit is {limit}")
+    require_json(request.headers.getall(hdrs.CONTENT_TYPE, []))
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
@@ -176,20 +180,32 @@ def _wait_seconds(request: web.Request, default: float = 0.0) -> float:
     raw = request.query.get("wait")
     if raw is None:
         return default
-    try:
-        wait = float(raw)
-    except ValueError:
-        raise InvalidRequest(400, "wait must be a number of seconds") from None
-    if not 0 <= wait <= request.app[SETTINGS].max_wait_s:
-        raise InvalidRequest(400, f"wait must be between 0 and {request.app[SETTINGS].max_wait_s} seconds")
+    longest = request.app[SETTINGS].max_wait_s
+    wait = bounded_float(raw, 0, longest)
+    if wait is None:
+        raise InvalidRequest(400, f"wait must be a number of seconds between 0 and {longest:g}")
     return wait
 
 
-async def _find(request: web.Request, wait: float = 0.0) -> JobRecord:
-    job_id = request.match_info["job_id"]
-    record = await request.app[INDEX].wait_final(job_id, wait)
+def _visible(request: web.Request, record: JobRecord | None) -> JobRecord | None:
+    """The record if this caller may see it; another tenant's job (or one whose owner is not known
+    yet) is as good as unknown."""
     if record is not None and request.app[KEYS].enabled and record.tenant != request[CALLER].tenant:
-        record = None  # another tenant's job: as good as unknown
+        return None
+    return record
+
+
+async def _find(request: web.Request, wait: float = 0.0) -> JobRecord:
+    """The caller's job, once final or after ``wait`` seconds; 404 (or 503) otherwise.
+
+    Whose job it is is decided before any wait: waiting on another tenant's job and
+    then saying 404 would tell its existence (and when it finished) by the time taken.
+    So another tenant's job answers exactly as an unknown id does, and at once.
+    """
+    job_id = request.match_info["job_id"]
+    record = _visible(request, request.app[INDEX].get(job_id))
+    if record is not None and wait > 0:
+        record = _visible(request, await request.app[INDEX].wait_final(job_id, wait))
     if record is None:
         if not request.app[FOLLOWER].caught_up.is_set():
             raise web.HTTPServiceUnavailable(
@@ -209,11 +225,10 @@ async def get_figure(request: web.Request) -> web.Response:
     record = await _find(request)
     if record.result is None:
         raise web.HTTPNotFound(text=f"job {record.job_id} is {record.status}; it has no figures yet")
-    index = int(request.match_info["index"])
-    if index >= len(record.result.figures):
-        raise web.HTTPNotFound(
-            text=f"job {record.job_id} has {len(record.result.figures)} figure(s); {index} is out of range"
-        )
+    count = len(record.result.figures)
+    index = bounded_int(request.match_info["index"], 0, count - 1)
+    if index is None:
+        raise web.HTTPNotFound(text=f"job {record.job_id} has {count} figure(s), numbered from 0; no such figure")
     figure = record.result.figures[index]
     return await asyncio.to_thread(
         request.app[FILES].response, figure, request.match_info["format"], f"{record.job_id}-{index}"
@@ -259,10 +274,13 @@ def create_app(
     keys = ApiKeys.from_settings(settings)
     limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     access = access_middleware(keys, limiter, API_PREFIXES, PUBLIC_PATHS, PUBLIC_PREFIXES)
+    proxies = TrustedProxies(settings.trusted_proxies)
     app = web.Application(
-        middlewares=[count_refusals, json_errors, access],
+        # First: every later step sees the client's address and scheme (shared/proxies.py).
+        middlewares=[forwarded_middleware(proxies), count_refusals, unexpected_errors, json_errors, access],
         client_max_size=request_body_limit(settings),
     )
+    handle_unexpected_errors(app)
     app[SETTINGS], app[BROKER], app[INDEX], app[FOLLOWER], app[KEYS] = settings, broker, index, follower, keys
     app[METRICS] = metrics = metrics or GatewayMetrics()
     app[STREAM_SHARE] = stream_share or StreamShare(settings)  # fed by the follower (__main__.py)

@@ -162,6 +162,18 @@ def _responses(*statuses: int, **custom: dict) -> dict:
         401: {"$ref": "#/components/responses/Unauthorized"},
         404: _error("No such job (unknown, another tenant's, or older than the gateway keeps), or no such file."),
         413: _error("`code` is larger than the gateway takes, or the body is too large to read."),
+        415: {
+            **_error(
+                "The body was not sent as `Content-Type: application/json` (parameters such as `charset` may follow)."
+            ),
+            "headers": {
+                "Accept-Post": {
+                    "description": "The one media type a job is accepted in.",
+                    "required": True,
+                    "schema": {"type": "string", "const": "application/json"},
+                }
+            },
+        },
         429: _error(
             "Too many submissions from this tenant or address, or the tenant's results fill its share of the "
             "events stream (`PLOTFARM_TENANT_SHARE`) and another would push other tenants' results out; retry "
@@ -257,6 +269,7 @@ def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
                         400,
                         401,
                         413,
+                        415,
                         429,
                         503,
                         s202={
@@ -306,6 +319,7 @@ def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
                         400,
                         401,
                         413,
+                        415,
                         429,
                         503,
                         s200=_json(ExecuteResult, "The job is final: done or failed."),
@@ -389,13 +403,7 @@ def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
                 ],
                 "responses": {
                     "200": {"description": "The file.", "content": {"*/*": {"schema": {}}}},
-                    "404": {
-                        "description": "Not one of this build's files.",
-                        "content": {
-                            "text/plain": {"schema": {"type": "string"}},
-                            "application/json": {"schema": _ref(ErrorBody)},
-                        },
-                    },
+                    "404": _error("Not one of this build's files."),
                 },
             }
         },

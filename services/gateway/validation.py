@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from shared.http_input import MAX_DIGITS
 from shared.messages import JobRequest, RenderJob, new_job_id, utcnow
 from shared.settings import Settings
 
@@ -17,12 +18,33 @@ class InvalidRequest(Exception):
     status: int
     message: str
     details: list | None = None
+    headers: dict[str, str] | None = None
 
     def body(self) -> dict:
         body = {"error": self.message}
         if self.details:
             body["details"] = self.details
         return body
+
+
+JSON_MEDIA_TYPE = "application/json"
+
+
+def require_json(content_types: list[str]) -> None:
+    """A job is JSON, said so by one ``Content-Type: application/json`` (any parameters, any case); else 415.
+
+    Why so strict: a page on another site can make a browser post a form, or a
+    ``text/plain`` body, to a gateway without keys, with no CORS preflight; it
+    cannot send ``application/json`` without one, which this gateway never grants.
+    """
+    media_type = content_types[0].split(";", 1)[0].strip(" \t").lower() if len(content_types) == 1 else None
+    if media_type != JSON_MEDIA_TYPE:
+        sent = "none" if not content_types else ", ".join(repr(value[:100]) for value in content_types)
+        raise InvalidRequest(
+            415,
+            f"the body must be JSON, sent with Content-Type: {JSON_MEDIA_TYPE} (this request's Content-Type: {sent})",
+            headers={"Accept-Post": JSON_MEDIA_TYPE},
+        )
 
 
 def request_body_limit(settings: Settings) -> int:
@@ -37,28 +59,79 @@ def _field_errors(exc: ValidationError) -> list[dict]:
     ]
 
 
+class _NotJson(ValueError):
+    """What the hooks below raise: a reason the body is not JSON we take."""
+
+
 def _json_number(text: str) -> float | int:
     """A JSON number with a fraction: ``298.0`` is the integer 298, as JSON Schema (and our OpenAPI) counts it."""
-    number = float(text)
+    number = float(text)  # never raises: past float's range it is inf, which the models refuse
     return int(number) if number.is_integer() else number
+
+
+def _json_integer(text: str) -> int:
+    """A JSON integer of a sane length (Python's int() refuses more than 4,300 digits with a ValueError)."""
+    if len(text) > MAX_DIGITS:
+        raise _NotJson(f"a number with more than {MAX_DIGITS} digits")
+    return int(text)
+
+
+def _json_constant(name: str):
+    raise _NotJson(f"{name} is not a JSON value")
+
+
+def _json_object(pairs: list[tuple[str, object]]) -> dict:
+    """An object whose names are unique: with a name twice, parsers disagree on which value counts."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        names = [name for name, _ in pairs]
+        twice = next(name for name in names if names.count(name) > 1)
+        raise _NotJson(f"the name {twice[:100]!r} appears more than once in an object")
+    return obj
+
+
+def parse_json_body(raw: bytes):
+    """The JSON value of a request body, or a 400 that says why not. Every body we parse comes here.
+
+    Whatever parsing a hostile body raises is a 400, never a 500: invalid UTF-8
+    (UnicodeDecodeError), invalid JSON and numbers beyond reason (ValueError),
+    nesting deeper than Python recurses (RecursionError), lone surrogate escapes
+    (``\ud800``, which are no text), and a body that does not fit in memory.
+    """
+    try:
+        text = raw.decode("utf-8-sig")  # JSON is UTF-8 (RFC 8259); a byte order mark is tolerated
+        data = json.loads(
+            text,
+            parse_float=_json_number,
+            parse_int=_json_integer,
+            parse_constant=_json_constant,
+            object_pairs_hook=_json_object,
+        )
+        json.dumps(data, ensure_ascii=False).encode("utf-8")  # lone surrogates fail to encode
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(400, f"the body is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest(400, f"the body is not valid JSON text: a lone surrogate escape ({exc.reason})") from None
+    except RecursionError:
+        raise InvalidRequest(400, "the body is not valid JSON for this API: it is nested too deeply") from None
+    except MemoryError:
+        raise InvalidRequest(400, "the body is not valid JSON for this API: it is too large to parse") from None
+    except ValueError as exc:  # json.JSONDecodeError is one
+        raise InvalidRequest(400, f"the body is not valid JSON: {str(exc)[:200]}") from None
+    return data
 
 
 def parse_job_request(raw: bytes, settings: Settings, *, tenant: str | None = None) -> RenderJob:
     """Validate a ``POST /api/jobs`` body and make the job it asks for."""
-    try:
-        data = json.loads(raw, parse_float=_json_number)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidRequest(400, f"the body is not valid JSON: {exc}") from exc
+    data = parse_json_body(raw)
     if not isinstance(data, dict):
         raise InvalidRequest(400, 'the body must be a JSON object such as {"code": "..."}')
-    try:  # JSON's \ud800 escapes decode to lone surrogates, which are no text: refuse them here
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidRequest(400, f"the body is not valid JSON text: a lone surrogate escape ({exc.reason})") from exc
     try:
         request = JobRequest.model_validate(data)
     except ValidationError as exc:
         raise InvalidRequest(400, "invalid job request", _field_errors(exc)) from exc
+    except RecursionError:  # a field nested deeper than the validator recurses
+        raise InvalidRequest(400, "invalid job request: a field is nested too deeply") from None
     if not request.code.strip():
         raise InvalidRequest(400, "code is empty", [{"field": "code", "message": "must contain Python code"}])
     size = len(request.code.encode("utf-8"))

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import structlog
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 from starlette.applications import Starlette
@@ -121,11 +122,44 @@ def build_server(tool: RenderTool) -> MCPServer:
     return server
 
 
+def transport_security(allowed_hosts: str) -> TransportSecuritySettings:
+    """The SDK's DNS-rebinding protection, on whatever address the server listens on.
+
+    The SDK turns it on by itself only when it listens on loopback; on ``0.0.0.0`` (every
+    container) it would be off, and a web page whose name an attacker re-points at this
+    address could drive the tool from a victim's browser. So ``/mcp`` answers only the
+    Host names in ``PLOTFARM_MCP_ALLOWED_HOSTS`` (421 otherwise), and a browser's request
+    only from those hosts' own origins (403 otherwise; a client that sends no Origin is not
+    a page and passes). A name without a port is allowed on any port, and bare (port 80).
+    ``/healthz`` and ``/readyz`` are not behind it: probes come by IP address.
+    """
+    hosts, origins = [], []
+    for entry in filter(None, (part.strip() for part in allowed_hosts.split(","))):
+        name, port = _host_and_port(entry)
+        forms = [entry] if port else [name, f"{name}:*"]
+        hosts += forms
+        origins += [f"{scheme}://{form}" for form in forms for scheme in ("http", "https")]
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
+
+
+def _host_and_port(entry: str) -> tuple[str, str]:
+    """``name:port`` (or ``[v6]:port``, ``name:*``) split; a bare name or ``[v6]`` has port ``""``."""
+    if entry.startswith("["):
+        name, _, rest = entry.partition("]")
+        return f"{name}]", rest.removeprefix(":")
+    name, _, port = entry.partition(":")
+    return name, port
+
+
 def create_app(settings: Settings, gateway: GatewayClient | None = None) -> Starlette:
     """The ASGI app: ``/mcp`` (Streamable HTTP, stateless), ``/healthz``, ``/readyz``."""
     gateway = gateway or GatewayClient(settings)
     server = build_server(RenderTool(settings, gateway))
-    app = server.streamable_http_app(streamable_http_path=MCP_PATH, stateless_http=True, host=settings.mcp_host)
+    app = server.streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        stateless_http=True,
+        transport_security=transport_security(settings.mcp_allowed_hosts),
+    )
     sdk_lifespan = app.router.lifespan_context
 
     @asynccontextmanager

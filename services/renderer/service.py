@@ -122,6 +122,7 @@ class Renderer:
             checks,
             stats=self.stats,
             metrics=self.metrics,
+            stats_public=self.settings.renderer_stats_public,
         )
 
     async def stats(self) -> dict:

@@ -22,13 +22,16 @@ import contextlib
 import structlog
 from aiohttp import WSMsgType, web
 
-from services.viewer.access import access_middleware, tenant_filter
+from services.viewer.access import AllowedOrigins, access_middleware, key_required, tenant_filter
 from services.viewer.live import LiveJobs
 from shared.assets import AssetStore
 from shared.auth import ApiKeys
 from shared.events import EventFollower
 from shared.health import add_health_routes, when
+from shared.http_errors import error_response, handle_unexpected_errors, json_http_errors, unexpected_errors
+from shared.http_input import bounded_int
 from shared.metrics import ViewerMetrics
+from shared.proxies import TrustedProxies, forwarded_middleware
 from shared.settings import Settings
 from shared.web_security import LOCKED_DOWN, content_security_policy, security_headers
 
@@ -40,6 +43,11 @@ FOLLOWER = web.AppKey("follower", EventFollower)
 METRICS = web.AppKey("metrics", ViewerMetrics)
 
 SETTINGS = web.AppKey("settings", Settings)
+ORIGINS = web.AppKey("origins", AllowedOrigins)
+# Stream offsets: -1 (a page that saw an empty stream) up to RabbitMQ's int64.
+LARGEST_OFFSET = 2**63 - 1
+# More figures than any job may have (PLOTFARM_MAX_FIGURES is far below): a bound before the lookup.
+LARGEST_FIGURE_INDEX = 10_000
 
 CONTENT_SECURITY_POLICY = content_security_policy(
     "default-src 'none'",
@@ -90,10 +98,15 @@ async def job(request: web.Request) -> web.Response:
 
 def _figure(request: web.Request):
     """The figure a ``/api/jobs/{job_id}/figures/{index}.*`` request names, if the caller may see it."""
-    job_id, index = request.match_info["job_id"], int(request.match_info["index"])
+    job_id, index = request.match_info["job_id"], bounded_int(request.match_info["index"], 0, LARGEST_FIGURE_INDEX)
     record = request.app[LIVE].record(job_id, tenant_filter(request))
     figures = record.result.figures if record is not None and record.result is not None else []
-    return figures[index] if index < len(figures) else None
+    return figures[index] if index is not None and index < len(figures) else None
+
+
+def figure_number(request: web.Request) -> int:
+    """The figure index of a request :func:`_figure` answered (so it is a number in range)."""
+    return bounded_int(request.match_info["index"], 0, LARGEST_FIGURE_INDEX)
 
 
 async def png(request: web.Request) -> web.Response:
@@ -101,7 +114,7 @@ async def png(request: web.Request) -> web.Response:
     figure = _figure(request)
     if figure is None or figure.png is None:
         return web.json_response({"error": "no such PNG (unknown job, or it asked for no PNG)"}, status=404)
-    name = f"{request.match_info['job_id']}-{int(request.match_info['index'])}.png"
+    name = f"{request.match_info['job_id']}-{figure_number(request)}.png"
     return web.Response(
         body=await asyncio.to_thread(base64.b64decode, figure.png),
         content_type="image/png",
@@ -114,7 +127,7 @@ async def svg(request: web.Request) -> web.Response:
     figure = _figure(request)
     if figure is None or figure.svg is None:
         return web.json_response({"error": "no such SVG (unknown job or figure)"}, status=404)
-    name = f"{request.match_info['job_id']}-{int(request.match_info['index'])}.svg"
+    name = f"{request.match_info['job_id']}-{figure_number(request)}.svg"
     return web.Response(
         text=figure.svg,
         content_type="image/svg+xml",
@@ -127,9 +140,14 @@ async def svg(request: web.Request) -> web.Response:
     )
 
 
-async def websocket(request: web.Request) -> web.WebSocketResponse:
+async def websocket(request: web.Request) -> web.StreamResponse:
+    if not request.app[ORIGINS].allows(request):
+        # Another site's page: a WebSocket is not bound by the same-origin policy, so it is refused here.
+        return error_response(403, "this WebSocket is only for the viewer's own pages: Origin not allowed")
     since_raw = request.query.get("since")
-    since = int(since_raw) if since_raw and since_raw.lstrip("-").isdigit() else None
+    since = bounded_int(since_raw, -1, LARGEST_OFFSET)
+    if since_raw is not None and since is None:
+        return error_response(400, f"since must be a stream offset: an integer from -1 to {LARGEST_OFFSET}")
     settings = request.app[SETTINGS]
     ws = web.WebSocketResponse(heartbeat=settings.websocket_heartbeat_s, max_msg_size=64 * 1024)
     await ws.prepare(request)
@@ -180,9 +198,13 @@ def create_app(
     keys: ApiKeys | None = None,
     metrics: ViewerMetrics | None = None,
 ) -> web.Application:
-    access = access_middleware(keys or ApiKeys([]), settings.viewer_require_key)
-    app = web.Application(middlewares=[add_security_headers, access])
+    keys = keys or ApiKeys([])
+    access = access_middleware(keys, key_required(settings, keys))
+    proxies = forwarded_middleware(TrustedProxies(settings.trusted_proxies))  # first: the rest sees the client
+    app = web.Application(middlewares=[proxies, add_security_headers, unexpected_errors, json_http_errors, access])
+    handle_unexpected_errors(app)
     app[SETTINGS], app[LIVE], app[ASSETS], app[FOLLOWER] = settings, live, assets, follower
+    app[ORIGINS] = AllowedOrigins(settings)
     app[METRICS] = metrics = metrics or ViewerMetrics()
     metrics.watch_follower(follower)
     app.router.add_get("/", page)

@@ -92,3 +92,21 @@ def test_token_bucket_refills_at_the_rate():
     assert limiter.retry_after("k") == 0
     assert limiter.retry_after("other") == 0  # callers are limited separately
     assert RateLimiter(per_minute=0, burst=1).retry_after("k") == 0
+
+
+async def test_another_tenants_job_is_404_at_once_even_with_wait(client_for):
+    """No existence oracle: ?wait= on another tenant's job answers at once, as for an unknown id."""
+    import asyncio  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    client, _ = await client_for(api_keys="alpha=a-key,beta=b-key")
+    alpha, beta = {"X-API-Key": "a-key"}, {"X-API-Key": "b-key"}
+    job_id = (await (await client.post("/api/jobs", json={"code": "x"}, headers=alpha)).json())["job_id"]
+    unknown_id = "0" * 32
+    answers = {}
+    for name, asked in (("theirs", job_id), ("unknown", unknown_id)):
+        started = time.monotonic()
+        response = await asyncio.wait_for(client.get(f"/api/jobs/{asked}?wait=5", headers=beta), 3)
+        answers[name] = (response.status, (await response.json())["error"].replace(asked, "ID"))
+        assert time.monotonic() - started < 1, name
+    assert answers["theirs"] == answers["unknown"] and answers["theirs"][0] == 404

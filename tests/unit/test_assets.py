@@ -71,3 +71,66 @@ def test_paths_of_the_real_build_list_every_served_file():
     expected |= {"precompiled/base.bin", "precompiled/preload.bin", "pyodide/pyodide.asm.wasm", "plotly/plotly.min.js"}
     expected |= {f"wheels/{wheel}" for wheel in assets.wheels()}
     assert expected <= paths, sorted(expected - paths)[:10]
+
+
+# ---- the cache: one copy per file, bounded in bytes ----------------------------------------
+
+
+def _store_with_files(tmp_path, sizes: dict[str, int], cache_bytes: int) -> AssetStore:
+    web = tmp_path / "web"
+    (web / "runtime").mkdir(parents=True)
+    for name, size in sizes.items():
+        (web / "runtime" / name).write_bytes(name.encode().ljust(size, b"."))
+    settings = Settings(
+        _env_file=None, web_dir=web, wheels_dir=tmp_path / "build" / "wheels", asset_cache_bytes=cache_bytes
+    )
+    return AssetStore(settings)
+
+
+SPELLINGS = [
+    "runtime/svg.mjs",
+    "/runtime/svg.mjs",
+    "runtime//svg.mjs",
+    "runtime///svg.mjs",
+    "runtime////////////////svg.mjs",
+    "//runtime/svg.mjs",
+    "runtime/svg.mjs/",
+    "runtime/svg.mjs//",
+]
+
+
+def test_every_spelling_of_a_file_shares_one_cached_copy(store):
+    first = store.get(SPELLINGS[0])
+    assert first is not None
+    for spelling in SPELLINGS:
+        assert store.get(spelling) is first, spelling
+    assert store.cached_bytes == len(first.body)
+    assert store.canonical("runtime///svg.mjs") == "runtime/svg.mjs"
+    assert store.canonical("runtime/../secret.txt") is None
+
+
+def test_the_cache_never_exceeds_its_bound_and_keeps_what_is_used(tmp_path):
+    sizes = {f"f{n}.mjs": 5_000 for n in range(30)}
+    store = _store_with_files(tmp_path, sizes, cache_bytes=40_000)  # room for 8 of them
+    hot = store.get("runtime/f0.mjs")
+    for n in range(1, 30):
+        asset = store.get(f"runtime/f{n}.mjs")
+        assert asset.body.startswith(f"f{n}.mjs".encode()) and len(asset.body) == 5_000
+        assert store.cached_bytes <= 40_000
+        assert store.get("runtime//f0.mjs") is hot  # used all along: never the one evicted
+    assert store.cached_bytes == 40_000
+
+
+def test_a_file_too_large_for_the_cache_is_served_without_evicting_the_rest(tmp_path):
+    store = _store_with_files(tmp_path, {"small.mjs": 5_000, "huge.bin": 30_000}, cache_bytes=40_000)
+    small = store.get("runtime/small.mjs")
+    for spelling in ("runtime/huge.bin", "runtime//huge.bin", "runtime/huge.bin"):
+        assert len(store.get(spelling).body) == 30_000
+        assert store.get("runtime/small.mjs") is small
+        assert store.cached_bytes == 5_000
+
+
+def test_no_cache_at_all_still_serves(tmp_path):
+    store = _store_with_files(tmp_path, {"a.mjs": 5_000}, cache_bytes=0)
+    assert len(store.get("runtime/a.mjs").body) == 5_000
+    assert store.cached_bytes == 0

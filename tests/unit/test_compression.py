@@ -111,3 +111,29 @@ async def test_the_gateway_sends_the_stored_gzip_from_the_first_request(layout):
             await asyncio.sleep(0.2)
     finally:
         await client.close()
+
+
+async def test_the_asset_route_checks_the_build_before_reading_and_reads_each_file_by_one_name(layout):
+    settings, assets = layout
+    reads = []
+    read = assets.get
+    assets.get = lambda path: reads.append(path) or read(path)
+    app = web.Application()
+    add_page_routes(app, settings, assets)
+    async with TestClient(TestServer(app)) as client:
+        other_build = "0" * 12
+        for path in ("runtime/big.mjs", "runtime//big.mjs", "plotly/plotly.min.js"):
+            response = await client.get(f"/assets/{other_build}/{path}")
+            assert response.status == 404 and response.content_type == "application/json"
+        assert reads == []  # an old build's URL reads nothing
+        build = assets_build(settings, assets)
+        for spelling in ("runtime/big.mjs", "runtime//big.mjs", "runtime///big.mjs/"):
+            response = await client.get(f"/assets/{build}/{spelling}", headers={"Accept-Encoding": "identity"})
+            assert response.status == 200 and await response.read() == TEXT
+        assert set(reads) - {"client/index.html"} == {"runtime/big.mjs"}
+
+
+def assets_build(settings, assets) -> str:
+    from services.gateway.pages import ClientPages  # noqa: PLC0415
+
+    return ClientPages(settings, AssetStore(settings)).build

@@ -366,3 +366,61 @@ async def test_over_mcp_a_failed_job_is_an_error_result(gateway):
     assert result.is_error
     assert "ZeroDivisionError: division by zero" in texts(result) and "Traceback" in texts(result)
     assert gateway.auth_seen[0] is None  # no key sent, none invented
+
+
+# --- DNS rebinding: a foreign Host is refused, on any listen address ------------------------
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
+
+
+@contextlib.asynccontextmanager
+async def mcp_server_on_all_addresses(gateway: FakeGateway, **fields):
+    """The app as configured to listen on 0.0.0.0 (the containers' setting), served on loopback for the test."""
+    port = _free_port()
+    settings = Settings(_env_file=None, mcp_host="0.0.0.0", mcp_port=port, mcp_gateway_url=gateway.url, **fields)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not task.done(), "the MCP server did not start"
+        await asyncio.sleep(0.02)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def _initialize(port: int, headers: dict) -> httpx2.Response:
+    async with httpx2.AsyncClient(timeout=10) as http:
+        return await http.post(
+            f"http://127.0.0.1:{port}/mcp",
+            json=INITIALIZE,
+            headers={"Accept": "application/json, text/event-stream", **headers},
+        )
+
+
+async def test_a_foreign_host_is_refused_even_on_all_addresses(gateway):
+    async with mcp_server_on_all_addresses(gateway) as port:
+        for host in ("evil.example", f"evil.example:{port}", "localhost.evil.example", f"127.0.0.1.nip.io:{port}"):
+            assert (await _initialize(port, {"Host": host})).status_code == 421, host
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", "localhost"):
+            assert (await _initialize(port, {"Host": host})).status_code == 200, host
+        page = {"Host": f"localhost:{port}", "Origin": "http://evil.example"}
+        assert (await _initialize(port, page)).status_code == 403  # a page of another site, through a browser
+        assert (await _initialize(port, {**page, "Origin": f"http://localhost:{port}"})).status_code == 200
+        async with httpx2.AsyncClient() as http:  # probes send whatever Host they like: health stays open
+            assert (await http.get(f"http://127.0.0.1:{port}/healthz", headers={"Host": "10.1.2.3:3001"})).is_success
+
+
+async def test_allowed_hosts_come_from_the_setting(gateway):
+    async with mcp_server_on_all_addresses(gateway, mcp_allowed_hosts="mcp, plotfarm-mcp:3001") as port:
+        assert (await _initialize(port, {"Host": f"mcp:{port}"})).status_code == 200
+        assert (await _initialize(port, {"Host": "mcp"})).status_code == 200
+        assert (await _initialize(port, {"Host": "plotfarm-mcp:3001"})).status_code == 200
+        assert (await _initialize(port, {"Host": "plotfarm-mcp:3002"})).status_code == 421
+        assert (await _initialize(port, {"Host": f"localhost:{port}"})).status_code == 421  # not listed here

@@ -137,7 +137,9 @@ async def test_the_gateway_counts_accepted_and_every_refusal_by_its_reason(serve
     assert (await client.post("/api/jobs", json={"code": "x"})).status == 202
     assert (await client.post("/execute", json={"code": "x"})).status == 202  # not finished in 1 s
     assert (await client.post("/api/jobs", json={"code": ""})).status == 400
-    assert (await client.post("/api/jobs", data=b"{not json")).status == 400
+    assert (
+        await client.post("/api/jobs", data=b"{not json", headers={"Content-Type": "application/json"})
+    ).status == 400
     assert (await client.post("/api/jobs", json={"code": "x" * 101})).status == 413
     assert (await client.get("/api/jobs/nope?wait=-1")).status == 400  # not a submission: not counted
     samples = await scrape(client)

@@ -26,6 +26,7 @@ from shared.messages import CONTENT_TYPES, JobError, RenderResult
 from shared.settings import Settings
 
 GW = "http://gw"
+JSON = {"Content-Type": "application/json"}
 KEY = "unit-key"
 
 
@@ -260,10 +261,11 @@ async def test_execute_answers_conform(gateway):
 async def test_error_answers_conform(gateway):
     client, _, contract = await gateway(max_code_bytes=100, retry_after_s=7)
     cases = [
-        (await client.post("/api/jobs", data=b"{"), 400),
+        (await client.post("/api/jobs", data=b"{", headers=JSON), 400),
         (await client.post("/api/jobs", json={"code": "x", "colour": "red"}), 400),
         (await client.post("/api/jobs", json={"code": "x" * 101}), 413),
-        (await client.post("/api/jobs", data=b'{"code": "\\ud800"}'), 400),
+        (await client.post("/api/jobs", data=b'{"code": "\\ud800"}', headers=JSON), 400),
+        (await client.post("/api/jobs", data=b'{"code": "x"}', headers={"Content-Type": "text/plain"}), 415),
         (await client.get(f"/api/jobs/{'0' * 32}"), 404),
         (await client.get(f"/api/jobs/{'0' * 32}?wait=1000"), 400),
         (await client.get(f"/api/jobs/{'0' * 32}?include=pdf"), 400),
