@@ -38,6 +38,10 @@ from shared.settings import Settings
 
 log = structlog.get_logger(__name__)
 
+# Closing a page, or emptying its storage, waits this long at most: DevTools calls for a page
+# whose process crashed or hangs may never be answered.
+CLOSE_TIMEOUT_S = 10.0
+
 
 class InterpreterCrashed(Exception):
     """The page or the browser died under a job: not the job's verdict, retry it."""
@@ -174,7 +178,10 @@ class RendererPage:
 
     async def clear_storage(self) -> None:
         """Empty every kind of storage of the assets' origin (the profile refuses it all anyway: launcher.py)."""
-        await self.cdp.send("Storage.clearDataForOrigin", {"origin": self.browser.asset_origin, "storageTypes": "all"})
+        await asyncio.wait_for(
+            self.cdp.send("Storage.clearDataForOrigin", {"origin": self.browser.asset_origin, "storageTypes": "all"}),
+            CLOSE_TIMEOUT_S,  # a session whose page crashed never answers
+        )
 
     async def stats(self) -> dict:
         if not self.ready.is_set():
@@ -188,13 +195,9 @@ class RendererPage:
             await self._close(page)
 
     async def _close(self, page: Page) -> None:
-        if self.cdp is not None:
-            try:
-                await self.cdp.detach()
-            except Exception:  # noqa: BLE001  (already gone with its page)
-                pass
-            self.cdp = None
+        """Close ``page``, crashed or hung as it may be; its DevTools session goes with it."""
+        self.cdp = None
         try:
-            await page.close()
-        except Exception:  # noqa: BLE001  (already gone)
+            await asyncio.wait_for(page.close(), CLOSE_TIMEOUT_S)
+        except Exception:  # noqa: BLE001  (already gone, or its process stuck: Chromium ends it)
             pass
