@@ -72,8 +72,10 @@ class Subscription:
 
 
 class Broker:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, name: str = ""):
+        """``name``: who connects (``"renderer r1"``), shown by RabbitMQ as the connection's name."""
         self.settings = settings
+        self.name = f"plotfarm {name}".strip()
         self.connection: AbstractRobustConnection | None = None
         self.channel = None
         self.topology: topology.Topology | None = None
@@ -98,7 +100,9 @@ class Broker:
     async def _connect_once(self) -> None:
         connection = failover = None
         try:
-            connection, failover = await amqp_nodes.connect_robust(self.settings, timeout=10, reconnect_interval=1)
+            connection, failover = await amqp_nodes.connect_robust(
+                self.settings, timeout=10, reconnect_interval=1, client_properties={"connection_name": self.name}
+            )
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             self.topology = await topology.declare(channel, self.settings)
         except topology.TopologyRefused as exc:

@@ -32,7 +32,7 @@ async def main() -> None:
     settings = get_settings()
     configure_logging(settings, "gateway")
     stop = stop_event()
-    broker = Broker(settings)
+    broker = Broker(settings, "gateway")
     index = JobIndex(settings.results_cache_bytes, settings.tenant_share)
     stream_share = StreamShare(settings)
     follower = EventFollower(settings, lambda event, _offset: index.apply(event), on_stored=stream_share.add_event)

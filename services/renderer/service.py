@@ -42,7 +42,7 @@ class Renderer:
     def __init__(self, settings: Settings, playwright: Playwright | None = None):
         """``playwright``: a driver already started (``__main__`` starts it first), else one is started."""
         self.settings = settings
-        self.broker = Broker(settings)
+        self.broker = Broker(settings, f"renderer {settings.renderer_id}")
         self.pages = PagePool(HeadlessBrowser(settings, playwright), settings)
         self.metrics = RendererMetrics()
         self.consumer = JobConsumer(settings, self.broker, self.pages, self.metrics)
