@@ -18,6 +18,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+# What a renderer needs beside its jobs' own memory, measured on 2026-12-07 (2 cores, as
+# root, `job` isolation, after a few px jobs: the renderer tree's PSS was 2.0 GB with two
+# pages, 1.7 GB with the single page before): Chromium's browser, GPU and utility processes
+# with the renderer service; and each renderer page (its interpreter template in shared
+# memory, plotly.js and MathJax, its spare interpreters). See Settings.renderer_memory_mb.
+RENDERER_BASE_MB = 768
+RENDERER_PAGE_MB = 672
+
+
 def _default_renderer_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
@@ -190,8 +199,8 @@ class Settings(BaseSettings):
         ge=256,
         le=4096,
         description="The most memory one job's interpreter may use (its WebAssembly memory's maximum; "
-        "beyond it the job gets MemoryError). A renderer needs about concurrency x this + 1.5 GB "
-        "(docs in README, Security: memory).",
+        "beyond it the job gets MemoryError). A renderer needs 0.75 GB + concurrency x (0.65 GB + this "
+        "+ js_heap_mb): shared/settings.py renderer_memory_mb.",
     )
     js_heap_mb: int = Field(
         1024, ge=128, description="V8 heap per JavaScript context; a job exhausting it crashes its page, not the host."
@@ -259,6 +268,18 @@ class Settings(BaseSettings):
         "auto", description="console, json, or auto (console on a terminal, JSON otherwise)."
     )
     log_level: str = Field("INFO", description="Lowest level logged.")
+
+
+def renderer_memory_mb(settings: Settings) -> int:
+    """The memory a renderer container must be allowed, from the settings that bound it.
+
+    Every job in flight has a page of its own and may fill both its interpreter's
+    memory (``interpreter_max_heap_mb``, the WebAssembly maximum no job can raise)
+    and its worker's JavaScript heap (``js_heap_mb``, where V8 stops it). Compose
+    and the k8s manifests set their limits from this (tests/unit/test_deploy_config.py).
+    """
+    per_job = RENDERER_PAGE_MB + settings.interpreter_max_heap_mb + settings.js_heap_mb
+    return RENDERER_BASE_MB + settings.renderer_concurrency * per_job
 
 
 @lru_cache

@@ -40,3 +40,27 @@ def test_mcp_answers_the_names_it_is_reached_by():
     allowed = set(transport_security(k8s).allowed_hosts)
     assert {"plotfarm-mcp:*", f"plotfarm-mcp.{namespace}.svc:*", "localhost:*"} <= allowed
     assert not any(host.startswith("*") for host in allowed)
+
+
+def _bytes(quantity: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "k": 10**3, "M": 10**6, "G": 10**9, "g": 2**30, "m": 2**20}
+    for unit, factor in units.items():
+        if quantity.endswith(unit):
+            return int(float(quantity[: -len(unit)]) * factor)
+    return int(quantity)
+
+
+def test_the_renderers_memory_limit_holds_its_jobs_at_their_caps():
+    """Every job in flight may fill its interpreter's capped memory and its worker's JavaScript heap at once."""
+    from shared.settings import Settings, renderer_memory_mb  # noqa: PLC0415
+
+    config = yaml.safe_load((ROOT / "deploy" / "k8s" / "config.yaml").read_text())["data"]
+    env = {**config, **{name: v["value"] for name, v in k8s_env("renderer").items() if "value" in v}}
+    needed = renderer_memory_mb(
+        Settings(_env_file=None, **{k.removeprefix("PLOTFARM_").lower(): v for k, v in env.items()})
+    )
+    limit = k8s_container("renderer")["resources"]["limits"]["memory"]
+    assert _bytes(limit) >= needed * 10**6, (limit, needed)
+    compose = COMPOSE["services"]["renderer"]
+    settings = {k.removeprefix("PLOTFARM_").lower(): v for k, v in compose["environment"].items()}
+    assert _bytes(compose["mem_limit"]) >= renderer_memory_mb(Settings(_env_file=None, **settings)) * 10**6
