@@ -82,12 +82,21 @@ class Run:
             except (TimeoutError, aiohttp.ClientError, ConnectionError):
                 await asyncio.sleep(0.5)
 
-    async def submit(self, session: aiohttp.ClientSession, code: str, n: int, retry_until: float | None = None) -> None:
+    async def submit(
+        self,
+        session: aiohttp.ClientSession,
+        code: str,
+        n: int,
+        retry_until: float | None = None,
+        *,
+        timeout_s: float = 30,
+    ) -> None:
         """One job; refusals (503, or the gateway unreachable) are counted, and retried until ``retry_until``."""
         while True:
             started = time.monotonic()
             try:
-                async with session.post(f"{self.gateway}/api/jobs", json={"code": code, "timeout_s": 30}) as response:
+                request = {"code": code, "timeout_s": timeout_s}
+                async with session.post(f"{self.gateway}/api/jobs", json=request) as response:
                     if response.status == 202:
                         self.accepted[(await response.json())["job_id"]] = n
                         return

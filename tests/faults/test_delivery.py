@@ -118,7 +118,9 @@ async def test_poison_job_is_dead_lettered_and_others_succeed(healthy_stack, ses
     run = new_run("poison", stack)
     async with run.watching(session):
         run.attempted += 1
-        await run.submit(session, POISON, -1)
+        # Its page must crash before its time is up, however busy the machine: a loaded CI machine
+        # once took longer than the default 30 s to run a JavaScript heap out (TimeoutError instead).
+        await run.submit(session, POISON, -1, timeout_s=60)
         poison_id = next(iter(run.accepted))
         await run.submit_many(session, scaled(20), seconds_each=0.5, parallel=20, spread_s=20)
         await run.wait_all_final(session, timeout=600)

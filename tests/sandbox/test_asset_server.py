@@ -247,8 +247,12 @@ def test_the_asset_server_only_reads(asset_server, method):
 
 # ---- from a job --------------------------------------------------------------------
 
-CONTROL = "/viewer/favicon.svg"
-FORBIDDEN = [  # real images in the project, outside what the asset server serves
+# A layout image the renderer keeps and plotly.js draws: the probe works.
+CONTROL = (
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
+FORBIDDEN = [  # a file the asset server serves, and real images in the project outside what it serves
+    "/viewer/favicon.svg",
     "/docs/viewer.png",
     "/viewer/../../docs/viewer.png",
     "/viewer/%2e%2e/%2e%2e/docs/viewer.png",
@@ -285,10 +289,14 @@ async def test_a_job_gets_only_served_files_from_the_asset_server(sandbox_api, c
     svgs = [figure["svg"] for figure in result["figures"]]
     assert len(svgs) == len(paths)
     # plotly.js embeds an image it could load as a data: PNG; the sanitiser keeps only data: images.
-    assert "data:image/png" in svgs[0], "the control image (a served file) was not embedded: the probe is broken"
+    assert "data:image/png" in svgs[0], "the control image (a data: PNG) was not embedded: the probe is broken"
+    # Any other source is a URL, which the renderer leaves out of the figure (web/runtime/fidelity.mjs):
+    # the page is never asked to fetch it, not even from the asset server, and the result says so.
     for path, svg in zip(paths[1:], svgs[1:], strict=True):
-        assert "data:image" not in svg, f"{path} reached a file the asset server does not serve"
+        assert "data:image" not in svg, f"{path} was fetched and embedded"
         assert "viewer.png" not in svg and "client-plot.png" not in svg and "file:" not in svg
+    left_out = [warning for warning in result["warnings"] if "layout image" in warning and "left out" in warning]
+    assert len(left_out) == len(paths) - 1, result["warnings"]
     assert len(canary.hits) == hits
 
 
