@@ -13,18 +13,21 @@ for this.
 
 Every gateway reads the whole stream, so each one knows who holds what without
 asking anyone: :class:`StreamShare` follows the retained events as a FIFO of
-*runs* (consecutive events of one tenant, where they start in the stream, how
-many bytes, when the newest was written), trimmed as the broker's retention
-would trim them: to ``events_max_bytes``, and by ``events_max_age``. It is an
-estimate: the broker drops whole segments and counts its own framing, and jobs
-accepted in a burst are counted only once their events come back.
+*slices* (consecutive bytes of the stream, at most 1/``SLICES`` of it each,
+with the bytes each owner has in them), trimmed as the broker's retention
+trims: to ``events_max_bytes`` (whole slices), and by ``events_max_age``. Its
+memory is bounded by the number of slices, however the tenants' events
+interleave (one record per event would be millions of them for a full stream
+of small events). It is an estimate: the broker drops whole segments and counts
+its own framing, and jobs accepted in a burst are counted only once their events
+come back.
 """
 
 import re
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from aiohttp import web
@@ -41,8 +44,8 @@ log = structlog.get_logger(__name__)
 NOBODY = object()
 # Jobs between their `queued` event and their result, whose `running` events are their tenant's.
 MAX_IN_FLIGHT = 200_000
-# A run covers at most 1/RUN_PARTS of the stream's bytes and of its age, so trimming by age stays close.
-RUN_PARTS = 64
+# Slices the retained stream is followed in: each holds at most 1/SLICES of its bytes and of its age.
+SLICES = 1024
 AGE_UNITS_S = {"Y": 365 * 86400, "M": 30 * 86400, "D": 86400, "h": 3600, "m": 60, "s": 1}
 
 
@@ -53,15 +56,14 @@ def max_age_seconds(max_age: str) -> float | None:
 
 
 @dataclass(slots=True)
-class Run:
-    """Consecutive events of one owner: from byte ``start`` of everything appended, ``size`` bytes."""
+class Slice:
+    """Consecutive bytes of the stream: from byte ``start`` of everything appended, ``size`` bytes."""
 
-    owner: object
     start: int
     size: int
     oldest: float  # Unix time of its first event
     newest: float  # and of its last
-    next_of_owner: "Run | None" = None
+    owners: dict = field(default_factory=dict)  # owner -> its bytes in this slice
 
 
 class StreamShare:
@@ -76,12 +78,12 @@ class StreamShare:
         self.max_age_s = max_age_seconds(settings.events_max_age)
         if self.max_age_s is None:
             log.warning("events_max_age not understood; the stream share ignores age", max_age=settings.events_max_age)
-        self.runs: deque[Run] = deque()
-        self.appended = 0  # bytes of every event seen, so a run's start is its place in the stream
+        self.slice_bytes = max(1, self.max_bytes // SLICES)
+        self.slice_span_s = self.max_age_s / SLICES if self.max_age_s else None
+        self.slices: deque[Slice] = deque()
+        self.appended = 0  # bytes of every event seen, so a slice's start is its place in the stream
         self.total = 0  # bytes retained
         self.held: dict[object, int] = {}  # retained bytes per owner
-        self.first: dict[object, Run] = {}  # each owner's oldest retained run
-        self.last: dict[object, Run] = {}  # and its newest
         self.last_offset = -1
         self.in_flight: OrderedDict[str, str | None] = OrderedDict()  # job id -> tenant
 
@@ -102,48 +104,37 @@ class StreamShare:
         if offset <= self.last_offset:
             return  # read again after a reconnect: already counted
         self.last_offset = offset
-        run = self.runs[-1] if self.runs else None
+        last = self.slices[-1] if self.slices else None
         if (
-            run is not None
-            and run.owner == owner
-            and run.size < self.max_bytes / RUN_PARTS
-            and (self.max_age_s is None or at - run.oldest < self.max_age_s / RUN_PARTS)
+            last is None
+            or last.size >= self.slice_bytes
+            or (self.slice_span_s is not None and at - last.oldest >= self.slice_span_s)
         ):
-            run.size += size
-            run.newest = max(run.newest, at)
-        else:
-            run = Run(owner, self.appended, size, at, at)
-            self.runs.append(run)
-            if owner in self.last:
-                self.last[owner].next_of_owner = run
-            else:
-                self.first[owner] = run
-            self.last[owner] = run
+            last = Slice(self.appended, 0, at, at)
+            self.slices.append(last)
+        last.size += size
+        last.newest = max(last.newest, at)
+        last.owners[owner] = last.owners.get(owner, 0) + size
         self.appended += size
         self.total += size
         self.held[owner] = self.held.get(owner, 0) + size
         self._trim(self.clock())
 
     def _trim(self, now: float) -> None:
-        """Forget what the broker's retention has dropped by now: the oldest bytes beyond the limit, old runs."""
-        while self.runs and self.max_age_s is not None and self.runs[0].newest < now - self.max_age_s:
-            self._drop(self.runs[0].size)
+        """Forget what the broker's retention has dropped by now: the oldest slices beyond the limit, old ones."""
+        while self.slices and self.max_age_s is not None and self.slices[0].newest < now - self.max_age_s:
+            self._drop_first()
         while self.total > self.max_bytes:
-            self._drop(min(self.runs[0].size, self.total - self.max_bytes))
+            self._drop_first()
 
-    def _drop(self, size: int) -> None:
-        """Forget the stream's oldest ``size`` bytes (at most its first run)."""
-        run = self.runs[0]
-        run.start += size
-        run.size -= size
-        self.total -= size
-        self.held[run.owner] -= size
-        if run.size == 0:
-            self.runs.popleft()
-            if run.next_of_owner is not None:
-                self.first[run.owner] = run.next_of_owner
-            else:
-                del self.first[run.owner], self.last[run.owner], self.held[run.owner]
+    def _drop_first(self) -> None:
+        """Forget the stream's oldest slice."""
+        dropped = self.slices.popleft()
+        self.total -= dropped.size
+        for owner, size in dropped.owners.items():
+            self.held[owner] -= size
+            if not self.held[owner]:
+                del self.held[owner]
 
     def refusal(self, tenant: str | None) -> str | None:
         """Why ``tenant`` may not submit a job now, or None when it may.
@@ -160,11 +151,14 @@ class StreamShare:
         overflow = self.total + self.next_result_bytes - self.max_bytes
         if overflow <= 0:
             return None
-        front = self.runs[0].start
-        dropped_until = front + max(overflow, self.segment_bytes)
-        others = any(
-            owner != tenant and owner is not NOBODY and run.start < dropped_until for owner, run in self.first.items()
-        )
+        dropped_until = self.slices[0].start + max(overflow, self.segment_bytes)
+        others = False
+        for piece in self.slices:
+            if piece.start >= dropped_until:
+                break
+            if any(owner != tenant and owner is not NOBODY and size for owner, size in piece.owners.items()):
+                others = True
+                break
         if not others:
             return None
         return (

@@ -43,6 +43,7 @@ class Feed:
 
 
 def test_retained_bytes_are_trimmed_like_the_stream_and_counted_per_tenant():
+    """Within one slice of what a byte-exact stream would retain, per tenant; never more than the stream."""
     rng = random.Random(3)
     share = stream_share()
     model: list[list] = []  # [owner, bytes] per event: what a byte-exact stream would retain
@@ -61,13 +62,23 @@ def test_retained_bytes_are_trimmed_like_the_stream_and_counted_per_tenant():
         held = {}
         for owner, size in model:
             held[owner] = held.get(owner, 0) + size
-        assert share.held == held
-        assert share.total == sum(held.values()) <= share.max_bytes
-        assert sum(run.size for run in share.runs) == share.total
-        for owner, run in share.first.items():  # each owner's oldest run is the first of its runs
-            assert run is next(r for r in share.runs if r.owner == owner)
+        assert share.total == sum(share.held.values()) <= share.max_bytes
+        assert sum(piece.size for piece in share.slices) == share.total
+        slack = share.slice_bytes + 400_000  # the oldest slice goes whole; it may end with one event
+        for owner in held.keys() | share.held.keys():
+            assert held.get(owner, 0) - slack <= share.held.get(owner, 0) <= held.get(owner, 0), owner
+    total = share.total
     share.add(2000, "a", MB, share.clock())  # an event read again after a reconnect
-    assert share.total == sum(held.values())
+    assert share.total == total
+
+
+def test_memory_is_bounded_however_tenants_interleave():
+    """One record per event would be millions for a full stream of small events; slices are at most about 1024."""
+    share = stream_share()
+    for offset in range(200_000):
+        share.add(offset, f"tenant-{offset % 7}", 1000, share.clock())  # every event another tenant's
+    assert len(share.slices) <= 1025
+    assert 100 * MB - share.slice_bytes <= share.total <= 100 * MB and sum(share.held.values()) == share.total
 
 
 def test_old_events_leave_the_count_as_they_leave_the_stream():
@@ -127,10 +138,10 @@ def test_a_lone_tenant_is_never_refused(tenant):
         assert share.refusal(tenant) is None
         feed.add(tenant, 1)
         feed.add(NOBODY, 1, size=300)  # its jobs' `running` events: nobody's
-    assert share.total == 100 * MB and share.held[tenant] > 99 * MB
+    assert share.total > 98 * MB and share.held[tenant] > 97 * MB  # the stream is full, and nearly all of it its
 
 
-def test_a_jobs_running_event_is_its_tenants_and_one_tenants_events_make_few_runs():
+def test_a_jobs_running_event_is_its_tenants():
     share = stream_share()
     for n in range(1000):
         events = [
@@ -140,7 +151,7 @@ def test_a_jobs_running_event_is_its_tenants_and_one_tenants_events_make_few_run
         ]
         for event in events:
             share.add_event(event, 3 * n + events.index(event), len(event.model_dump_json()))
-    assert list(share.held) == ["solo"] and len(share.runs) == 1 and not share.in_flight
+    assert list(share.held) == ["solo"] and not share.in_flight
     # A `running` event read before its job's `queued` one is nobody's.
     share.add_event(JobStarted(job_id="early", renderer_id="r", attempt=1, started_at=utcnow()), 5000, 100)
     assert share.held[NOBODY] == 100
