@@ -39,7 +39,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
-from shared.page_contract import OUTPUT_LIMIT_EXCEEDED
+from shared.vocabulary import ErrorType
 
 log = structlog.get_logger(__name__)
 
@@ -66,20 +66,9 @@ REFUSAL_REASONS = {
 }
 OTHER = "other"  # any other status or error type: the label stays bounded
 
-# Error types a job's result may carry: Python's own exceptions, and plotfarm's (the renderer,
-# web/runtime, web/renderer). Anything else (a class the job's code defined) is "other".
-PLOTFARM_ERROR_TYPES = frozenset(
-    {
-        OUTPUT_LIMIT_EXCEEDED,
-        "RendererCrashed",
-        "RendererError",
-        "RenderError",
-        "InterpreterError",
-        "UnsafeSvg",
-        "NoFigureError",
-        "PlotlyError",
-    }
-)
+# Error types a job's result may carry: Python's own exceptions, and plotfarm's (shared/vocabulary.py).
+# Anything else (a class the job's code defined) is "other".
+PLOTFARM_ERROR_TYPES = frozenset(ErrorType)
 PYTHON_ERROR_TYPES = frozenset(
     name for name, value in vars(builtins).items() if isinstance(value, type) and issubclass(value, BaseException)
 )

@@ -32,7 +32,8 @@ import re
 from aiohttp import web
 
 from shared.assets import AssetStore
-from shared.messages import CONTENT_TYPES, Figure
+from shared.messages import Figure
+from shared.vocabulary import CONTENT_TYPES
 
 SVG_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
 PNG_POLICY = "default-src 'none'; sandbox"

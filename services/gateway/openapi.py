@@ -5,7 +5,7 @@
                               ``swagger-ui-dist``, pinned in web/package.json)
 
 Nothing in the document's schemas is written by hand: request and response bodies are
-the JSON Schemas pydantic makes of :class:`shared.messages.JobRequest` and of the
+the JSON Schemas pydantic makes of :class:`shared.vocabulary.JobRequest` and of the
 response models in :mod:`shared.api_models`, which the handlers build their answers
 from. The limits that depend on settings (longest ``timeout_s``, longest ``wait``, the
 code's size) come from this gateway's settings, so the document describes the gateway
@@ -18,12 +18,10 @@ which model and answers which statuses, and it is checked against the router
 import json
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-import annotated_types
 from aiohttp import web
 from pydantic import BaseModel, Field, create_model
-from pydantic.fields import FieldInfo
 from pydantic.json_schema import models_json_schema
 
 from shared.api_models import (
@@ -35,8 +33,8 @@ from shared.api_models import (
     Readiness,
     ServiceIndex,
 )
-from shared.messages import CONTENT_TYPES, JobRequest
 from shared.settings import Settings
+from shared.vocabulary import CONTENT_TYPES, Format, job_request_model
 from shared.web_security import LOCKED_DOWN, content_security_policy, security_headers
 
 OPENAPI_PATH = "/api/openapi.json"
@@ -46,42 +44,7 @@ PUBLIC_PATHS = (OPENAPI_PATH, DOCS_PATH)
 PUBLIC_PREFIXES = (f"{DOCS_PATH}/",)
 
 SCHEMA_REF = "#/components/schemas/{model}"
-INLINE_FORMATS = ("svg", "png", "json")
-
-
-def _with(field: FieldInfo, *constraints: Any, **info: Any) -> tuple[Any, FieldInfo]:
-    """A model field's type and default with more constraints and documentation."""
-    extra = (*field.metadata, *constraints)
-    annotation = Annotated[(field.annotation, *extra)] if extra else field.annotation
-    default = field.default_factory if field.default_factory else field.default
-    key = "default_factory" if field.default_factory else "default"
-    return annotation, Field(**{key: default}, description=info.pop("description", field.description), **info)
-
-
-def request_model(settings: Settings) -> type[BaseModel]:
-    """:class:`JobRequest` with this gateway's limits: the longest ``timeout_s``, and the code's size said.
-
-    Only what the gateway checks beyond the model itself is added (validation.py): that the
-    code is not blank, and at most ``max_timeout_s``; the rest is JobRequest's own.
-    """
-    fields = JobRequest.model_fields
-    overrides: dict[str, Any] = {}
-    if "code" in fields:
-        overrides["code"] = _with(
-            fields["code"],
-            pattern=r"\S",
-            description=(
-                f"Python code, at most {settings.max_code_bytes} bytes of UTF-8 (longer code is refused with "
-                "413). It runs in Pyodide with plotly, numpy and pandas; every `fig.show()` is one figure."
-            ),
-        )
-    if "timeout_s" in fields:
-        overrides["timeout_s"] = _with(
-            fields["timeout_s"],
-            annotated_types.Le(settings.max_timeout_s),
-            description=f"The job's time limit in seconds. Default: {settings.default_timeout_s:g}.",
-        )
-    return create_model("JobRequest", __base__=JobRequest, __doc__=JobRequest.__doc__, **overrides)
+INLINE_FORMATS = (Format.SVG, Format.PNG, Format.JSON)  # what ?include= may put inline
 
 
 # pydantic cannot push a bound on `StrictFloat | StrictInt` into the union's members and leaves
@@ -235,7 +198,7 @@ def _query_parameters(model: type[BaseModel]) -> list[dict]:
 
 def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
     """The OpenAPI 3.1 document for a gateway with these settings."""
-    job_request = request_model(settings)
+    job_request = job_request_model(settings)
     schemas = _component_schemas(
         [
             (job_request, "validation"),

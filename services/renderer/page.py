@@ -35,6 +35,7 @@ from services.renderer.browser import HeadlessBrowser
 from shared.messages import RenderJob
 from shared.page_contract import OutputLimits, PageResult, bounded_answer, failed_answer
 from shared.settings import Settings
+from shared.vocabulary import ErrorType
 
 log = structlog.get_logger(__name__)
 
@@ -142,7 +143,7 @@ class RendererPage:
             # The page's thread stopped answering: only replacing the page helps.
             self._lost(page, "hung while running a job")
             message = f"the job hung its renderer page for {run_deadline:.0f} s; the page was replaced"
-            return failed_answer("TimeoutError", message, run_ms=run_deadline * 1000)
+            return failed_answer(ErrorType.TIMEOUT, message, run_ms=run_deadline * 1000)
         except PlaywrightError as exc:
             raise self._crashed(page, exc) from exc
         try:
@@ -155,7 +156,7 @@ class RendererPage:
                 f"drawing the job's figures took longer than {settings.export_timeout_s:g} s "
                 "(PLOTFARM_EXPORT_TIMEOUT_S); smaller figures draw faster: fewer points, or scattergl for many"
             )
-            return failed_answer("TimeoutError", message)
+            return failed_answer(ErrorType.TIMEOUT, message)
         except PlaywrightError as exc:
             raise self._crashed(page, exc) from exc
         # Sizes and strings are checked in a thread: an answer may be tens of megabytes.

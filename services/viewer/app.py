@@ -70,9 +70,14 @@ async def add_security_headers(request: web.Request, handler):
     return response
 
 
+# What the page imports from the shared runtime (the job's words, shared/vocabulary.py), beside its own files.
+RUNTIME_MODULES = ("vocabulary.mjs",)
+
+
 async def _static(request: web.Request, path: str) -> web.Response:
     # The first request for a file reads it from disk: off the event loop.
-    asset = await asyncio.to_thread(request.app[ASSETS].get, f"viewer/{path}")
+    folder = "runtime" if path in RUNTIME_MODULES else "viewer"
+    asset = await asyncio.to_thread(request.app[ASSETS].get, f"{folder}/{path}")
     if asset is None:
         raise web.HTTPNotFound()
     return web.Response(

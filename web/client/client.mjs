@@ -10,6 +10,7 @@
 import { configure, prepareFigure } from "../runtime/fidelity.mjs";
 import { Interpreter } from "../runtime/interpreter.mjs";
 import { forgetTemplate, hasSavedTemplate } from "../runtime/template-cache.mjs";
+import { ERROR, FINAL_STATUSES, STATUS } from "../runtime/vocabulary.mjs";
 
 // Trusted Types (required by the page's CSP) turn every string-to-code and
 // string-to-HTML sink into an error unless a policy lets the value through.
@@ -34,7 +35,7 @@ if (window.trustedTypes && window.trustedTypes.createPolicy) {
 const $ = (id) => document.getElementById(id);
 const config = JSON.parse($("plotfarm-config").textContent);
 const editor = $("code");
-const FINAL = new Set(["done", "failed"]);
+const FINAL = new Set(FINAL_STATUSES);
 const INDENT = "    ";
 
 const assetBase = new URL("../", import.meta.url).href;
@@ -146,7 +147,7 @@ function boot(reason) {
       runPlotly();
       history.inits.push({ reason, error: String(error.message || error) });
       setEngine("failed", "Python failed to start");
-      showOutput("local", { error: { type: "BootError", message: String(error.message || error), traceback: "" } });
+      showOutput("local", { error: { type: ERROR.BOOT_ERROR, message: String(error.message || error), traceback: "" } });
     },
   );
 }
@@ -269,7 +270,7 @@ async function runLocal() {
       warnings = [...output.warnings, ...(await showFigures(output.figures))];
     } catch (err) {
       clearPlots();
-      error = { type: "PlotlyError", message: String(err.message || err), traceback: "" };
+      error = { type: ERROR.PLOTLY_ERROR, message: String(err.message || err), traceback: "" };
     }
   }
   showOutput("local", { ...output, error });
@@ -362,7 +363,7 @@ async function runServer() {
     });
     if (accepted.status !== 202) throw new Error(accepted.body.error || `the gateway answered ${accepted.status}`);
     const jobId = accepted.body.job_id;
-    let job = { status: "queued" };
+    let job = { status: STATUS.QUEUED };
     while (!FINAL.has(job.status)) {
       state.textContent = `${job.status}…`;
       const answer = await requestJson(`/api/jobs/${encodeURIComponent(jobId)}?wait=${config.serverWaitS}&include=svg`);
@@ -378,7 +379,7 @@ async function runServer() {
     }
     showOutput("server", job);
     const count = (job.figures || []).length;
-    state.textContent = job.status === "done" ? `${count} SVG${count === 1 ? "" : "s"} from ${job.renderer_id}` : `failed on ${job.renderer_id || "the server"}`;
+    state.textContent = job.status === STATUS.DONE ? `${count} SVG${count === 1 ? "" : "s"} from ${job.renderer_id}` : `failed on ${job.renderer_id || "the server"}`;
     const viewer = safeHttpUrl(job.viewer_url);
     $("server-detail").append(
       document.createTextNode(`job ${job.job_id.slice(0, 12)} · `),
@@ -387,7 +388,7 @@ async function runServer() {
     history.server.push({ jobId, status: job.status, roundTripMs, timings: job.timings, figures: count });
   } catch (err) {
     state.textContent = "not rendered";
-    showOutput("server", { error: { type: "GatewayError", message: String(err.message || err), traceback: "" } });
+    showOutput("server", { error: { type: ERROR.GATEWAY_ERROR, message: String(err.message || err), traceback: "" } });
     history.server.push({ error: String(err.message || err) });
   } finally {
     serverBusy = false;

@@ -26,7 +26,7 @@ import { Interpreter } from "../runtime/interpreter.mjs";
 import { exportFigure } from "../runtime/export.mjs";
 import { configure, prepareFigure } from "../runtime/fidelity.mjs";
 import { storableTemplate } from "../runtime/stored-template.mjs";
-import { OUTPUT_LIMIT_EXCEEDED } from "../runtime/contract.mjs";
+import { ERROR, SPOILING_ERRORS } from "../runtime/vocabulary.mjs";
 import { scopeMathJax } from "../runtime/mathjax-scope.mjs";
 
 const assetBase = new URL("../", import.meta.url).href;
@@ -186,7 +186,7 @@ function release(interpreter, key, outcome) {
     key !== null &&
     interpreter.alive &&
     !outcome.terminated &&
-    !(error && ["MemoryError", "TimeoutError", "RecursionError"].includes(error.type)) &&
+    !(error && SPOILING_ERRORS.includes(error.type)) &&
     (outcome.heapBytes || 0) <= config.heapLimitBytes;
   if (!keep) {
     interpreter.terminate();
@@ -256,7 +256,7 @@ async function exportFigures({ jobId, width, height, formats, scale }) {
       }
     } catch (err) {
       figures.length = 0;
-      error = { type: err.type || "RenderError", message: String(err.message || err), traceback: "" };
+      error = { type: err.type || ERROR.RENDER_ERROR, message: String(err.message || err), traceback: "" };
     } finally {
       mathJax.endJob();
     }
@@ -274,7 +274,7 @@ async function exportFigures({ jobId, width, height, formats, scale }) {
 
 class FileTooLarge extends Error {
   get type() {
-    return OUTPUT_LIMIT_EXCEEDED;
+    return ERROR.OUTPUT_LIMIT_EXCEEDED;
   }
 }
 

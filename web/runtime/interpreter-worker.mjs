@@ -37,11 +37,12 @@
 
 import "../pyodide/pyodide.asm.js"; // defines globalThis._createPyodideModule
 import { loadPyodide } from "../pyodide/pyodide.mjs";
-import { OUTPUT_LIMIT_EXCEEDED, failedRun } from "./contract.mjs";
+import { failedRun } from "./contract.mjs";
 import { compileLibraries, linkState, loadLibraries, replayLibraries, restoreLinkState } from "./dynlibs.mjs";
 import { exportTree, importTree } from "./fstree.mjs";
 import { inSharedMemory, loadStoredTemplate } from "./stored-template.mjs";
 import { loadTemplate, saveTemplate } from "./template-cache.mjs";
+import { ERROR } from "./vocabulary.mjs";
 import { mountTemplateTree } from "./templatefs.mjs";
 
 // performance.now() counts from the worker's creation: this is how long its
@@ -578,14 +579,14 @@ async function handleRun(message, { run, packages, interruptBuffer, heap, send }
   } catch (err) {
     // Only reached when the interrupt lands outside the user's code, or the
     // interpreter itself failed; report it the same way as a Python error.
-    output = JSON.stringify(failedRun(err.type || "InterpreterError", String(err.message || err), { traceback: String(err) }));
+    output = JSON.stringify(failedRun(err.type || ERROR.INTERPRETER_ERROR, String(err.message || err), { traceback: String(err) }));
   }
   const timings = { load_ms: loadMs, run_ms: performance.now() - started - loadMs };
   // The job may have made run() return anything: only a string goes, and not one the host would
   // refuse anyway (copying a huge one to it costs the whole page its memory). The host bounds the rest.
   if (typeof output === "string" && output.length > limits.max_answer_chars) {
     const message = `the job's output is ${output.length} characters of JSON; the limit is ${limits.max_answer_chars}`;
-    output = JSON.stringify(failedRun(OUTPUT_LIMIT_EXCEEDED, message));
+    output = JSON.stringify(failedRun(ERROR.OUTPUT_LIMIT_EXCEEDED, message));
   }
   const result = { type: "result", runId, output: typeof output === "string" ? output : null, timings, packages: loaded.names };
   try {
