@@ -213,14 +213,31 @@ def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
     )
     # With keys on, every API call needs one; without, none is asked for (a key sent is ignored).
     security = [{"bearerAuth": []}, {"apiKeyHeader": []}] if keys_enabled else [{}]
+    jobs = {
+        path: {method: {**operation, "security": security} for method, operation in methods.items()}
+        for path, methods in _job_paths(settings, job_request).items()
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": _info(keys_enabled),
+        "servers": [{"url": settings.public_gateway_url}],
+        "tags": [
+            {"name": "jobs", "description": "Submit code, get its status, result and figures."},
+            {"name": "health", "description": "For load balancers and orchestrators."},
+            {"name": "pages", "description": "The client-side page and its files."},
+            {"name": "meta", "description": "This document."},
+        ],
+        "paths": {**jobs, **_health_paths(), **_page_paths(), **_meta_paths()},
+        "components": {**_components(), "schemas": schemas},
+    }
+
+
+def _job_paths(settings: Settings, job_request: type[BaseModel]) -> dict:
+    """The API proper: submit, status, figures, the demo's call (each needs a key when keys are on)."""
     job_body = {"required": True, "content": {"application/json": {"schema": _ref(job_request)}}}
-
-    def api(operation: dict) -> dict:
-        return {**operation, "security": security}
-
-    paths = {
+    return {
         "/api/jobs": {
-            "post": api(
+            "post": (
                 {
                     "operationId": "submitJob",
                     "tags": ["jobs"],
@@ -250,7 +267,7 @@ def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
             )
         },
         "/api/jobs/{job_id}": {
-            "get": api(
+            "get": (
                 {
                     "operationId": "getJob",
                     "tags": ["jobs"],
@@ -265,12 +282,9 @@ def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
                 }
             )
         },
-        **{
-            f"/api/jobs/{{job_id}}/figures/{{index}}.{fmt}": {"get": api(_figure_operation(fmt))}
-            for fmt in CONTENT_TYPES
-        },
+        **{f"/api/jobs/{{job_id}}/figures/{{index}}.{fmt}": {"get": _figure_operation(fmt)} for fmt in CONTENT_TYPES},
         "/execute": {
-            "post": api(
+            "post": (
                 {
                     "operationId": "execute",
                     "tags": ["jobs"],
@@ -291,6 +305,11 @@ def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
                 }
             )
         },
+    }
+
+
+def _health_paths() -> dict:
+    return {
         "/healthz": {
             "get": {
                 "operationId": "healthz",
@@ -324,6 +343,11 @@ def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
                 },
             }
         },
+    }
+
+
+def _page_paths() -> dict:
+    return {
         "/": {
             "get": {
                 "operationId": "index",
@@ -370,6 +394,11 @@ def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
                 },
             }
         },
+    }
+
+
+def _meta_paths() -> dict:
+    return {
         OPENAPI_PATH: {
             "get": {
                 "operationId": "openapi",
@@ -394,6 +423,9 @@ def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
             }
         },
     }
+
+
+def _info(keys_enabled: bool) -> dict:
     auth_note = (
         "This gateway requires an API key on every `/api/` call and `/execute`: `Authorization: Bearer <key>` or "
         "`X-API-Key: <key>`; the tenant is the one on file for the key, and tenants see only their own jobs."
@@ -402,64 +434,56 @@ def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
         "(`PLOTFARM_API_KEYS`) requires `Authorization: Bearer <key>` or `X-API-Key: <key>`."
     )
     return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "plotfarm gateway",
-            "version": "1",
-            "summary": "A sandboxed render farm for Plotly: send Python code, get figures back.",
-            "description": f'{auth_note}\n\nEvery error is JSON: `{{"error": "...", "details": [...]}}`. '
-            "Submissions are rate limited per tenant (or client address): beyond the limit, 429 with `Retry-After`; "
-            "so are a tenant's while its results fill its share of the events stream and the stream is full.",
+        "title": "plotfarm gateway",
+        "version": "1",
+        "summary": "A sandboxed render farm for Plotly: send Python code, get figures back.",
+        "description": f'{auth_note}\n\nEvery error is JSON: `{{"error": "...", "details": [...]}}`. '
+        "Submissions are rate limited per tenant (or client address): beyond the limit, 429 with `Retry-After`; "
+        "so are a tenant's while its results fill its share of the events stream and the stream is full.",
+    }
+
+
+def _components() -> dict:
+    """Parameters, headers, responses and security schemes the operations refer to (schemas apart)."""
+    return {
+        "parameters": {
+            "JobId": {
+                "name": "job_id",
+                "in": "path",
+                "required": True,
+                "description": "The id `POST /api/jobs` answered with.",
+                "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+            },
+            "FigureIndex": {
+                "name": "index",
+                "in": "path",
+                "required": True,
+                "description": "The figure's position, from 0.",
+                "schema": {"type": "integer", "minimum": 0},
+            },
         },
-        "servers": [{"url": settings.public_gateway_url}],
-        "tags": [
-            {"name": "jobs", "description": "Submit code, get its status, result and figures."},
-            {"name": "health", "description": "For load balancers and orchestrators."},
-            {"name": "pages", "description": "The client-side page and its files."},
-            {"name": "meta", "description": "This document."},
-        ],
-        "paths": paths,
-        "components": {
-            "schemas": schemas,
-            "parameters": {
-                "JobId": {
-                    "name": "job_id",
-                    "in": "path",
-                    "required": True,
-                    "description": "The id `POST /api/jobs` answered with.",
-                    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+        "headers": {
+            "RetryAfter": {
+                "description": "Seconds to wait before trying again.",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        },
+        "responses": {
+            "Unauthorized": {
+                "description": "A valid API key is required (only on a gateway with keys).",
+                "headers": {
+                    "WWW-Authenticate": {
+                        "required": True,
+                        "schema": {"type": "string", "const": 'Bearer realm="plotfarm"'},
+                    }
                 },
-                "FigureIndex": {
-                    "name": "index",
-                    "in": "path",
-                    "required": True,
-                    "description": "The figure's position, from 0.",
-                    "schema": {"type": "integer", "minimum": 0},
-                },
-            },
-            "headers": {
-                "RetryAfter": {
-                    "description": "Seconds to wait before trying again.",
-                    "required": True,
-                    "schema": {"type": "integer", "minimum": 1},
-                }
-            },
-            "responses": {
-                "Unauthorized": {
-                    "description": "A valid API key is required (only on a gateway with keys).",
-                    "headers": {
-                        "WWW-Authenticate": {
-                            "required": True,
-                            "schema": {"type": "string", "const": 'Bearer realm="plotfarm"'},
-                        }
-                    },
-                    "content": {"application/json": {"schema": _ref(ErrorBody)}},
-                }
-            },
-            "securitySchemes": {
-                "bearerAuth": {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer <key>`."},
-                "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-            },
+                "content": {"application/json": {"schema": _ref(ErrorBody)}},
+            }
+        },
+        "securitySchemes": {
+            "bearerAuth": {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer <key>`."},
+            "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
         },
     }
 
