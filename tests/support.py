@@ -111,7 +111,7 @@ class ServiceProcess:
     proc: subprocess.Popen | None = None
 
     def start(self) -> "ServiceProcess":
-        self.log_file = open(self.log_path, "ab")  # noqa: SIM115  (closed in stop)
+        self.log_file = open(self.log_path, "ab")  # closed in stop
         self.proc = subprocess.Popen(
             [sys.executable, "-m", self.module],
             cwd=ROOT,

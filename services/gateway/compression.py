@@ -119,8 +119,8 @@ def compress_all(assets: AssetStore, store: CompressedAssets, build: str, skip=(
 
 
 def main() -> None:
-    from services.gateway.pages import OTHER_PAGES, ClientPages  # noqa: PLC0415  (pages imports this module)
-    from shared.settings import get_settings  # noqa: PLC0415
+    from services.gateway.pages import OTHER_PAGES, ClientPages  # pages imports this module
+    from shared.settings import get_settings
 
     settings = get_settings()
     assets = AssetStore(settings)

@@ -76,7 +76,7 @@ def _file_inside(path: Path, root: Path) -> bool:
 
 def serve_forever(port: int) -> None:
     """Serve on 127.0.0.1:``port`` until killed."""
-    from shared.settings import get_settings  # noqa: PLC0415  (read in the child process)
+    from shared.settings import get_settings  # read in the child process
 
     settings = get_settings()
     web.run_app(
