@@ -258,10 +258,6 @@ class Api:
         return await self.result(accepted["job_id"], timeout)
 
 
-def run_async(coro):
-    return asyncio.get_event_loop_policy().new_event_loop().run_until_complete(coro)
-
-
 class EventPublisher:
     """Publishes numbered `queued` events with confirms, every ``interval_s``, until stopped."""
 
