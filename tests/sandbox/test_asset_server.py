@@ -248,9 +248,7 @@ def test_the_asset_server_only_reads(asset_server, method):
 # ---- from a job --------------------------------------------------------------------
 
 # A layout image the renderer keeps and plotly.js draws: the probe works.
-CONTROL = (
-    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
-)
+CONTROL = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 FORBIDDEN = [  # a file the asset server serves, and real images in the project outside what it serves
     "/viewer/favicon.svg",
     "/docs/viewer.png",
