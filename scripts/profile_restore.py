@@ -29,6 +29,8 @@ import os
 import statistics
 import time
 
+from shared import procfs
+
 SEED = (
     "import plotly.graph_objects as go\n"
     "fig = go.Figure(go.Scatter(x=[1, 2, 3, 4], y=[10, 11, 12, 13], mode='lines+markers'))\n"
@@ -104,14 +106,11 @@ async def profile(args) -> dict:
 
 def chromium_pss_mb() -> float:
     """PSS of every process under this one (Chromium and its helpers), from /proc/*/smaps_rollup."""
-    from services.renderer.browser import descendants
-
     total_kb = 0
-    for pid in descendants(os.getpid()):
+    for pid in procfs.descendants(os.getpid()):
         try:
-            with open(f"/proc/{pid}/smaps_rollup") as rollup:
-                total_kb += next(int(line.split()[1]) for line in rollup if line.startswith("Pss:"))
-        except (OSError, StopIteration):
+            total_kb += procfs.pss_kb(pid)
+        except OSError:
             continue
     return total_kb / 1024
 
