@@ -126,7 +126,7 @@ async def measure(gateway_url: str, args, processes: dict[str, int] | None = Non
 
 def bench_kaleido(args) -> dict[str, dict[str, float]]:
     """Kaleido's persistent server on the same figures (built in CPython), in this run."""
-    from tests.oracle import KaleidoOracle, run_user_code  # noqa: PLC0415  (dev-only dependency)
+    from tests.oracle import KaleidoOracle, run_user_code  # dev-only dependency
 
     headline = {}
     print("\n== Kaleido (persistent server, Debian Chromium, SVG)")

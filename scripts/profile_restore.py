@@ -29,6 +29,8 @@ import os
 import statistics
 import time
 
+from shared import procfs
+
 SEED = (
     "import plotly.graph_objects as go\n"
     "fig = go.Figure(go.Scatter(x=[1, 2, 3, 4], y=[10, 11, 12, 13], mode='lines+markers'))\n"
@@ -50,10 +52,10 @@ def spread(values: list[float]) -> str:
 
 
 async def profile(args) -> dict:
-    from services.renderer.browser import HeadlessBrowser  # noqa: PLC0415
-    from services.renderer.pages import PagePool  # noqa: PLC0415
-    from shared.messages import RenderJob, utcnow  # noqa: PLC0415
-    from shared.settings import get_settings  # noqa: PLC0415
+    from services.renderer.browser import HeadlessBrowser
+    from services.renderer.pages import PagePool
+    from shared.messages import RenderJob, utcnow
+    from shared.settings import get_settings
 
     # One page, as before renderers had one per job in flight: its restores are what is measured.
     settings = get_settings().model_copy(update={"renderer_concurrency": 1})
@@ -72,7 +74,7 @@ async def profile(args) -> dict:
     start_s = time.perf_counter() - started
     profiler = None
     if args.cpu_profile:
-        from scripts.worker_profile import WorkerProfiler  # noqa: PLC0415
+        from scripts.worker_profile import WorkerProfiler
 
         profiler = WorkerProfiler(page.pages[0].page)
         await profiler.start()
@@ -104,22 +106,19 @@ async def profile(args) -> dict:
 
 def chromium_pss_mb() -> float:
     """PSS of every process under this one (Chromium and its helpers), from /proc/*/smaps_rollup."""
-    from services.renderer.browser import descendants  # noqa: PLC0415
-
     total_kb = 0
-    for pid in descendants(os.getpid()):
+    for pid in procfs.descendants(os.getpid()):
         try:
-            with open(f"/proc/{pid}/smaps_rollup") as rollup:
-                total_kb += next(int(line.split()[1]) for line in rollup if line.startswith("Pss:"))
-        except (OSError, StopIteration):
+            total_kb += procfs.pss_kb(pid)
+        except OSError:
             continue
     return total_kb / 1024
 
 
 async def pool_pss(spares: int) -> float:
-    from services.renderer.browser import HeadlessBrowser  # noqa: PLC0415
-    from services.renderer.pages import PagePool  # noqa: PLC0415
-    from shared.settings import Settings  # noqa: PLC0415
+    from services.renderer.browser import HeadlessBrowser
+    from services.renderer.pages import PagePool
+    from shared.settings import Settings
 
     settings = Settings(isolation="job", spare_interpreters=spares, renderer_concurrency=1)
     page = PagePool(HeadlessBrowser(settings), settings)
@@ -164,7 +163,7 @@ def main() -> None:
     for key in sorted({k for phase in phases for k, v in phase.items() if isinstance(v, int | float)}):
         print(f"restore {key:<14} {spread([p[key] for p in phases if key in p])}")
     if args.cpu_profile:
-        from scripts.worker_profile import report  # noqa: PLC0415
+        from scripts.worker_profile import report
 
         print("\n".join(report(result["profiles"])))
     if args.json:

@@ -124,14 +124,3 @@ class ServiceIndex(ApiModel):
     client_side_page: str
     openapi: str = Field(description="This API's OpenAPI document.")
     api_docs: str = Field(description="The same, as a page to read and try.")
-
-
-RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
-    ErrorBody,
-    JobAccepted,
-    JobView,
-    ExecuteResult,
-    Liveness,
-    Readiness,
-    ServiceIndex,
-)

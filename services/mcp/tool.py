@@ -23,7 +23,8 @@ from collections.abc import Awaitable, Callable
 import structlog
 from mcp.types import CallToolResult, EmbeddedResource, ImageContent, TextContent, TextResourceContents
 
-from services.mcp.gateway import Busy, GatewayClient, GatewayError, Refused, Unreachable
+from services.mcp.gateway import GatewayClient
+from shared.gateway_policy import Busy, GatewayError, Refused, Unreachable
 from shared.settings import Settings
 from shared.vocabulary import FINAL_STATUSES, SCALE, ErrorType, Format
 

@@ -72,17 +72,3 @@ def _file_inside(path: Path, root: Path) -> bool:
     """A regular file under ``root`` once resolved: a symlink out of it is not served."""
     resolved = path.resolve()
     return resolved.is_relative_to(root.resolve()) and resolved.is_file()
-
-
-def serve_forever(port: int) -> None:
-    """Serve on 127.0.0.1:``port`` until killed."""
-    from shared.settings import get_settings  # noqa: PLC0415  (read in the child process)
-
-    settings = get_settings()
-    web.run_app(
-        make_app(AssetStore(settings), settings.template_store_dir),
-        host="127.0.0.1",
-        port=port,
-        print=None,
-        access_log=None,
-    )

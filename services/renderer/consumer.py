@@ -267,7 +267,7 @@ class JobConsumer:
             # Its last delivery: handed back, RabbitMQ would dead-letter it; say so now instead.
             log.error("interpreter crashed under the job on its last delivery; it fails", error=str(exc))
             result = self.crash_verdict(job, "crashed on every delivery")
-        except Exception as exc:  # noqa: BLE001  (a bug of ours: the job still gets its answer)
+        except Exception as exc:  # a bug of ours: the job still gets its answer
             log.exception("could not handle the job; it fails with RendererError")
             result = internal_failure(job, self.settings, exc, attempt=attempt)
         await self._publish_and_ack(result, message)
@@ -302,7 +302,7 @@ class JobConsumer:
             self.metrics.handed_back("result_unconfirmed")
             await self._settle(message, requeue=True)
             return
-        except Exception:  # noqa: BLE001  (the result could not even be sent: not the broker's doing)
+        except Exception:  # the result could not even be sent: not the broker's doing
             log.exception("could not publish the job's result; rejecting it to the dead letters")
             # RabbitMQ dead-letters it, and a renderer answers the dead letter (on_dead_letter).
             await self._settle(message, requeue=False)

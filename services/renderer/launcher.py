@@ -178,7 +178,7 @@ def expose_assets(at: str) -> None:
     there). Nothing else of the checkout becomes reachable, and on the host ``at``
     stays empty.
     """
-    from shared.settings import Settings  # noqa: PLC0415  (not get_settings: the asset server reads its own)
+    from shared.settings import Settings  # not get_settings: the asset server reads its own
 
     settings = Settings()
     build = settings.wheels_dir.parent  # wheels, precompiled, pyodide-packages (shared/assets.py)
@@ -257,13 +257,13 @@ def run_asset_server(port: int, drop_to: tuple[int, int] | None, parent: int, re
     then "ready", so Chromium never meets a root asset server. The server is
     not dumpable: a same-uid Chromium cannot read its memory or environment.
     """
-    import asyncio  # noqa: PLC0415
+    import asyncio
 
-    from aiohttp import web  # noqa: PLC0415
+    from aiohttp import web
 
-    from services.renderer.asset_server import make_app  # noqa: PLC0415
-    from shared.assets import AssetStore, MissingAssets  # noqa: PLC0415
-    from shared.settings import get_settings  # noqa: PLC0415
+    from services.renderer.asset_server import make_app
+    from shared.assets import AssetStore, MissingAssets
+    from shared.settings import get_settings
 
     sys.dont_write_bytecode = True
     settings = get_settings()

@@ -264,9 +264,9 @@ print(json.dumps({
 @pytest.fixture
 async def renderer_page():
     """The renderer's page on its own (real Chromium, real Pyodide), to look inside its workers."""
-    from services.renderer.browser import HeadlessBrowser  # noqa: PLC0415
-    from services.renderer.pages import PagePool  # noqa: PLC0415
-    from shared.settings import Settings  # noqa: PLC0415
+    from services.renderer.browser import HeadlessBrowser
+    from services.renderer.pages import PagePool
+    from shared.settings import Settings
 
     settings = Settings(isolation="job", renderer_concurrency=1)
     pool = PagePool(HeadlessBrowser(settings), settings)
@@ -279,7 +279,7 @@ async def renderer_page():
 
 async def test_restored_interpreters_share_no_buffer_a_job_can_reach(renderer_page):
     """From a job's worker nothing shared is reachable but its own interrupt flag; its heap is its own."""
-    from shared.messages import RenderJob, utcnow  # noqa: PLC0415
+    from shared.messages import RenderJob, utcnow
 
     job = RenderJob(job_id="walk", code=PARK_AND_WAIT, width=400, height=300, timeout_s=30, submitted_at=utcnow())
     running = asyncio.create_task(renderer_page.render(job))

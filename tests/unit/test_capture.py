@@ -126,7 +126,7 @@ def test_package_loading_errors_are_part_of_the_message(capture):
 
 
 def test_top_level_await_runs_as_a_coroutine(capture):
-    import asyncio  # noqa: PLC0415
+    import asyncio
 
     code = "import asyncio\nawait asyncio.sleep(0)\nimport plotly.graph_objects as go\nprint('awaited')\ngo.Figure().show()"
     pending = capture.run(code, json.dumps(LIMITS))

@@ -48,7 +48,7 @@ def test_the_schema_file_for_the_javascript_side_is_current():
 
 
 def test_older_results_with_svg_strings_still_parse():
-    from shared.messages import RenderResult  # noqa: PLC0415
+    from shared.messages import RenderResult
 
     result = RenderResult.model_validate({"job_id": "j", "status": "done", "figures": [SVG]})
     assert result.figures[0].svg == SVG and result.figures[0].png is None

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 
-from shared import page_contract, vocabulary
+from shared import codegen, vocabulary
 from shared.settings import PROJECT_ROOT
 from shared.vocabulary import ERROR_MEANINGS, ErrorType
 
@@ -20,8 +20,8 @@ CAPTURE = PROJECT_ROOT / "web" / "runtime" / "plotfarm_capture.py"
 
 
 def test_the_generated_files_are_current():
-    assert vocabulary.JS_PATH.read_text() == vocabulary.javascript(), "run `python -m shared.vocabulary`"
-    assert page_contract.SCHEMA_PATH.read_text() == page_contract.schema_text(), "run `python -m shared.vocabulary`"
+    for path, text in codegen.generated().items():
+        assert path.read_text() == text, f"{path.name} is not current: run `python -m shared.codegen`"
 
 
 def test_every_error_type_says_what_it_means():
@@ -42,7 +42,7 @@ def test_the_interpreters_own_error_classes_are_in_the_vocabulary():
 
 def test_no_error_type_is_spelled_out_of_the_vocabulary():
     """Bare strings of plotfarm's error types only in the vocabulary and what it generates."""
-    allowed = {vocabulary.JS_PATH, PROJECT_ROOT / "shared" / "vocabulary.py", CAPTURE}
+    allowed = {codegen.VOCABULARY_JS, PROJECT_ROOT / "shared" / "vocabulary.py", CAPTURE}
     checked = [*PROJECT_ROOT.glob("services/**/*.py"), *PROJECT_ROOT.glob("shared/*.py")]
     checked += [p for p in (PROJECT_ROOT / "web").rglob("*.*js") if "node_modules" not in p.parts]
     own = {kind.value for kind in ErrorType} - {"TimeoutError", "MemoryError", "RecursionError"}  # Python's too
@@ -108,7 +108,7 @@ def test_a_new_error_type_and_a_changed_bound_reach_every_consumer(tmp_path):
     (scratch / "shared" / "vocabulary.py").write_text(source)
     env = {"PYTHONPATH": str(scratch), "PATH": "/usr/bin:/bin", "PLOTFARM_WEB_DIR": str(PROJECT_ROOT / "web")}
     generated = subprocess.run(
-        [sys.executable, "-m", "shared.vocabulary"], cwd=scratch, env=env, capture_output=True, text=True
+        [sys.executable, "-m", "shared.codegen"], cwd=scratch, env=env, capture_output=True, text=True
     )
     assert generated.returncode == 0, generated.stderr
     assert "CheckedByTest" in (scratch / "web" / "runtime" / "vocabulary.mjs").read_text()
