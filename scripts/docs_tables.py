@@ -160,7 +160,7 @@ def _cell(text: str) -> str:
 def configuration_table() -> str:
     out: list[str] = []
     for title, names in field_groups():
-        out += [f"### {title}", "", "| variable | default | allowed | meaning |", "|---|---|---|---|"]
+        out += [f"## {title}", "", "| variable | default | allowed | meaning |", "|---|---|---|---|"]
         for name in names:
             field = Settings.model_fields[name]
             if not field.description:
