@@ -62,8 +62,8 @@ async def profile(args) -> dict:
     browser = HeadlessBrowser(settings)
     new_page = browser.new_page
 
-    async def new_page_with_console(stored_template: str | None = None, **options):
-        opened = await new_page(stored_template, **options)
+    async def new_page_with_console(stored_snapshot: str | None = None, **options):
+        opened = await new_page(stored_snapshot, **options)
         opened.on("console", lambda msg: msg.type == "error" and print(f"page console: {msg.text[:2000]}"))
         return opened
 
@@ -99,7 +99,7 @@ async def profile(args) -> dict:
         "start_s": start_s,
         "start": page.start_timings,
         "jobs": jobs,
-        "phases": stats["recentBootPhases"],
+        "phases": stats["recentRestorePhases"],
         "profiles": profiles,
     }
 
@@ -126,10 +126,10 @@ async def pool_pss(spares: int) -> float:
     try:
         for _ in range(600):
             stats = await page.pages[0].stats()
-            if stats["fresh"] >= spares and not stats["booting"]:
+            if stats["fresh"] >= spares and not stats["restoring"]:
                 break
             await asyncio.sleep(0.1)
-        await asyncio.sleep(3)  # let the template maker's memory go
+        await asyncio.sleep(3)  # let the snapshot maker's memory go
         return await asyncio.to_thread(chromium_pss_mb)
     finally:
         await page.stop()
@@ -159,7 +159,7 @@ def main() -> None:
     print(f"page start {result['start_s']:.2f} s  {json.dumps(result['start'])}")
     for key, values in result["jobs"].items():
         print(f"job {key:<16} {spread(values[2:])}")
-    phases = result["phases"][1:]  # the first restore races the template's clean-up
+    phases = result["phases"][1:]  # the first restore races the snapshot's clean-up
     for key in sorted({k for phase in phases for k, v in phase.items() if isinstance(v, int | float)}):
         print(f"restore {key:<14} {spread([p[key] for p in phases if key in p])}")
     if args.cpu_profile:

@@ -82,7 +82,7 @@ class ErrorType(StrEnum):
     RENDERER_ERROR = "RendererError"
     PLOTLY_ERROR = "PlotlyError"
     # Only the client page (web/client) makes these, in the visitor's own browser.
-    BOOT_ERROR = "BootError"
+    START_ERROR = "StartError"
     GATEWAY_ERROR = "GatewayError"
 
 
@@ -101,7 +101,7 @@ ERROR_MEANINGS: dict[str, str] = {
     ErrorType.INTERPRETER_ERROR: "the interpreter failed, or what it answered could not be read",
     ErrorType.RENDERER_CRASHED: "the job crashed its renderer page on every delivery; it is not retried",
     ErrorType.RENDERER_ERROR: "a bug of plotfarm's own while handling the job; report it",
-    ErrorType.BOOT_ERROR: "the client page's interpreter did not start",
+    ErrorType.START_ERROR: "the client page's interpreter did not start",
     ErrorType.PLOTLY_ERROR: "plotly (in Python) refused the figure the code made, or plotly.js could not draw "
     "one on the client page",
     ErrorType.GATEWAY_ERROR: "the client page could not reach the gateway",

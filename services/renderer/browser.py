@@ -321,14 +321,14 @@ class HeadlessBrowser:
         await self.close()
         await retry(self.start, what="restart Chromium", attempts=None, backoff=Backoff(first_s=2))
 
-    async def new_page(self, stored_template: str | None = None, *, max_heap_bytes: int | None = None) -> Page:
-        """A renderer page; ``stored_template`` is the key of a template stored on disk to restore from,
+    async def new_page(self, stored_snapshot: str | None = None, *, max_heap_bytes: int | None = None) -> Page:
+        """A renderer page; ``stored_snapshot`` is the key of a snapshot stored on disk to restore from,
         ``max_heap_bytes`` the cap on each of its interpreters' memory."""
         page = await self.context.new_page()
         page.on("console", lambda msg: log.debug("page console", text=msg.text[:500]))
         page.on("pageerror", lambda err: log.warning("page error", error=str(err)[:500]))
         query = urlencode(
-            {key: value for key, value in (("stored", stored_template), ("maxHeapBytes", max_heap_bytes)) if value}
+            {key: value for key, value in (("stored", stored_snapshot), ("maxHeapBytes", max_heap_bytes)) if value}
         )
         await page.goto(f"{self.asset_origin}/renderer/index.html" + (f"?{query}" if query else ""))
         await page.wait_for_function("window.plotfarm !== undefined")

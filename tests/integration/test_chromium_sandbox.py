@@ -179,7 +179,7 @@ def test_as_root_a_checkout_the_unprivileged_user_cannot_enter_still_serves(stac
         "renderer-locked-checkout", PLOTFARM_WEB_DIR=str(web), PLOTFARM_WHEELS_DIR=str(build / "wheels")
     )
     try:
-        stack.wait_ready(renderer, timeout=120)  # the page loaded Pyodide, plotly.js and the template from it
+        stack.wait_ready(renderer, timeout=120)  # the page loaded Pyodide, plotly.js and the snapshot from it
         with urllib.request.urlopen(f"{renderer.url}/stats", timeout=10) as response:
             report = json.load(response)["chromium"]
         assert report["sandbox"] == "on" and report["problem"] is None, report

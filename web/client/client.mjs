@@ -9,7 +9,7 @@
 
 import { configure, prepareFigure } from "../runtime/fidelity.mjs";
 import { Interpreter } from "../runtime/interpreter.mjs";
-import { forgetTemplate, hasSavedTemplate } from "../runtime/template-cache.mjs";
+import { forgetSnapshot, hasSavedSnapshot } from "../runtime/snapshot-cache.mjs";
 import { ERROR, FINAL_STATUSES, STATUS } from "../runtime/vocabulary.mjs";
 
 // Trusted Types (required by the page's CSP) turn every string-to-code and
@@ -40,12 +40,12 @@ const INDENT = "    ";
 
 const assetBase = new URL("../", import.meta.url).href;
 const interpreter = new Interpreter({ assetBase });
-// This browser's interpreter template (runtime/template-cache.mjs): a worker
+// This browser's interpreter snapshot (runtime/snapshot-cache.mjs): a worker
 // restores from the stored one if there is one for this build; if not, this
-// page makes one after its first boot and stores it.
-let templateState = "none"; // none | restoring | restored | making | saved | failed: why
-const templateSaved = hasSavedTemplate(assetBase).catch(() => false);
-let engine = "booting"; // booting | ready | running | restarting | failed
+// page makes one after its first start and stores it.
+let snapshotState = "none"; // none | restoring | restored | making | saved | failed: why
+const snapshotSaved = hasSavedSnapshot(assetBase).catch(() => false);
+let engine = "starting"; // starting | ready | running | restarting | failed
 let stopRequested = false;
 let serverBusy = false;
 let serverUrls = [];
@@ -53,7 +53,7 @@ const history = { inits: [], runs: [], server: [] };
 
 // plotly.js is 3.5 MB to parse and run on this page's thread. index.html
 // preloads it (fetched at once); runPlotly runs it: on a first visit as soon
-// as the booting interpreter's worker runs (its start needs this thread, and
+// as the starting interpreter's worker runs (its start needs this thread, and
 // waited behind the parsing for 1.5 s), and once Python is ready on a repeat
 // visit, where the restored interpreter's "ready" would otherwise wait behind
 // the parsing. The first run that draws awaits plotlyReady.
@@ -72,7 +72,7 @@ const plotlyReady = new Promise((resolve, reject) => {
 });
 let plotlyAt = null;
 plotlyReady.then(() => (plotlyAt = performance.now()), () => {});
-plotlyReady.then((Plotly) => configure(Plotly, new URL("../", import.meta.url)), () => {}); // errors: boot() reports them
+plotlyReady.then((Plotly) => configure(Plotly, new URL("../", import.meta.url)), () => {}); // errors: start() reports them
 
 // ---- small helpers ---------------------------------------------------------------
 
@@ -120,11 +120,11 @@ function showOutput(side, result) {
 
 // ---- the interpreter -----------------------------------------------------------------
 
-function boot(reason) {
+function start(reason) {
   // On the first visit "initialisation" counts from navigation start: what a
   // visitor waits for. After Stop it counts from the new worker's start.
   const started = reason === "page" ? 0 : performance.now();
-  setEngine(reason === "page" ? "booting" : "restarting", reason === "page" ? "starting Python…" : "starting a fresh interpreter…");
+  setEngine(reason === "page" ? "starting" : "restarting", reason === "page" ? "starting Python…" : "starting a fresh interpreter…");
   // Ready when Python is: plotly.js (still being parsed on a repeat visit,
   // where Python comes back sooner) is awaited by the first run that draws.
   return startInterpreter().then(
@@ -141,49 +141,49 @@ function boot(reason) {
         (timings.interruptible ? "" : " · not cross-origin isolated: time limits terminate instead of interrupting");
       setEngine("ready", "Python ready");
       runPlotly();
-      if (templateState === "none") setTimeout(makeTemplate, TEMPLATE_DELAY_MS);
+      if (snapshotState === "none") setTimeout(makeSnapshot, SNAPSHOT_DELAY_MS);
     },
     (error) => {
       runPlotly();
       history.inits.push({ reason, error: String(error.message || error) });
       setEngine("failed", "Python failed to start");
-      showOutput("local", { error: { type: ERROR.BOOT_ERROR, message: String(error.message || error), traceback: "" } });
+      showOutput("local", { error: { type: ERROR.START_ERROR, message: String(error.message || error), traceback: "" } });
     },
   );
 }
 
-/** A fresh interpreter: restored from the template when there is one, else booted. */
+/** A fresh interpreter: restored from the snapshot when there is one, else started from scratch. */
 async function startInterpreter() {
-  if (["saved", "restored"].includes(templateState) || (templateState === "none" && (await templateSaved))) {
-    templateState = "restoring";
+  if (["saved", "restored"].includes(snapshotState) || (snapshotState === "none" && (await snapshotSaved))) {
+    snapshotState = "restoring";
     try {
-      const timings = await interpreter.boot({ restoreSaved: true });
-      templateState = "restored";
+      const timings = await interpreter.start({ restoreSaved: true });
+      snapshotState = "restored";
       return { ...timings, restored: true };
     } catch (error) {
-      // Gone, or one this browser cannot restore: forget it, boot, and make a new one.
-      templateState = "none"; // the boot below runs plotly.js once its worker runs
-      if (!error.noSavedTemplate) {
-        forgetTemplate(assetBase).catch(() => {});
-        console.warn(`the saved interpreter did not restore, booting instead: ${error.message}`);
+      // Gone, or one this browser cannot restore: forget it, start from scratch, and make a new one.
+      snapshotState = "none"; // the start below runs plotly.js once its worker runs
+      if (!error.noSavedSnapshot) {
+        forgetSnapshot(assetBase).catch(() => {});
+        console.warn(`the saved interpreter did not restore, starting from scratch instead: ${error.message}`);
       }
     }
   }
-  return { ...(await interpreter.boot({ onStarted: runPlotly })), restored: false };
+  return { ...(await interpreter.start({ onStarted: runPlotly })), restored: false };
 }
 
-// After the first boot, once the page has settled: the template is made in a
+// After the first start, once the page has settled: the snapshot is made in a
 // worker of its own (a few seconds of one core), then stored for next time.
-const TEMPLATE_DELAY_MS = 1500;
+const SNAPSHOT_DELAY_MS = 1500;
 
-async function makeTemplate() {
-  templateState = "making";
+async function makeSnapshot() {
+  snapshotState = "making";
   const maker = new Interpreter({ assetBase });
   try {
-    await maker.boot({ makeTemplate: { preload: false, shared: false, save: true } });
-    templateState = "saved";
+    await maker.start({ makeSnapshot: { preload: false, shared: false, save: true } });
+    snapshotState = "saved";
   } catch (error) {
-    templateState = `failed: ${error.message}`;
+    snapshotState = `failed: ${error.message}`;
   } finally {
     maker.terminate();
   }
@@ -286,14 +286,14 @@ async function runLocal() {
     : `${count} figure${count === 1 ? "" : "s"}${loadedNote} · drag to zoom, double-click to reset, hover for values` +
       warnings.map((warning) => ` · ${warning}`).join("");
   history.runs.push({ runMs, loadMs, packages, warnings, totalMs, timedOut, terminated, stopped, figures: count, error: error ? error.type : null });
-  if (terminated) await boot("restart");
+  if (terminated) await start("restart");
   else setEngine("ready", "Python ready");
 }
 
 function stop() {
   if (engine !== "running") return;
   stopRequested = true;
-  interpreter.terminate(); // the pending run answers "terminated"; runLocal boots a fresh worker
+  interpreter.terminate(); // the pending run answers "terminated"; runLocal starts a fresh worker
 }
 
 // ---- the same code on the server -------------------------------------------------------
@@ -497,8 +497,8 @@ window.plotfarmClient = Object.freeze({
   inits: () => structuredClone(history.inits),
   runs: () => structuredClone(history.runs),
   server: () => structuredClone(history.server),
-  template: () => templateState,
+  snapshot: () => snapshotState,
   plotlyReadyAt: () => plotlyAt, // ms after navigation; null until plotly.js has run
 });
 
-boot("page");
+start("page");

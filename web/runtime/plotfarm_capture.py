@@ -251,7 +251,7 @@ def reseed():
 
 
 def imported_bytecode():
-    """The .pyc files of every module imported so far: a template's copies never read them."""
+    """The .pyc files of every module imported so far: a snapshot's copies never read them."""
     paths = (getattr(module, "__cached__", None) for module in list(sys.modules.values()))
     return sorted({re.sub(r"^/+", "/", path) for path in paths if isinstance(path, str)})
 

@@ -34,7 +34,7 @@ export const ERROR = Object.freeze({
   "RENDERER_CRASHED": "RendererCrashed",
   "RENDERER_ERROR": "RendererError",
   "PLOTLY_ERROR": "PlotlyError",
-  "BOOT_ERROR": "BootError",
+  "START_ERROR": "StartError",
   "GATEWAY_ERROR": "GatewayError"
 });
 export const ERROR_MEANINGS = Object.freeze({
@@ -49,7 +49,7 @@ export const ERROR_MEANINGS = Object.freeze({
   "InterpreterError": "the interpreter failed, or what it answered could not be read",
   "RendererCrashed": "the job crashed its renderer page on every delivery; it is not retried",
   "RendererError": "a bug of plotfarm's own while handling the job; report it",
-  "BootError": "the client page's interpreter did not start",
+  "StartError": "the client page's interpreter did not start",
   "PlotlyError": "plotly (in Python) refused the figure the code made, or plotly.js could not draw one on the client page",
   "GatewayError": "the client page could not reach the gateway"
 });
