@@ -213,7 +213,7 @@ async function startFromScratch(assetBase, makeSnapshot) {
   const keep = makeSnapshot.shared ? inSharedMemory : (view) => view;
   const files = exportTree(pyodide.FS, site, { hollow: (path) => loaded.has(path) || imported.has(path) });
   const snapshot = {
-    snapshot: keep(snapshotUpToBreak(pyodide)),
+    memory: keep(snapshotUpToBreak(pyodide)),
     files: { ...files, data: keep(files.data) },
     openFiles: openFiles(pyodide.FS),
     wasmModule: await captured.wasmModule,
@@ -251,7 +251,7 @@ async function restoreInterpreter(assetBase, shared) {
   // Pyodide wants as a download) gets a private copy.
   const snapshot = { ...shared, stdlib: privateCopy(shared.stdlib) };
   marks.copy_ms = performance.now() - t0;
-  marks.snapshot_mb = shared.snapshot.length / 1e6;
+  marks.snapshot_mb = shared.memory.length / 1e6;
   marks.files_mb = shared.files.data.length / 1e6;
   marks.file_count = shared.files.paths.length;
   serveFromSnapshot(snapshot, marks);
@@ -268,8 +268,8 @@ async function restoreInterpreter(assetBase, shared) {
     timePhase(module.API, "finalizeBootstrap", "python_ms", marks);
     // The module's memory starts at its compiled size; the snapshot's heap
     // is bigger (plotly is in it), so grow first or the copy overflows.
-    const header = new Uint32Array(snapshot.snapshot.buffer, snapshot.snapshot.byteOffset, 4)[1];
-    module.growMemory(snapshot.snapshot.length - header);
+    const header = new Uint32Array(snapshot.memory.buffer, snapshot.memory.byteOffset, 4)[1];
+    module.growMemory(snapshot.memory.length - header);
     reopenFiles(module.FS, snapshot.openFiles);
     marks.module_ms = performance.now() - t0;
     replayLibraries(module, snapshot.libraries);
@@ -285,7 +285,7 @@ async function restoreInterpreter(assetBase, shared) {
     },
     stdout: () => {},
     stderr: () => {},
-    _loadSnapshot: snapshot.snapshot,
+    _loadSnapshot: snapshot.memory,
   });
   delete globalThis._createPyodideModule;
   stopServingFromSnapshot();

@@ -60,12 +60,12 @@ export async function loadSnapshot(assetBase) {
     access.close();
   }
   const part = (key) => bytes.subarray(parts[key].offset, parts[key].offset + parts[key].length);
-  return { ...rest, snapshot: part("snapshot"), stdlib: part("stdlib"), files: { ...files, data: part("files") }, wasmModule: await wasm };
+  return { ...rest, memory: part("memory"), stdlib: part("stdlib"), files: { ...files, data: part("files") }, wasmModule: await wasm };
 }
 
 /** In a worker: store `snapshot` (from makeSnapshot, without shared libraries) for this build. */
 export async function saveSnapshot(assetBase, snapshot) {
-  const { snapshot, stdlib, files, wasmModule: _compiled, libraries, ...rest } = snapshot;
+  const { memory, stdlib, files, wasmModule: _compiled, libraries, ...rest } = snapshot;
   if (libraries.length) throw new Error("a snapshot with shared libraries cannot be stored (their compiled modules are not storable)");
   const { data, ...fileIndex } = files;
   const name = storedName(assetBase);
@@ -80,7 +80,7 @@ export async function saveSnapshot(assetBase, snapshot) {
   try {
     body.truncate(0);
     let offset = 0;
-    for (const [key, view] of [["snapshot", snapshot], ["stdlib", stdlib], ["files", data]]) {
+    for (const [key, view] of [["memory", memory], ["stdlib", stdlib], ["files", data]]) {
       parts[key] = { offset, length: view.length };
       offset += body.write(view, { at: offset });
     }

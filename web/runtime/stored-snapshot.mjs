@@ -19,13 +19,13 @@ export const STORED_FORMAT = 1;
 
 /** On the page: the snapshot as {index (JSON), body (a Blob)}; the body's parts are listed in the index. */
 export function storableSnapshot(snapshot) {
-  const { snapshot, files, libraries, openFiles, linkState, installed, site } = snapshot;
+  const { memory, files, libraries, openFiles, linkState, installed, site } = snapshot;
   const { data, ...fileIndex } = files;
   const parts = {};
   const chunks = [];
   let offset = 0;
   // The snapshot first, at offset 0: its header is read as 32-bit words.
-  for (const [key, view] of [["snapshot", snapshot], ["files", data]]) {
+  for (const [key, view] of [["memory", memory], ["files", data]]) {
     parts[key] = { offset, length: view.length };
     chunks.push(view.slice()); // a Blob takes no shared memory: a private copy
     offset += view.length;
@@ -72,7 +72,7 @@ export async function loadStoredSnapshot(assetBase, stored, marks = {}) {
   });
   const part = (key) => body.subarray(index.parts[key].offset, index.parts[key].offset + index.parts[key].length);
   return {
-    snapshot: part("snapshot"),
+    memory: part("memory"),
     files: { ...index.files, data: part("files") },
     openFiles: index.openFiles,
     wasmModule: await wasmModule,
