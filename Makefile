@@ -44,7 +44,7 @@ assets: $(WEB)/node_modules/.package-lock.json $(WHEELS)/.installed $(PACKAGES)/
 # compressed from its first request. Always run: the build id follows our own files too, and a
 # build that has them all only checks (under a second). Order-only: it never rebuilds the rest.
 compressed-assets: | $(WEB)/node_modules/.package-lock.json $(WHEELS)/.installed $(PACKAGES)/.installed $(PRECOMPILED)/.installed
-	$(PY) -m services.gateway.compression
+	$(PY) -m services.gateway.precompress
 
 $(WEB)/node_modules/.package-lock.json: $(WEB)/package.json $(WEB)/package-lock.json
 	cd $(WEB) && npm ci --no-audit --no-fund --ignore-scripts

@@ -15,7 +15,9 @@ writes files named after each input: b1.py -> OUT/b1.svg, OUT/b1-2.svg, OUT/b1.p
 A batch waits and retries whenever the gateway answers 429 or 503 (as its
 Retry-After says), so a large batch finishes at the gateway's rate limit.
 
-Uses only the standard library, so it runs with any Python 3.9+.
+Uses only the standard library, so it runs with any Python 3.9+ from a checkout,
+without the project's virtualenv; how it reads the gateway's answers and waits
+it out is shared/gateway_policy.py (the MCP service's too), which does the same.
 
 Exit status: 0 done; 1 the job failed (its traceback is printed); 2 the
 request was refused (bad input); 3 the gateway is unreachable or busy;
@@ -28,7 +30,6 @@ import glob
 import json
 import os
 import queue
-import random
 import sys
 import threading
 import time
@@ -36,27 +37,17 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from shared.gateway_policy import Busy, GatewayError, Patience, Refused, Resubmissions, Unreachable, error_for
+
 DEFAULT_GATEWAY = os.environ.get("PLOTFARM_GATEWAY", "http://localhost:3000")
 EXIT_DONE, EXIT_FAILED, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_TIMEOUT = 0, 1, 2, 3, 4
 POLL_S = 25.0
 FORMATS = ("svg", "png", "json", "html")
-RETRY_CAP_S = 30.0  # longest single wait after a 429/503, whatever Retry-After says
-CONNECT_RETRIES = 3  # a batch retries a refused connection this often before giving up
-
-
-class GatewayError(Exception):
-    def __init__(self, status, message, retry_after=None, connect_failed=False):
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-        self.connect_failed = connect_failed  # nothing was sent: safe to retry even a POST
-
-
-def _retry_after(value):
-    try:
-        return max(0.0, float(value))
-    except (TypeError, ValueError):
-        return None
+# One job says at once what went wrong. A batch waits out a busy gateway for as long as it stays busy
+# (so a large batch finishes at the gateway's rate limit), retries a refused connection a few times,
+# and polls its jobs through a gateway briefly away until --timeout.
+AT_ONCE = Patience(busy_retries=0, connect_retries=0, poll_until_deadline=False)
+BATCH = Patience(busy_retries=None, connect_retries=3, max_wait_s=30.0, jitter_s=0.25)
 
 
 def _open(url, body=None, timeout=60.0, api_key=None, accept="application/json"):
@@ -71,21 +62,11 @@ def _open(url, body=None, timeout=60.0, api_key=None, accept="application/json")
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.read()
     except urllib.error.HTTPError as exc:
-        try:
-            payload = json.loads(exc.read())
-            message = payload.get("error", str(payload))
-            details = payload.get("details")
-            if details:
-                message += "".join(f"\n  {d.get('field')}: {d.get('message')}" for d in details)
-        except (ValueError, AttributeError):
-            message = exc.reason
-        raise GatewayError(exc.code, message, _retry_after(exc.headers.get("Retry-After"))) from None
+        raise error_for(exc.code, exc.read(), str(exc.reason), exc.headers.get("Retry-After")) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise GatewayError(
-            None,
-            f"cannot reach the gateway at {url}: {reason}",
-            connect_failed=isinstance(reason, ConnectionRefusedError),
+        raise Unreachable(
+            f"cannot reach the gateway at {url}: {reason}", nothing_sent=isinstance(reason, ConnectionRefusedError)
         ) from None
 
 
@@ -127,9 +108,8 @@ def submit(args, code):
     return request_json(f"{args.gateway}/api/jobs", job_body(args, code), api_key=args.api_key)
 
 
-def wait_for(args, job_id, tolerant=False):
-    """Long-poll until the job is final or --timeout passed. ``tolerant`` (batches) polls on
-    through a gateway that is briefly unreachable or answers 5xx, until the deadline."""
+def wait_for(args, job_id, patience):
+    """Long-poll until the job is final or --timeout passed; a failed poll is repeated as ``patience`` says."""
     deadline = time.monotonic() + args.timeout
     status = {"job_id": job_id, "status": "queued", "status_url": f"{args.gateway}/api/jobs/{job_id}"}
     while True:
@@ -142,9 +122,10 @@ def wait_for(args, job_id, tolerant=False):
                 api_key=args.api_key,
             )
         except GatewayError as exc:
-            if not tolerant or remaining <= 0 or (exc.status is not None and exc.status < 500 and exc.status != 429):
+            pause = patience.before_polling_again(exc, remaining)
+            if pause is None:
                 raise
-            time.sleep(min(exc.retry_after or 1.0, RETRY_CAP_S, max(0.1, remaining)))
+            time.sleep(pause)
             continue
         if status["status"] in ("done", "failed") or remaining <= 0:
             return status
@@ -215,7 +196,7 @@ def report(status, paths):
 
 
 def exit_code_for(exc):
-    return EXIT_REFUSED if exc.status and 400 <= exc.status < 500 and exc.status != 429 else EXIT_UNAVAILABLE
+    return EXIT_REFUSED if isinstance(exc, Refused) else EXIT_UNAVAILABLE
 
 
 def run_single(args):
@@ -227,14 +208,14 @@ def run_single(args):
             print(f"status: {accepted['status_url']}", file=sys.stderr)
             print(f"view: {accepted['viewer_url']}", file=sys.stderr)
             return EXIT_DONE
-        status = wait_for(args, accepted["job_id"])
+        status = wait_for(args, accepted["job_id"], AT_ONCE)
         if status["status"] not in ("done", "failed"):
             print(f"job {status['job_id']} is still {status['status']} after {args.timeout:.0f} s", file=sys.stderr)
             print(f"status: {status['status_url']}", file=sys.stderr)
             return EXIT_TIMEOUT
         paths = write_figures(args, status)
     except GatewayError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc.describe()}", file=sys.stderr)
         return exit_code_for(exc)
     try:
         report(status, paths)
@@ -393,25 +374,24 @@ class Batch:
 
 
 def submit_patiently(args, batch, code):
-    """Submit; after a 429/503 wait as Retry-After says (capped) and try again, for as long as the
-    gateway keeps answering so. A refused connection is retried a few times, then the batch stops."""
-    connect_failures = 0
+    """Submit; when the gateway is busy, pause the whole batch as Retry-After says (capped) and try
+    again, for as long as it keeps answering so. A refused connection is retried a few times, then
+    the batch stops (:data:`BATCH`)."""
+    retries = Resubmissions(BATCH)
     while True:
         batch.wait_for_pause()
         if batch.stop.is_set():
             return None
         try:
             return submit(args, code)
-        except GatewayError as exc:
-            if exc.status in (429, 503):
-                wait = min(exc.retry_after if exc.retry_after is not None else 1.0, RETRY_CAP_S)
-                batch.busy(exc.status, wait + random.uniform(0, 0.25), str(exc))
-                continue
-            if exc.connect_failed and connect_failures < CONNECT_RETRIES:
-                connect_failures += 1
-                time.sleep(connect_failures)
-                continue
-            raise
+        except (Busy, Unreachable) as exc:
+            wait = retries.wait_after(exc)
+            if wait is None:
+                raise
+            if isinstance(exc, Busy):
+                batch.busy(exc.status, wait, exc.message)
+            else:
+                time.sleep(wait)
 
 
 def run_one(args, batch, path, stem):
@@ -428,7 +408,7 @@ def run_one(args, batch, path, stem):
         if args.no_wait:
             batch.say(f"{path} {accepted['job_id']}", stream=sys.stdout)
             return "done", 0
-        status = wait_for(args, accepted["job_id"], tolerant=True)
+        status = wait_for(args, accepted["job_id"], BATCH)
         if status["status"] not in ("done", "failed"):
             batch.say(f"{path}: job {status['job_id']} still {status['status']} after {args.timeout:.0f} s")
             return "timeout", 0
@@ -437,7 +417,7 @@ def run_one(args, batch, path, stem):
         outcome = "refused" if exit_code_for(exc) == EXIT_REFUSED else "unavailable"
         if outcome == "unavailable":
             batch.stop.set()
-        batch.say(f"{path}: error: {exc}")
+        batch.say(f"{path}: error: {exc.describe()}")
         return outcome, 0
     if status["status"] == "failed":
         error = status.get("error") or {}

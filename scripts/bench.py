@@ -4,7 +4,7 @@ Starts its own gateway and renderer(s) in a namespace of their own on the
 broker (or measures an existing gateway with ``--gateway``), then:
 
 1. renderer cold start: process start -> ready to take jobs, with the
-   interpreter template made (not stored), made and stored (a build's first
+   interpreter snapshot made (not stored), made and stored (a build's first
    start), and restored from the stored one (every start after);
 2. for each workload (``--workloads``: ``seed``, the README's graph_objects
    scatter, and ``px``, a plotly.express figure of a pandas DataFrame):
@@ -126,7 +126,7 @@ async def measure(gateway_url: str, args, processes: dict[str, int] | None = Non
 
 def bench_kaleido(args) -> dict[str, dict[str, float]]:
     """Kaleido's persistent server on the same figures (built in CPython), in this run."""
-    from tests.oracle import KaleidoOracle, run_user_code  # noqa: PLC0415  (dev-only dependency)
+    from tests.oracle import KaleidoOracle, run_user_code  # dev-only dependency
 
     headline = {}
     print("\n== Kaleido (persistent server, Debian Chromium, SVG)")
@@ -157,8 +157,8 @@ def print_pool_stats(stack) -> None:
             with urllib.request.urlopen(f"{process.url}/stats", timeout=10) as response:
                 pool = json.loads(response.read())["pool"]
             print(
-                f"{name}: interpreters restored {pool['boots']}, restore median {pool['bootMsMedian'] or 0:.0f} ms "
-                f"p95 {pool['bootMsP95'] or 0:.0f} ms, template {pool['templateMs']:.0f} ms, reused {pool['reused']}"
+                f"{name}: interpreters restored {pool['restores']}, restore median {pool['restoreMsMedian'] or 0:.0f} ms "
+                f"p95 {pool['restoreMsP95'] or 0:.0f} ms, snapshot {pool['snapshotMs']:.0f} ms, reused {pool['reused']}"
             )
 
 
@@ -167,11 +167,11 @@ def bench_isolation(isolation: str, amqp_url: str, args) -> dict[str, float]:
     stack = new_stack(
         amqp_url,
         Path(tempfile.mkdtemp(prefix="plotfarm-bench-")),
-        # An empty template store of its own: the first start below makes and stores the template.
-        PLOTFARM_TEMPLATE_STORE_DIR=tempfile.mkdtemp(prefix="plotfarm-bench-templates-"),
+        # An empty snapshot store of its own: the first start below makes and stores the snapshot.
+        PLOTFARM_SNAPSHOT_STORE_DIR=tempfile.mkdtemp(prefix="plotfarm-bench-snapshots-"),
         PLOTFARM_RENDERER_CONCURRENCY=args.concurrency,
         PLOTFARM_ISOLATION=isolation,
-        PLOTFARM_PARALLEL_BOOTS=args.parallel_boots,
+        PLOTFARM_PARALLEL_RESTORES=args.parallel_restores,
         PLOTFARM_SPARE_INTERPRETERS=args.spares,
     )
     try:
@@ -179,8 +179,8 @@ def bench_isolation(isolation: str, amqp_url: str, args) -> dict[str, float]:
         stack.wait_ready(gateway)
         first_starts = {}
         for label, extra in (
-            ("template made, not stored", {"PLOTFARM_STORED_TEMPLATE": "false"}),
-            ("template made and stored", {}),  # a build's first start
+            ("snapshot made, not stored", {"PLOTFARM_STORED_SNAPSHOT": "false"}),
+            ("snapshot made and stored", {}),  # a build's first start
         ):
             started = time.perf_counter()
             renderer = stack.start_renderer(f"bench-cold-{len(first_starts)}", **extra)
@@ -188,7 +188,7 @@ def bench_isolation(isolation: str, amqp_url: str, args) -> dict[str, float]:
             first_starts[label] = (time.perf_counter() - started) * 1000
             renderer.stop()
             del stack.processes[renderer.name]
-        cold = []  # these restore the stored template
+        cold = []  # these restore the stored snapshot
         for n in range(args.renderers):
             started = time.perf_counter()
             renderer = stack.start_renderer(f"bench-renderer-{n + 1}")
@@ -196,12 +196,12 @@ def bench_isolation(isolation: str, amqp_url: str, args) -> dict[str, float]:
             cold.append((time.perf_counter() - started) * 1000)
         print(
             f"\n== isolation={isolation} renderers={args.renderers} concurrency={args.concurrency} "
-            f"parallel_boots={args.parallel_boots} spares={args.spares or args.concurrency} pause={args.pause}s "
+            f"parallel_restores={args.parallel_restores} spares={args.spares or args.concurrency} pause={args.pause}s "
             f"logs={stack.log_dir}"
         )
         for label, ms in first_starts.items():
             print(f"{'renderer cold start, ' + label:<34} {ms:8.1f} ms")
-        print(summary("renderer cold start, template stored", cold))
+        print(summary("renderer cold start, snapshot stored", cold))
         services = {name: process.proc.pid for name, process in stack.processes.items()}
         headline = asyncio.run(measure(gateway.url, args, services))
         print_pool_stats(stack)
@@ -220,7 +220,7 @@ def main() -> None:
     parser.add_argument("--isolation", default="job,none", help="comma-separated: job, tenant, none")
     parser.add_argument("--workloads", default="seed,px", help=f"comma-separated: {', '.join(WORKLOADS)}")
     parser.add_argument("--no-kaleido", action="store_true", help="skip the Kaleido baseline")
-    parser.add_argument("--parallel-boots", type=int, default=2)
+    parser.add_argument("--parallel-restores", type=int, default=2)
     parser.add_argument("--spares", type=int, default=0, help="fresh interpreters kept ready (0: = concurrency)")
     parser.add_argument(
         "--pause", type=float, default=1.5, help="seconds between paced sequential jobs (lets the pool refill)"

@@ -54,10 +54,10 @@ def web_dir_without_mathjax(root: Path) -> Path:
 
 async def measure(jobs: int) -> dict:
     """One variant, in this process: start the page, render ``jobs`` plain jobs one by one."""
-    from services.renderer.browser import HeadlessBrowser  # noqa: PLC0415
-    from services.renderer.pages import PagePool  # noqa: PLC0415
-    from shared.messages import RenderJob, utcnow  # noqa: PLC0415
-    from shared.settings import get_settings  # noqa: PLC0415
+    from services.renderer.browser import HeadlessBrowser
+    from services.renderer.pages import PagePool
+    from shared.messages import RenderJob, utcnow
+    from shared.settings import get_settings
 
     settings = get_settings().model_copy(update={"renderer_concurrency": 1})
     page = PagePool(HeadlessBrowser(settings), settings)

@@ -10,9 +10,7 @@ Python services) better than any latency does.
 import os
 from collections import Counter
 
-from services.renderer.browser import descendants
-
-TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+from shared import procfs
 
 
 def kind_of(pid: int, root: int, root_name: str) -> str:
@@ -20,11 +18,9 @@ def kind_of(pid: int, root: int, root_name: str) -> str:
     if pid == root:
         return root_name
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as file:
-            command = file.read().replace(b"\0", b" ").decode(errors="replace")
+        return classify(" ".join(procfs.command_line(pid)))
     except OSError:
         return "gone"
-    return classify(command)
 
 
 def classify(command: str) -> str:
@@ -49,13 +45,12 @@ def cpu_seconds(roots: dict[str, int]) -> Counter:
     """
     seconds = Counter()
     for name, root in roots.items():
-        for pid in [root, *descendants(root)]:
+        for pid in [root, *procfs.descendants(root)]:
             try:
-                with open(f"/proc/{pid}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
+                spent = procfs.cpu_seconds(pid)
             except OSError:
                 continue
-            seconds[kind_of(pid, root, name)] += (int(fields[11]) + int(fields[12])) / TICKS_PER_S
+            seconds[kind_of(pid, root, name)] += spent
     return seconds
 
 

@@ -29,6 +29,8 @@ import os
 import statistics
 import time
 
+from shared import procfs
+
 SEED = (
     "import plotly.graph_objects as go\n"
     "fig = go.Figure(go.Scatter(x=[1, 2, 3, 4], y=[10, 11, 12, 13], mode='lines+markers'))\n"
@@ -50,18 +52,18 @@ def spread(values: list[float]) -> str:
 
 
 async def profile(args) -> dict:
-    from services.renderer.browser import HeadlessBrowser  # noqa: PLC0415
-    from services.renderer.pages import PagePool  # noqa: PLC0415
-    from shared.messages import RenderJob, utcnow  # noqa: PLC0415
-    from shared.settings import get_settings  # noqa: PLC0415
+    from services.renderer.browser import HeadlessBrowser
+    from services.renderer.pages import PagePool
+    from shared.messages import RenderJob, utcnow
+    from shared.settings import get_settings
 
     # One page, as before renderers had one per job in flight: its restores are what is measured.
     settings = get_settings().model_copy(update={"renderer_concurrency": 1})
     browser = HeadlessBrowser(settings)
     new_page = browser.new_page
 
-    async def new_page_with_console(stored_template: str | None = None, **options):
-        opened = await new_page(stored_template, **options)
+    async def new_page_with_console(stored_snapshot: str | None = None, **options):
+        opened = await new_page(stored_snapshot, **options)
         opened.on("console", lambda msg: msg.type == "error" and print(f"page console: {msg.text[:2000]}"))
         return opened
 
@@ -72,7 +74,7 @@ async def profile(args) -> dict:
     start_s = time.perf_counter() - started
     profiler = None
     if args.cpu_profile:
-        from scripts.worker_profile import WorkerProfiler  # noqa: PLC0415
+        from scripts.worker_profile import WorkerProfiler
 
         profiler = WorkerProfiler(page.pages[0].page)
         await profiler.start()
@@ -97,29 +99,26 @@ async def profile(args) -> dict:
         "start_s": start_s,
         "start": page.start_timings,
         "jobs": jobs,
-        "phases": stats["recentBootPhases"],
+        "phases": stats["recentRestorePhases"],
         "profiles": profiles,
     }
 
 
 def chromium_pss_mb() -> float:
     """PSS of every process under this one (Chromium and its helpers), from /proc/*/smaps_rollup."""
-    from services.renderer.browser import descendants  # noqa: PLC0415
-
     total_kb = 0
-    for pid in descendants(os.getpid()):
+    for pid in procfs.descendants(os.getpid()):
         try:
-            with open(f"/proc/{pid}/smaps_rollup") as rollup:
-                total_kb += next(int(line.split()[1]) for line in rollup if line.startswith("Pss:"))
-        except (OSError, StopIteration):
+            total_kb += procfs.pss_kb(pid)
+        except OSError:
             continue
     return total_kb / 1024
 
 
 async def pool_pss(spares: int) -> float:
-    from services.renderer.browser import HeadlessBrowser  # noqa: PLC0415
-    from services.renderer.pages import PagePool  # noqa: PLC0415
-    from shared.settings import Settings  # noqa: PLC0415
+    from services.renderer.browser import HeadlessBrowser
+    from services.renderer.pages import PagePool
+    from shared.settings import Settings
 
     settings = Settings(isolation="job", spare_interpreters=spares, renderer_concurrency=1)
     page = PagePool(HeadlessBrowser(settings), settings)
@@ -127,10 +126,10 @@ async def pool_pss(spares: int) -> float:
     try:
         for _ in range(600):
             stats = await page.pages[0].stats()
-            if stats["fresh"] >= spares and not stats["booting"]:
+            if stats["fresh"] >= spares and not stats["restoring"]:
                 break
             await asyncio.sleep(0.1)
-        await asyncio.sleep(3)  # let the template maker's memory go
+        await asyncio.sleep(3)  # let the snapshot maker's memory go
         return await asyncio.to_thread(chromium_pss_mb)
     finally:
         await page.stop()
@@ -160,11 +159,11 @@ def main() -> None:
     print(f"page start {result['start_s']:.2f} s  {json.dumps(result['start'])}")
     for key, values in result["jobs"].items():
         print(f"job {key:<16} {spread(values[2:])}")
-    phases = result["phases"][1:]  # the first restore races the template's clean-up
+    phases = result["phases"][1:]  # the first restore races the snapshot's clean-up
     for key in sorted({k for phase in phases for k, v in phase.items() if isinstance(v, int | float)}):
         print(f"restore {key:<14} {spread([p[key] for p in phases if key in p])}")
     if args.cpu_profile:
-        from scripts.worker_profile import report  # noqa: PLC0415
+        from scripts.worker_profile import report
 
         print("\n".join(report(result["profiles"])))
     if args.json:

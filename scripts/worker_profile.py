@@ -71,7 +71,7 @@ class WorkerProfiler:
         await self._send(session_id, "Runtime.runIfWaitingForDebugger")
         await asyncio.sleep(self.window_s)
         answer = await asyncio.wait_for(self._send(session_id, "Profiler.stop"), 10)
-        if "result" in answer:  # a worker that ended meanwhile (the template maker) answers nothing useful
+        if "result" in answer:  # a worker that ended meanwhile (the snapshot maker) answers nothing useful
             self.profiles.append(answer["result"]["profile"])
 
 

@@ -115,7 +115,7 @@ async def _first_answering(nodes: Nodes, open_one) -> tuple[AbstractConnection, 
     for url in nodes.in_turn():
         try:
             connection = await open_one(url)
-        except Exception as exc:  # noqa: BLE001  (any failure to connect: try the next node)
+        except Exception as exc:  # any failure to connect: try the next node
             if len(nodes.urls) == 1:
                 raise  # one node: its own error, exactly as without a list
             causes.append(f"{describe(url)}: {exc!r}")

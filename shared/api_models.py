@@ -16,7 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.messages import JobError, JobStatus, Timings
+from shared.messages import JobError, Timings
+from shared.vocabulary import JobStatus
 
 # Timestamps are kept as the ISO 8601 text the gateway has always sent (``+00:00``, not ``Z``).
 Timestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
@@ -123,14 +124,3 @@ class ServiceIndex(ApiModel):
     client_side_page: str
     openapi: str = Field(description="This API's OpenAPI document.")
     api_docs: str = Field(description="The same, as a page to read and try.")
-
-
-RESPONSE_MODELS: tuple[type[BaseModel], ...] = (
-    ErrorBody,
-    JobAccepted,
-    JobView,
-    ExecuteResult,
-    Liveness,
-    Readiness,
-    ServiceIndex,
-)

@@ -45,7 +45,7 @@ MATHJAX_PACKAGE, MATHJAX_DIR = "mathjax", "es5"
 MATHJAX_ENTRY = "startup.js"  # the loader; web/runtime/mathjax-config.js picks TeX in, SVG out
 PACKAGES_SUMMARY = "plotfarm-packages.json"
 # Made by `make assets` (web/build/precompile.mjs): bytecode compiled ahead of
-# time. `base` is in every interpreter, `preload` in the renderer's template.
+# time. `base` is in every interpreter, `preload` in the renderer's snapshot.
 LAYERS = ("base", "preload")
 PRECOMPILED_FILES = ("python_stdlib.zip", *(f"{layer}.{ext}" for layer in LAYERS for ext in ("json", "bin")))
 WEB_DIRS = ("runtime", "renderer", "viewer", "client")
@@ -154,7 +154,7 @@ class AssetStore:
             "packages": {
                 # Installed in every interpreter (the precompiled base layer).
                 "preinstalled": [distribution_name(wheel) for wheel in wheels],
-                # Imported by the renderer's template before any job.
+                # Imported by the renderer's snapshot before any job.
                 "preloaded": list(summary["preloaded"]),
                 # Everything a job can import, name -> version.
                 "available": {

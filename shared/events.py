@@ -279,7 +279,7 @@ class EventFollower:
                     await result
                 if self.on_stored is not None:
                     self.on_stored(event, offset, len(message.body))
-            except Exception:  # noqa: BLE001  (an unacked event would stall the stream after `prefetch` of them)
+            except Exception:  # an unacked event would stall the stream after `prefetch` of them
                 log.exception("event handler failed, skipping the event", offset=offset, job_id=event.job_id)
             self.last_event_at = event_time(event).timestamp()
             self.lag_s = max(0.0, time.time() - self.last_event_at)

@@ -25,7 +25,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from shared.messages import FINAL_STATUSES, Figure, JobEvent, JobQueued, JobStarted, RenderResult
+from shared.messages import Figure, JobEvent, JobQueued, JobStarted, RenderResult
+from shared.vocabulary import FINAL_STATUSES
 
 
 @dataclass

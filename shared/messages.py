@@ -7,37 +7,18 @@ Two kinds travel through RabbitMQ:
   :class:`JobQueued` (gateway accepted it), :class:`JobStarted` (a renderer
   began it) and :class:`RenderResult` (final: ``done`` or ``failed``).
 
-:class:`JobRequest` is what a client may POST; it is validated strictly so a
-typo in a field name is an error rather than a silently ignored option.
+:class:`JobRequest` (shared/vocabulary.py) is what a client may POST; it is
+validated strictly so a typo in a field name is an error rather than a
+silently ignored option.
 """
 
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictFloat,
-    StrictInt,
-    StrictStr,
-    TypeAdapter,
-    field_validator,
-)
+from pydantic import BaseModel, Field, TypeAdapter, field_validator
 
-JobStatus = Literal["queued", "running", "done", "failed"]
-FINAL_STATUSES: frozenset[str] = frozenset({"done", "failed"})
-# What a figure can be returned as: SVG and PNG (plotly.js, in the renderer), the figure's
-# JSON as plotly.js received it, and a standalone interactive HTML page made from that JSON.
-Format = Literal["svg", "png", "json", "html"]
-FORMATS: tuple[str, ...] = ("svg", "png", "json", "html")
-CONTENT_TYPES = {
-    "svg": "image/svg+xml",
-    "png": "image/png",
-    "json": "application/json",
-    "html": "text/html",
-}
+from shared.vocabulary import Format, FormatName
 
 
 def new_job_id() -> str:
@@ -52,19 +33,6 @@ def ms_between(start: datetime, end: datetime) -> float:
     return round((end - start).total_seconds() * 1000, 1)
 
 
-class JobRequest(BaseModel):
-    """The body of ``POST /api/jobs``. Size and range limits come from settings."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    code: StrictStr
-    width: StrictInt | None = Field(None, ge=50, le=5000)
-    height: StrictInt | None = Field(None, ge=50, le=5000)
-    timeout_s: StrictFloat | StrictInt | None = Field(None, gt=0)
-    formats: list[Format] | None = Field(None, min_length=1, max_length=len(FORMATS), description="Default: svg.")
-    scale: StrictFloat | StrictInt | None = Field(None, ge=1, le=4, description="PNG pixels per figure pixel.")
-
-
 class RenderJob(BaseModel):
     """One unit of work on the jobs queue."""
 
@@ -75,13 +43,8 @@ class RenderJob(BaseModel):
     timeout_s: float
     submitted_at: datetime
     tenant: str | None = None
-    formats: list[Format] = Field(default_factory=lambda: ["svg"])
+    formats: list[FormatName] = Field(default_factory=lambda: [Format.SVG.value])
     scale: float = 1.0
-
-    @property
-    def needs_spec(self) -> bool:
-        """JSON and HTML are made from the figure as plotly.js received it, so it must travel."""
-        return "json" in self.formats or "html" in self.formats
 
 
 class Figure(BaseModel):

@@ -39,7 +39,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
-from shared.page_contract import OUTPUT_LIMIT_EXCEEDED
+from shared.page_contract import PoolStats
+from shared.vocabulary import ErrorType
 
 log = structlog.get_logger(__name__)
 
@@ -66,20 +67,9 @@ REFUSAL_REASONS = {
 }
 OTHER = "other"  # any other status or error type: the label stays bounded
 
-# Error types a job's result may carry: Python's own exceptions, and plotfarm's (the renderer,
-# web/runtime, web/renderer). Anything else (a class the job's code defined) is "other".
-PLOTFARM_ERROR_TYPES = frozenset(
-    {
-        OUTPUT_LIMIT_EXCEEDED,
-        "RendererCrashed",
-        "RendererError",
-        "RenderError",
-        "InterpreterError",
-        "UnsafeSvg",
-        "NoFigureError",
-        "PlotlyError",
-    }
-)
+# Error types a job's result may carry: Python's own exceptions, and plotfarm's (shared/vocabulary.py).
+# Anything else (a class the job's code defined) is "other".
+PLOTFARM_ERROR_TYPES = frozenset(ErrorType)
 PYTHON_ERROR_TYPES = frozenset(
     name for name, value in vars(builtins).items() if isinstance(value, type) and issubclass(value, BaseException)
 )
@@ -283,33 +273,24 @@ class ViewerMetrics(Metrics):
         )
 
 
-# The page's pool numbers (web/renderer/renderer.mjs poolStats) that only grow while one page lives.
-POOL_COUNTERS = {
-    "boots": ("plotfarm_interpreter_restores", "Interpreters restored from the template."),
-    "bootFailures": ("plotfarm_interpreter_restore_failures", "Interpreter restores that failed."),
-    "recycled": ("plotfarm_interpreters_discarded", "Interpreters terminated after a job (not kept for reuse)."),
-    "reused": ("plotfarm_interpreters_reused", "Jobs that ran in an interpreter kept from an earlier job."),
-}
-POOL_GAUGES = {
-    "fresh": ("plotfarm_interpreters_spare", "Fresh interpreters ready for a job."),
-    "booting": ("plotfarm_interpreters_restoring", "Interpreters being restored now."),
-    "reusable": ("plotfarm_interpreters_reusable", "Used interpreters kept for their tenant's next job."),
-    "waiting": ("plotfarm_interpreter_waiting_jobs", "Jobs waiting for a fresh interpreter."),
-}
+# The page's pool numbers (web/renderer/renderer.mjs poolStats, shared/page_contract.py PoolStats):
+# those that only grow while one page lives, and those that are a count now.
+POOL_COUNTERS = PoolStats.metrics("counter")
+POOL_GAUGES = PoolStats.metrics("gauge")
 
 
 def pooled(pages: list[dict]) -> dict:
     """Several pages' numbers (renderer.mjs poolStats) as one pool's: gauges added, restore times pooled."""
     total = {key: sum(page.get(key) or 0 for page in pages) for key in (*POOL_COUNTERS, *POOL_GAUGES)}
-    recent = sorted(ms for page in pages for ms in page.get("recentBootMs") or [] if isinstance(ms, int | float))
+    recent = sorted(ms for page in pages for ms in page.get("recentRestoreMs") or [] if isinstance(ms, int | float))
 
     def pick(q: float) -> float | None:
         return recent[min(len(recent) - 1, round(q * (len(recent) - 1)))] if recent else None
 
-    quantiles = {"bootMsMedian": pick(0.5), "bootMsP95": pick(0.95)}
+    quantiles = {"restoreMsMedian": pick(0.5), "restoreMsP95": pick(0.95)}
     if len(pages) == 1:  # one page: its own numbers
         quantiles = {key: pages[0].get(key) for key in quantiles}
-    return {**total, **quantiles, "templateMs": pages[0].get("templateMs")}
+    return {**total, **quantiles, "snapshotMs": pages[0].get("snapshotMs")}
 
 
 class PoolCounters:
@@ -401,13 +382,13 @@ class RendererMetrics(Metrics):
 
         ``pool.pages`` are the renderer's pages (services/renderer/pages.py), each
         with its ``page`` (replaced when it is lost) and its ``stats()``. A page
-        keeps its last 200 restore times (``recentBootMs``) and counts all of them
-        (``boots``); each scrape observes the ones it has not seen into a real
+        keeps its last 200 restore times (``recentRestoreMs``) and counts all of them
+        (``restores``); each scrape observes the ones it has not seen into a real
         histogram. Restores beyond 200 between two scrapes are counted but not timed.
         """
         restore = Histogram(
             "plotfarm_interpreter_restore_seconds",
-            "Time to restore a fresh interpreter from the template.",
+            "Time to restore a fresh interpreter from the snapshot.",
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
@@ -415,16 +396,16 @@ class RendererMetrics(Metrics):
         seen: dict[int, dict] = {}
 
         def observe_new_restores(number: int, page, stats: dict) -> None:
-            boots, recent = stats.get("boots"), stats.get("recentBootMs")
-            if not isinstance(boots, int) or not isinstance(recent, list):
+            restores, recent = stats.get("restores"), stats.get("recentRestoreMs")
+            if not isinstance(restores, int) or not isinstance(recent, list):
                 return
-            last = seen.setdefault(number, {"page": None, "boots": 0})
-            if page is not last["page"] or boots < last["boots"]:  # a new page counts from 0
-                last.update(page=page, boots=0)
-            new = min(boots - last["boots"], len(recent))
+            last = seen.setdefault(number, {"page": None, "restores": 0})
+            if page is not last["page"] or restores < last["restores"]:  # a new page counts from 0
+                last.update(page=page, restores=0)
+            new = min(restores - last["restores"], len(recent))
             for ms in recent[len(recent) - new :] if new > 0 else []:
                 restore.observe(ms / 1000)
-            last["boots"] = boots
+            last["restores"] = restores
 
         async def refresh() -> None:
             self._pool = None
@@ -454,15 +435,15 @@ class RendererMetrics(Metrics):
                 "Time to restore an interpreter, over each page's last 200 restores, by quantile.",
                 labels=["quantile"],
             )
-            for quantile, key in (("0.5", "bootMsMedian"), ("0.95", "bootMsP95")):
+            for quantile, key in (("0.5", "restoreMsMedian"), ("0.95", "restoreMsP95")):
                 if isinstance(value := self._pool.get(key), int | float):
                     recent.add_metric([quantile], value / 1000)
             if recent.samples:
                 yield recent
-            if isinstance(value := self._pool.get("templateMs"), int | float) and value:
+            if isinstance(value := self._pool.get("snapshotMs"), int | float) and value:
                 yield _gauge(
-                    "plotfarm_interpreter_template_seconds",
-                    "Time the first page took to make its template.",
+                    "plotfarm_interpreter_snapshot_seconds",
+                    "Time the first page took to make its snapshot.",
                     value / 1000,
                 )
 

@@ -15,8 +15,8 @@ A job crosses three hands before it becomes a :class:`~shared.messages.RenderRes
 The renderer validates every answer against :class:`PageResult` (unknown
 fields are an error), so the two sides cannot drift apart silently;
 ``web/runtime/page-result.schema.json`` is generated from these models
-(``python -m shared.page_contract``) for the JavaScript side to read, and a
-unit test keeps it current. The limits a job's output must respect are
+(``python -m shared.codegen``, with the job's vocabulary) for the JavaScript
+side to read, and a unit test keeps it current. The limits a job's output must respect are
 :class:`OutputLimits`, handed to the page with every job.
 
 Nothing a job produces is trusted on the way: the page bounds what the worker
@@ -29,7 +29,6 @@ job that lifted its own limits inside its interpreter still gets these.
 import json
 import re
 import sys
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -37,12 +36,8 @@ from pydantic.json_schema import models_json_schema
 
 from shared.messages import Figure, JobError
 from shared.settings import PROJECT_ROOT, Settings
+from shared.vocabulary import ErrorType
 
-# The error type every stage uses when a job's output is larger than allowed:
-# plotfarm_capture.py (figures, figure JSON) and the consumer (SVG, result).
-OUTPUT_LIMIT_EXCEEDED = "OutputLimitExceeded"
-# The error type of an answer the page gave outside this contract: our bug, never the job's.
-RENDERER_ERROR = "RendererError"
 # Warnings one result may carry, and characters of each (as web/runtime/bounds.mjs).
 MAX_WARNINGS = 50
 MAX_WARNING_CHARS = 1000
@@ -142,7 +137,7 @@ class PageResult(Strict):
             )
         problem = None if error else self._figure_problem(limits)
         if problem:
-            error = JobError(type=OUTPUT_LIMIT_EXCEEDED, message=problem)
+            error = JobError(type=ErrorType.OUTPUT_LIMIT_EXCEEDED, message=problem)
         return self.model_copy(
             update={
                 "figures": [] if error else self.figures,
@@ -238,21 +233,91 @@ def bounded_answer(answer: Any, limits: OutputLimits) -> PageResult:
         safe = encodable_value(answer, limits.max_figure_depth + ANSWER_DEPTH)
     except TooDeep:
         return failed_answer(
-            OUTPUT_LIMIT_EXCEEDED, f"a figure is nested more than {limits.max_figure_depth} levels deep"
+            ErrorType.OUTPUT_LIMIT_EXCEEDED, f"a figure is nested more than {limits.max_figure_depth} levels deep"
         )
     except (RecursionError, MemoryError, ValueError, TypeError) as exc:
-        return failed_answer(RENDERER_ERROR, f"the renderer page's answer could not be read: {exc!r}"[:500])
+        return failed_answer(ErrorType.RENDERER_ERROR, f"the renderer page's answer could not be read: {exc!r}"[:500])
     try:
         result = PageResult.model_validate(safe)
     except ValidationError as exc:
-        return failed_answer(RENDERER_ERROR, f"the renderer page answered outside its contract: {exc}"[:4000])
+        return failed_answer(ErrorType.RENDERER_ERROR, f"the renderer page answered outside its contract: {exc}"[:4000])
     return result.within(limits)
 
 
+def _counter(metric: str) -> dict:
+    return {"metric": metric, "kind": "counter"}
+
+
+def _gauge(metric: str) -> dict:
+    return {"metric": metric, "kind": "gauge"}
+
+
+class PoolStats(BaseModel):
+    """One renderer page's interpreter pool (``plotfarm.stats()`` in renderer.mjs), for /stats and metrics.
+
+    A field with a ``metric`` (in its JSON Schema extra) is exported under that name by
+    shared/metrics.py: a counter only grows while one page lives; a gauge is a count now.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    isolation: str = Field(description="The isolation setting the pool runs with.")
+    fresh: int = Field(
+        description="Fresh interpreters ready for a job.", json_schema_extra=_gauge("plotfarm_interpreters_spare")
+    )
+    restoring: int = Field(
+        description="Interpreters being restored now.", json_schema_extra=_gauge("plotfarm_interpreters_restoring")
+    )
+    waiting: int = Field(
+        description="Jobs waiting for a fresh interpreter.",
+        json_schema_extra=_gauge("plotfarm_interpreter_waiting_jobs"),
+    )
+    reusable: int = Field(
+        description="Used interpreters kept for their tenant's next job.",
+        json_schema_extra=_gauge("plotfarm_interpreters_reusable"),
+    )
+    restores: int = Field(
+        description="Interpreters restored from the snapshot.",
+        json_schema_extra=_counter("plotfarm_interpreter_restores"),
+    )
+    restoreFailures: int = Field(
+        description="Interpreter restores that failed.",
+        json_schema_extra=_counter("plotfarm_interpreter_restore_failures"),
+    )
+    discarded: int = Field(
+        description="Interpreters terminated after a job (not kept for reuse).",
+        json_schema_extra=_counter("plotfarm_interpreters_discarded"),
+    )
+    reused: int = Field(
+        description="Jobs that ran in an interpreter kept from an earlier job.",
+        json_schema_extra=_counter("plotfarm_interpreters_reused"),
+    )
+    snapshotMs: float = Field(description="Milliseconds from the page's start until its snapshot was made or read.")
+    snapshotSource: str | None = Field(None, description='"made" (from scratch) or "stored" (read from disk).')
+    restoreMsMedian: float | None = Field(None, description="Median of the last (up to 200) restores, milliseconds.")
+    restoreMsP95: float | None = Field(None, description="95th percentile of the same.")
+    recentRestoreMs: list[float] = Field(
+        description="The last (up to 200) restore times, newest last: with `restores`, each new one is observed once."
+    )
+    recentRestorePhases: list[dict] = Field(
+        description="The same restores phase by phase (scripts/profile_restore.py)."
+    )
+
+    @classmethod
+    def metrics(cls, kind: str) -> dict[str, tuple[str, str]]:
+        """Field name -> (metric name, help) for the fields exported as ``kind`` ("counter" or "gauge")."""
+        return {
+            name: (field.json_schema_extra["metric"], field.description)
+            for name, field in cls.model_fields.items()
+            if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("kind") == kind
+        }
+
+
 def json_schema() -> dict:
-    _, schema = models_json_schema([(model, "validation") for model in (OutputLimits, RunOutput, PageResult)])
+    models = (OutputLimits, RunOutput, PageResult, PoolStats)
+    _, schema = models_json_schema([(model, "validation") for model in models])
     return {
-        "$comment": "Generated by `python -m shared.page_contract` from shared/page_contract.py; do not edit.",
+        "$comment": "Generated by `python -m shared.codegen` from shared/page_contract.py; do not edit.",
         **schema,
     }
 
@@ -262,6 +327,4 @@ def schema_text() -> str:
 
 
 if __name__ == "__main__":
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else SCHEMA_PATH
-    path.write_text(schema_text())
-    print(f"wrote {path}")
+    sys.exit("generated with the vocabulary now: python -m shared.codegen")

@@ -12,6 +12,10 @@ Either way the pause between tries grows by :class:`Backoff` (capped, with a
 little jitter so many processes do not retry in lockstep). Exceptions in
 ``give_up_on`` are not retried at all: they are not the kind of failure time
 cures (a refused topology, a missing binary).
+
+Callers of the gateway's HTTP API (client.py, the MCP service) wait as
+shared/gateway_policy.py says instead: the gateway tells them when to come
+back (``Retry-After``), and client.py runs without this module's structlog.
 """
 
 import asyncio

@@ -21,7 +21,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # What a renderer needs beside its jobs' own memory, measured on 2026-12-07 (2 cores, as
 # root, `job` isolation, after a few px jobs: the renderer tree's PSS was 2.0 GB with two
 # pages, 1.7 GB with the single page before): Chromium's browser, GPU and utility processes
-# with the renderer service; and each renderer page (its interpreter template in shared
+# with the renderer service; and each renderer page (its interpreter snapshot in shared
 # memory, plotly.js and MathJax, its spare interpreters). See Settings.renderer_memory_mb.
 RENDERER_BASE_MB = 768
 RENDERER_PAGE_MB = 672
@@ -183,17 +183,26 @@ class Settings(BaseSettings):
         description="job: a fresh interpreter per job; tenant: reuse within one tenant; none: reuse freely.",
     )
     spare_interpreters: int = Field(0, ge=0, le=64, description="Fresh interpreters kept ready; 0 = concurrency.")
-    parallel_boots: int = Field(2, ge=1, le=16, description="Interpreters restored at the same time.")
-    stored_template: bool = Field(
+    parallel_restores: int = Field(
+        2,
+        ge=1,
+        le=16,
+        validation_alias=AliasChoices("PLOTFARM_PARALLEL_RESTORES", "PLOTFARM_PARALLEL_BOOTS"),
+        description="Interpreters restored at the same time (PLOTFARM_PARALLEL_BOOTS, its old name, still works).",
+    )
+    stored_snapshot: bool = Field(
         True,
-        description="Keep the interpreter template on disk (template_store_dir) so a restart restores it "
-        "instead of making one: ~4 s less per cold start.",
+        validation_alias=AliasChoices("PLOTFARM_STORED_SNAPSHOT", "PLOTFARM_STORED_TEMPLATE"),
+        description="Keep the interpreter snapshot on disk (snapshot_store_dir) so a restart restores it "
+        "instead of making one: ~4 s less per cold start (PLOTFARM_STORED_TEMPLATE, its old name, still works).",
     )
-    template_store_dir: Path = Field(
-        PROJECT_ROOT / "build" / "templates",
-        description="Where stored templates live; renderers may share it (a volume), each build keeps one (~150 MB).",
+    snapshot_store_dir: Path = Field(
+        PROJECT_ROOT / "build" / "snapshots",
+        validation_alias=AliasChoices("PLOTFARM_SNAPSHOT_STORE_DIR", "PLOTFARM_TEMPLATE_STORE_DIR"),
+        description="Where stored snapshots live; renderers may share it (a volume), each build keeps one (~150 MB) "
+        "(PLOTFARM_TEMPLATE_STORE_DIR, its old name, still works).",
     )
-    interpreter_heap_limit_mb: int = Field(512, ge=64, description="A reused interpreter past this heap is recycled.")
+    interpreter_heap_limit_mb: int = Field(512, ge=64, description="A reused interpreter past this heap is discarded.")
     interpreter_max_heap_mb: int = Field(
         2048,
         ge=256,
@@ -211,7 +220,13 @@ class Settings(BaseSettings):
         gt=0,
         description="Beyond a job's limit and the grace: time to get an interpreter before its page counts as hung.",
     )
-    boot_timeout_s: float = Field(120.0, gt=0, description="Longest an interpreter may take to boot.")
+    start_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        validation_alias=AliasChoices("PLOTFARM_START_TIMEOUT_S", "PLOTFARM_BOOT_TIMEOUT_S"),
+        description="Longest a renderer page may take to start its interpreters (the first, made from scratch, "
+        "included) (PLOTFARM_BOOT_TIMEOUT_S, its old name, still works).",
+    )
     renderer_health_host: str = Field("0.0.0.0", description="Address of the renderer's health server.")
     renderer_health_port: int = Field(8001, ge=0, description="Liveness/readiness HTTP port; 0 turns it off.")
     renderer_stats_public: bool = Field(

@@ -12,7 +12,12 @@ same everywhere and lives here:
   as well), which gives them the SharedArrayBuffer the runtime interrupts
   runaway code with. A module worker takes its headers from its own script's
   response, so those assets carry the page's CSP too.
+
+Data a page embeds goes in as JSON that cannot end its ``<script>`` element
+(:func:`json_for_html`).
 """
+
+import json
 
 
 def content_security_policy(*directives: str) -> str:
@@ -35,3 +40,8 @@ def security_headers(csp: str, *, cross_origin_isolated: bool) -> dict[str, str]
     if cross_origin_isolated:
         headers["Cross-Origin-Embedder-Policy"] = "require-corp"
     return headers
+
+
+def json_for_html(value) -> str:
+    """JSON that is safe inside a <script type="application/json"> block."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")

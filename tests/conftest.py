@@ -43,7 +43,7 @@ def _reachable(url: str) -> bool:
 
 def _docker_available() -> bool:
     try:
-        import docker  # noqa: PLC0415  (only needed on this path)
+        import docker  # only needed on this path
 
         docker.from_env().ping()
         return True
@@ -60,8 +60,8 @@ def amqp_url():
         yield url
         return
     if _docker_available():
-        from testcontainers.core.container import DockerContainer  # noqa: PLC0415
-        from testcontainers.core.waiting_utils import wait_for_logs  # noqa: PLC0415
+        from testcontainers.core.container import DockerContainer
+        from testcontainers.core.waiting_utils import wait_for_logs
 
         container = DockerContainer(RABBITMQ_IMAGE).with_exposed_ports(5672)
         with container:

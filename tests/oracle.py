@@ -68,8 +68,8 @@ _capture_lock = threading.Lock()
 
 def _figure_dict(fig: Any) -> dict:
     """The figure as the renderer ships it: validated, then through JSON (numpy -> lists, dates -> ISO)."""
-    from plotly.io._utils import validate_coerce_fig_to_dict  # noqa: PLC0415
-    from plotly.utils import PlotlyJSONEncoder  # noqa: PLC0415
+    from plotly.io._utils import validate_coerce_fig_to_dict
+    from plotly.utils import PlotlyJSONEncoder
 
     return json.loads(json.dumps(validate_coerce_fig_to_dict(fig, validate=True), cls=PlotlyJSONEncoder))
 
@@ -82,9 +82,9 @@ def run_user_code(code: str) -> list[dict]:
     figure left in the namespace (the renderer's rule); otherwise :class:`NoFigureError`.
     Exceptions from the code propagate. plotly's own ``show`` functions are restored after.
     """
-    import plotly.io as pio  # noqa: PLC0415
-    import plotly.io._renderers as pio_renderers  # noqa: PLC0415
-    from plotly.basedatatypes import BaseFigure  # noqa: PLC0415
+    import plotly.io as pio
+    import plotly.io._renderers as pio_renderers
+    from plotly.basedatatypes import BaseFigure
 
     figures: list[dict] = []
 
@@ -174,7 +174,7 @@ class KaleidoOracle:
         return self
 
     async def _open(self):
-        import kaleido  # noqa: PLC0415  (imports plotly and choreographer: only when rendering)
+        import kaleido  # imports plotly and choreographer: only when rendering
 
         page = kaleido.PageGenerator(plotly=str(self.plotly_js), mathjax=False)
         index = page.generate_index()

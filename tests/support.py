@@ -111,7 +111,7 @@ class ServiceProcess:
     proc: subprocess.Popen | None = None
 
     def start(self) -> "ServiceProcess":
-        self.log_file = open(self.log_path, "ab")  # noqa: SIM115  (closed in stop)
+        self.log_file = open(self.log_path, "ab")  # closed in stop
         self.proc = subprocess.Popen(
             [sys.executable, "-m", self.module],
             cwd=ROOT,
@@ -256,10 +256,6 @@ class Api:
     async def render(self, code: str, timeout: float = 90, **fields) -> dict:
         accepted = await self.submit(code, **fields)
         return await self.result(accepted["job_id"], timeout)
-
-
-def run_async(coro):
-    return asyncio.get_event_loop_policy().new_event_loop().run_until_complete(coro)
 
 
 class EventPublisher:

@@ -3,7 +3,7 @@
 ``POST /api/jobs``                  submit; 202 once RabbitMQ confirmed the job
 ``GET  /api/jobs/{id}[?wait=S]``    status and result; long-polls up to S seconds
 ``GET  /api/jobs/{id}/figures/{n}.{svg,png,json,html}``   one figure (n counts from 0), in a format
-                                    the job asked for (figure_files.py)
+                                    the job asked for (shared/figure_files.py)
 ``POST /execute``                   the original demo's call: submit and wait
 ``GET  /healthz``, ``/readyz``      liveness, readiness
 ``GET  /metrics``                   Prometheus metrics (shared/metrics.py): submissions, queue depths
@@ -20,7 +20,6 @@ from aiohttp import hdrs, web
 from pydantic import BaseModel
 
 from services.gateway.access import CALLER, ApiKeys, RateLimiter, access_middleware
-from services.gateway.figure_files import FigureFiles
 from services.gateway.openapi import DOCS_PATH, OPENAPI_PATH, PUBLIC_PATHS, PUBLIC_PREFIXES, add_docs_routes
 from services.gateway.pages import AssetStore, add_page_routes
 from services.gateway.quota import StreamShare
@@ -28,6 +27,7 @@ from services.gateway.validation import InvalidRequest, parse_job_request, reque
 from shared.api_models import ErrorBody, ExecuteResult, JobAccepted, JobView, ServiceIndex
 from shared.broker import Broker, BrokerUnavailable
 from shared.events import EventFollower
+from shared.figure_files import FigureFiles
 from shared.health import add_health_routes, when
 from shared.http_errors import (
     handle_unexpected_errors,

@@ -7,7 +7,7 @@ request plain and compress it meanwhile: the first visitor after every start
 got the 68 MB, with the gateway's compressing competing for the CPU. Now each
 gzip is written to ``compressed_assets_dir/BUILD/`` (BUILD: the client page's
 build id, which changes with any asset), ``make assets`` makes them all
-(``python -m services.gateway.compression``), and a gateway answers with
+(``python -m services.gateway.precompress``), and a gateway answers with
 them from its first request. A directory it cannot write costs only that:
 the gzip is kept in memory, as before.
 """
@@ -116,21 +116,3 @@ def compress_all(assets: AssetStore, store: CompressedAssets, build: str, skip=(
             store.save(build, path, gzipped(asset.body))
             made += 1
     return made, present
-
-
-def main() -> None:
-    from services.gateway.pages import OTHER_PAGES, ClientPages  # noqa: PLC0415  (pages imports this module)
-    from shared.settings import get_settings  # noqa: PLC0415
-
-    settings = get_settings()
-    assets = AssetStore(settings)
-    assets.check()
-    build = ClientPages(settings, assets).build
-    made, present = compress_all(assets, CompressedAssets(settings.compressed_assets_dir), build, skip=OTHER_PAGES)
-    print(
-        f"compressed assets for build {build}: {made} made, {present} already there ({settings.compressed_assets_dir})"
-    )
-
-
-if __name__ == "__main__":
-    main()

@@ -5,7 +5,7 @@
                               ``swagger-ui-dist``, pinned in web/package.json)
 
 Nothing in the document's schemas is written by hand: request and response bodies are
-the JSON Schemas pydantic makes of :class:`shared.messages.JobRequest` and of the
+the JSON Schemas pydantic makes of :class:`shared.vocabulary.JobRequest` and of the
 response models in :mod:`shared.api_models`, which the handlers build their answers
 from. The limits that depend on settings (longest ``timeout_s``, longest ``wait``, the
 code's size) come from this gateway's settings, so the document describes the gateway
@@ -18,12 +18,10 @@ which model and answers which statuses, and it is checked against the router
 import json
 from functools import cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-import annotated_types
 from aiohttp import web
 from pydantic import BaseModel, Field, create_model
-from pydantic.fields import FieldInfo
 from pydantic.json_schema import models_json_schema
 
 from shared.api_models import (
@@ -35,8 +33,8 @@ from shared.api_models import (
     Readiness,
     ServiceIndex,
 )
-from shared.messages import CONTENT_TYPES, JobRequest
 from shared.settings import Settings
+from shared.vocabulary import CONTENT_TYPES, Format, job_request_model
 from shared.web_security import LOCKED_DOWN, content_security_policy, security_headers
 
 OPENAPI_PATH = "/api/openapi.json"
@@ -46,42 +44,7 @@ PUBLIC_PATHS = (OPENAPI_PATH, DOCS_PATH)
 PUBLIC_PREFIXES = (f"{DOCS_PATH}/",)
 
 SCHEMA_REF = "#/components/schemas/{model}"
-INLINE_FORMATS = ("svg", "png", "json")
-
-
-def _with(field: FieldInfo, *constraints: Any, **info: Any) -> tuple[Any, FieldInfo]:
-    """A model field's type and default with more constraints and documentation."""
-    extra = (*field.metadata, *constraints)
-    annotation = Annotated[(field.annotation, *extra)] if extra else field.annotation
-    default = field.default_factory if field.default_factory else field.default
-    key = "default_factory" if field.default_factory else "default"
-    return annotation, Field(**{key: default}, description=info.pop("description", field.description), **info)
-
-
-def request_model(settings: Settings) -> type[BaseModel]:
-    """:class:`JobRequest` with this gateway's limits: the longest ``timeout_s``, and the code's size said.
-
-    Only what the gateway checks beyond the model itself is added (validation.py): that the
-    code is not blank, and at most ``max_timeout_s``; the rest is JobRequest's own.
-    """
-    fields = JobRequest.model_fields
-    overrides: dict[str, Any] = {}
-    if "code" in fields:
-        overrides["code"] = _with(
-            fields["code"],
-            pattern=r"\S",
-            description=(
-                f"Python code, at most {settings.max_code_bytes} bytes of UTF-8 (longer code is refused with "
-                "413). It runs in Pyodide with plotly, numpy and pandas; every `fig.show()` is one figure."
-            ),
-        )
-    if "timeout_s" in fields:
-        overrides["timeout_s"] = _with(
-            fields["timeout_s"],
-            annotated_types.Le(settings.max_timeout_s),
-            description=f"The job's time limit in seconds. Default: {settings.default_timeout_s:g}.",
-        )
-    return create_model("JobRequest", __base__=JobRequest, __doc__=JobRequest.__doc__, **overrides)
+INLINE_FORMATS = (Format.SVG, Format.PNG, Format.JSON)  # what ?include= may put inline
 
 
 # pydantic cannot push a bound on `StrictFloat | StrictInt` into the union's members and leaves
@@ -235,7 +198,7 @@ def _query_parameters(model: type[BaseModel]) -> list[dict]:
 
 def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
     """The OpenAPI 3.1 document for a gateway with these settings."""
-    job_request = request_model(settings)
+    job_request = job_request_model(settings)
     schemas = _component_schemas(
         [
             (job_request, "validation"),
@@ -250,14 +213,31 @@ def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
     )
     # With keys on, every API call needs one; without, none is asked for (a key sent is ignored).
     security = [{"bearerAuth": []}, {"apiKeyHeader": []}] if keys_enabled else [{}]
+    jobs = {
+        path: {method: {**operation, "security": security} for method, operation in methods.items()}
+        for path, methods in _job_paths(settings, job_request).items()
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": _info(keys_enabled),
+        "servers": [{"url": settings.public_gateway_url}],
+        "tags": [
+            {"name": "jobs", "description": "Submit code, get its status, result and figures."},
+            {"name": "health", "description": "For load balancers and orchestrators."},
+            {"name": "pages", "description": "The client-side page and its files."},
+            {"name": "meta", "description": "This document."},
+        ],
+        "paths": {**jobs, **_health_paths(), **_page_paths(), **_meta_paths()},
+        "components": {**_components(), "schemas": schemas},
+    }
+
+
+def _job_paths(settings: Settings, job_request: type[BaseModel]) -> dict:
+    """The API proper: submit, status, figures, the demo's call (each needs a key when keys are on)."""
     job_body = {"required": True, "content": {"application/json": {"schema": _ref(job_request)}}}
-
-    def api(operation: dict) -> dict:
-        return {**operation, "security": security}
-
-    paths = {
+    return {
         "/api/jobs": {
-            "post": api(
+            "post": (
                 {
                     "operationId": "submitJob",
                     "tags": ["jobs"],
@@ -287,7 +267,7 @@ def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
             )
         },
         "/api/jobs/{job_id}": {
-            "get": api(
+            "get": (
                 {
                     "operationId": "getJob",
                     "tags": ["jobs"],
@@ -302,12 +282,9 @@ def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
                 }
             )
         },
-        **{
-            f"/api/jobs/{{job_id}}/figures/{{index}}.{fmt}": {"get": api(_figure_operation(fmt))}
-            for fmt in CONTENT_TYPES
-        },
+        **{f"/api/jobs/{{job_id}}/figures/{{index}}.{fmt}": {"get": _figure_operation(fmt)} for fmt in CONTENT_TYPES},
         "/execute": {
-            "post": api(
+            "post": (
                 {
                     "operationId": "execute",
                     "tags": ["jobs"],
@@ -328,6 +305,11 @@ def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
                 }
             )
         },
+    }
+
+
+def _health_paths() -> dict:
+    return {
         "/healthz": {
             "get": {
                 "operationId": "healthz",
@@ -361,6 +343,11 @@ def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
                 },
             }
         },
+    }
+
+
+def _page_paths() -> dict:
+    return {
         "/": {
             "get": {
                 "operationId": "index",
@@ -407,6 +394,11 @@ def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
                 },
             }
         },
+    }
+
+
+def _meta_paths() -> dict:
+    return {
         OPENAPI_PATH: {
             "get": {
                 "operationId": "openapi",
@@ -431,6 +423,9 @@ def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
             }
         },
     }
+
+
+def _info(keys_enabled: bool) -> dict:
     auth_note = (
         "This gateway requires an API key on every `/api/` call and `/execute`: `Authorization: Bearer <key>` or "
         "`X-API-Key: <key>`; the tenant is the one on file for the key, and tenants see only their own jobs."
@@ -439,64 +434,56 @@ def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
         "(`PLOTFARM_API_KEYS`) requires `Authorization: Bearer <key>` or `X-API-Key: <key>`."
     )
     return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "plotfarm gateway",
-            "version": "1",
-            "summary": "A sandboxed render farm for Plotly: send Python code, get figures back.",
-            "description": f'{auth_note}\n\nEvery error is JSON: `{{"error": "...", "details": [...]}}`. '
-            "Submissions are rate limited per tenant (or client address): beyond the limit, 429 with `Retry-After`; "
-            "so are a tenant's while its results fill its share of the events stream and the stream is full.",
+        "title": "plotfarm gateway",
+        "version": "1",
+        "summary": "A sandboxed render farm for Plotly: send Python code, get figures back.",
+        "description": f'{auth_note}\n\nEvery error is JSON: `{{"error": "...", "details": [...]}}`. '
+        "Submissions are rate limited per tenant (or client address): beyond the limit, 429 with `Retry-After`; "
+        "so are a tenant's while its results fill its share of the events stream and the stream is full.",
+    }
+
+
+def _components() -> dict:
+    """Parameters, headers, responses and security schemes the operations refer to (schemas apart)."""
+    return {
+        "parameters": {
+            "JobId": {
+                "name": "job_id",
+                "in": "path",
+                "required": True,
+                "description": "The id `POST /api/jobs` answered with.",
+                "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+            },
+            "FigureIndex": {
+                "name": "index",
+                "in": "path",
+                "required": True,
+                "description": "The figure's position, from 0.",
+                "schema": {"type": "integer", "minimum": 0},
+            },
         },
-        "servers": [{"url": settings.public_gateway_url}],
-        "tags": [
-            {"name": "jobs", "description": "Submit code, get its status, result and figures."},
-            {"name": "health", "description": "For load balancers and orchestrators."},
-            {"name": "pages", "description": "The client-side page and its files."},
-            {"name": "meta", "description": "This document."},
-        ],
-        "paths": paths,
-        "components": {
-            "schemas": schemas,
-            "parameters": {
-                "JobId": {
-                    "name": "job_id",
-                    "in": "path",
-                    "required": True,
-                    "description": "The id `POST /api/jobs` answered with.",
-                    "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+        "headers": {
+            "RetryAfter": {
+                "description": "Seconds to wait before trying again.",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        },
+        "responses": {
+            "Unauthorized": {
+                "description": "A valid API key is required (only on a gateway with keys).",
+                "headers": {
+                    "WWW-Authenticate": {
+                        "required": True,
+                        "schema": {"type": "string", "const": 'Bearer realm="plotfarm"'},
+                    }
                 },
-                "FigureIndex": {
-                    "name": "index",
-                    "in": "path",
-                    "required": True,
-                    "description": "The figure's position, from 0.",
-                    "schema": {"type": "integer", "minimum": 0},
-                },
-            },
-            "headers": {
-                "RetryAfter": {
-                    "description": "Seconds to wait before trying again.",
-                    "required": True,
-                    "schema": {"type": "integer", "minimum": 1},
-                }
-            },
-            "responses": {
-                "Unauthorized": {
-                    "description": "A valid API key is required (only on a gateway with keys).",
-                    "headers": {
-                        "WWW-Authenticate": {
-                            "required": True,
-                            "schema": {"type": "string", "const": 'Bearer realm="plotfarm"'},
-                        }
-                    },
-                    "content": {"application/json": {"schema": _ref(ErrorBody)}},
-                }
-            },
-            "securitySchemes": {
-                "bearerAuth": {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer <key>`."},
-                "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-            },
+                "content": {"application/json": {"schema": _ref(ErrorBody)}},
+            }
+        },
+        "securitySchemes": {
+            "bearerAuth": {"type": "http", "scheme": "bearer", "description": "`Authorization: Bearer <key>`."},
+            "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
         },
     }
 

@@ -22,7 +22,6 @@ response, so the worker is held to the same rules as the page.
 
 import asyncio
 import hashlib
-import json
 from pathlib import Path
 
 import structlog
@@ -32,7 +31,7 @@ from services.gateway.compression import CompressedAssets, compressible, gzipped
 from shared.assets import AssetStore
 from shared.page_contract import OutputLimits
 from shared.settings import PROJECT_ROOT, Settings
-from shared.web_security import LOCKED_DOWN, content_security_policy, security_headers
+from shared.web_security import LOCKED_DOWN, content_security_policy, json_for_html, security_headers
 
 log = structlog.get_logger(__name__)
 
@@ -105,11 +104,6 @@ def load_examples(directory: Path = EXAMPLES_DIR) -> list[dict]:
         if path.is_file():
             examples.append({"id": path.stem, "label": label, "code": path.read_text(encoding="utf-8")})
     return examples or [{"id": "scatter", "label": "Scatter", "code": FALLBACK_EXAMPLE}]
-
-
-def json_for_html(value) -> str:
-    """JSON that is safe inside a <script type="application/json"> block."""
-    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 class ClientPages:

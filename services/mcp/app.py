@@ -9,6 +9,7 @@ number of these services can stand behind one address with no session
 affinity.
 """
 
+import inspect
 from collections.abc import Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -18,13 +19,15 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
+from pydantic.fields import FieldInfo
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from services.mcp.gateway import GatewayClient
-from services.mcp.tool import TOOL_DESCRIPTION, RenderTool
+from services.mcp.tool import RenderTool, tool_description
 from shared.settings import Settings
+from shared.vocabulary import job_request_model
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +50,28 @@ def caller_key(headers: Mapping[str, str] | None) -> str | None:
     return lowered.get("x-api-key", "").strip() or None
 
 
+# The job request's fields the tool takes (formats: it always asks for a PNG and the SVG), as plain
+# JSON types: the request's strict unions (a float or an int) would put their bounds where JSON
+# Schema does not look, and agents read this schema.
+TOOL_FIELDS = {"code": str, "width": int | None, "height": int | None, "scale": float | None, "timeout_s": float | None}
+
+
+def tool_parameters(settings: Settings) -> list[inspect.Parameter]:
+    """The tool's parameters: the job request's fields, their bounds and descriptions as the gateway has them."""
+    request = job_request_model(settings)
+    parameters = []
+    for name, kind in TOOL_FIELDS.items():
+        field = request.model_fields[name]
+        if name == "code":  # an agent learns the size limit here, in characters (the gateway counts bytes)
+            field = FieldInfo.merge_field_infos(field, Field(min_length=1, max_length=settings.max_code_bytes))
+        default = inspect.Parameter.empty if field.is_required() else field.default
+        annotation = Annotated[kind, field]
+        parameters.append(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+        )
+    return parameters
+
+
 def build_server(tool: RenderTool) -> MCPServer:
     server = MCPServer(
         "plotfarm",
@@ -56,10 +81,22 @@ def build_server(tool: RenderTool) -> MCPServer:
         version="0.1.0",
     )
 
-    @server.tool(
+    async def render_plotly(ctx: Context, **arguments) -> CallToolResult:
+        async def progress(done: float, total: float, message: str) -> None:
+            await ctx.report_progress(done, total, message)
+
+        return await tool.render(**arguments, api_key=caller_key(ctx.headers), progress=progress)
+
+    # The parameters an agent sees are the job request's own (shared/vocabulary.py), with this
+    # service's limits: the SDK reads them from the signature.
+    render_plotly.__signature__ = inspect.Signature(
+        [*tool_parameters(tool.settings), inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)],
+        return_annotation=CallToolResult,
+    )
+    server.tool(
         name="render_plotly",
         title="Render Plotly figures",
-        description=TOOL_DESCRIPTION,
+        description=tool_description(tool.settings),
         annotations=ToolAnnotations(
             title="Render Plotly figures",
             read_only_hint=True,
@@ -67,46 +104,7 @@ def build_server(tool: RenderTool) -> MCPServer:
             idempotent_hint=False,
             open_world_hint=False,
         ),
-    )
-    async def render_plotly(
-        code: Annotated[
-            str,
-            Field(
-                min_length=1,
-                max_length=65536,
-                description="Python code that builds Plotly figures and calls fig.show() for each one to return.",
-            ),
-        ],
-        ctx: Context,
-        width: Annotated[
-            int | None,
-            Field(ge=50, le=5000, description="Figure width in pixels when the layout sets none (default 700)."),
-        ] = None,
-        height: Annotated[
-            int | None,
-            Field(ge=50, le=5000, description="Figure height in pixels when the layout sets none (default 450)."),
-        ] = None,
-        scale: Annotated[
-            float | None,
-            Field(ge=1, le=4, description="PNG pixel scale, 1 to 4 (2 gives a sharp image); SVG is unaffected."),
-        ] = None,
-        timeout_s: Annotated[
-            float | None,
-            Field(gt=0, le=60, description="The code's time limit in seconds (default 10, at most 60)."),
-        ] = None,
-    ) -> CallToolResult:
-        async def progress(done: float, total: float, message: str) -> None:
-            await ctx.report_progress(done, total, message)
-
-        return await tool.render(
-            code,
-            width=width,
-            height=height,
-            scale=scale,
-            timeout_s=timeout_s,
-            api_key=caller_key(ctx.headers),
-            progress=progress,
-        )
+    )(render_plotly)
 
     @server.custom_route("/healthz", methods=["GET"])
     async def healthz(_request: Request) -> JSONResponse:

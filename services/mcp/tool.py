@@ -23,20 +23,27 @@ from collections.abc import Awaitable, Callable
 import structlog
 from mcp.types import CallToolResult, EmbeddedResource, ImageContent, TextContent, TextResourceContents
 
-from services.mcp.gateway import Busy, GatewayClient, GatewayError, Refused, Unreachable
+from services.mcp.gateway import GatewayClient
+from shared.gateway_policy import Busy, GatewayError, Refused, Unreachable
 from shared.settings import Settings
+from shared.vocabulary import FINAL_STATUSES, SCALE, ErrorType, Format
 
 log = structlog.get_logger(__name__)
 
-FORMATS = ["png", "svg"]
+# What the tool asks for: a PNG to look at, the SVG as a resource (see the module's docstring).
+FORMATS = [Format.PNG.value, Format.SVG.value]
 
-TOOL_DESCRIPTION = """\
+
+def tool_description(settings: Settings) -> str:
+    """What an agent reads about the tool; the limits are this service's settings."""
+    timeout = f"default {settings.default_timeout_s:g} s, at most {settings.max_timeout_s:g}"
+    return f"""\
 Render Plotly figures from Python code in plotfarm's sandbox and get them back as images: a PNG per \
 figure to look at, plus the same figure as SVG (an embedded image/svg+xml resource).
 
 Write ordinary Python that builds figures with plotly.express (px) or plotly.graph_objects (go) and \
-call fig.show() for every figure you want back (in order, at most 20). Code that never calls show() \
-returns the figure left in a variable named `fig`. print() output comes back as text.
+call fig.show() for every figure you want back (in order, at most {settings.max_figures}). Code that never \
+calls show() returns the figure left in a variable named `fig`. print() output comes back as text.
 
 Available: Python 3.12 and its standard library, plotly (express, graph_objects, subplots, io), numpy, \
 pandas, scipy, scikit-learn, and the sample datasets in px.data (iris, gapminder, tips, stocks, wind, \
@@ -45,8 +52,8 @@ installed, and there is no network and no host filesystem: put the data in the c
 with numpy/pandas (pd.read_csv("https://...") fails).
 
 width/height (pixels) apply when the figure's layout sets no size; scale multiplies the PNG's pixels \
-(1-4, e.g. 2 for a sharp image). timeout_s is the code's time limit (default 10 s, at most 60). If the \
-code fails, the result is an error carrying the Python traceback: fix the code and call again.
+({SCALE.minimum:g}-{SCALE.maximum:g}, e.g. 2 for a sharp image). timeout_s is the code's time limit ({timeout}). \
+If the code fails, the result is an error carrying the Python traceback: fix the code and call again.
 
 Example code:
 import plotly.express as px
@@ -54,17 +61,25 @@ df = px.data.iris()
 fig = px.scatter(df, x="sepal_width", y="sepal_length", color="species", title="Iris")
 fig.show()"""
 
-HINTS = {
-    "TimeoutError": "The code ran past its time limit: make it faster, or raise timeout_s (at most 60 s).",
-    "NoFigureError": "The code made no figure: build a Plotly figure and call fig.show() "
-    "(or leave it in a variable named fig).",
-    "ModuleNotFoundError": "Only the standard library, plotly, numpy, pandas, scipy, scikit-learn, matplotlib "
-    "and pillow are available, and nothing can be installed.",
-    "OutputLimitExceeded": "The output is too large: at most 20 figures, 8 MB per SVG, 64,000 characters of "
-    "stdout; plot fewer points or aggregate the data first.",
-    "RendererCrashed": "The code crashed the renderer repeatedly (often memory): use less data.",
-    "MemoryError": "The code ran out of memory (the sandbox has at most 4 GiB): use less data.",
-}
+
+def hints(settings: Settings) -> dict[str, str]:
+    """What to do about an error type, for an agent; the limits are this service's settings."""
+    mb = 1_000_000
+    return {
+        ErrorType.TIMEOUT: "The code ran past its time limit (or its figures took too long to draw): make it "
+        f"faster, plot fewer points, or raise timeout_s (at most {settings.max_timeout_s:g} s).",
+        ErrorType.NO_FIGURE: "The code made no figure: build a Plotly figure and call fig.show() "
+        "(or leave it in a variable named fig).",
+        "ModuleNotFoundError": "Only the standard library, plotly, numpy, pandas, scipy, scikit-learn, matplotlib "
+        "and pillow are available, and nothing can be installed.",
+        ErrorType.OUTPUT_LIMIT_EXCEEDED: f"The output is too large: at most {settings.max_figures} figures, "
+        f"{settings.max_figure_bytes / mb:g} MB of JSON and {settings.max_svg_bytes / mb:g} MB of SVG per figure, "
+        f"{settings.max_output_chars:,} characters of stdout; plot fewer points or aggregate the data first.",
+        ErrorType.RENDERER_CRASHED: "The code crashed the renderer repeatedly (often memory): use less data.",
+        ErrorType.MEMORY: "The code ran out of memory (a job's interpreter has at most "
+        f"{settings.interpreter_max_heap_mb / 1024:g} GiB): use less data.",
+    }
+
 
 Progress = Callable[[float, float, str], Awaitable[None]]
 
@@ -100,6 +115,7 @@ class RenderTool:
     def __init__(self, settings: Settings, gateway: GatewayClient):
         self.settings = settings
         self.gateway = gateway
+        self.hints = hints(settings)
 
     async def render(
         self,
@@ -174,7 +190,7 @@ class RenderTool:
         job_id = status.get("job_id") or accepted["job_id"]
         viewer = status.get("viewer_url") or accepted.get("viewer_url")
         state = status.get("status")
-        if state not in ("done", "failed"):
+        if state not in FINAL_STATUSES:
             return _error(
                 f"job {job_id} is still {state} after {wait_s:.0f} s (plotfarm is busy, or the job is slow). "
                 f"Its result will appear at {accepted.get('status_url')} and {viewer}; calling render_plotly "
@@ -187,15 +203,14 @@ class RenderTool:
         content.append(_text(self._summary(status, viewer, lines, notes)))
         return CallToolResult(content=content)
 
-    @staticmethod
-    def _failure(status: dict, viewer: str | None) -> CallToolResult:
+    def _failure(self, status: dict, viewer: str | None) -> CallToolResult:
         error = status.get("error") or {}
         kind, message = error.get("type") or "Error", error.get("message") or ""
         text = f"The code failed: {kind}: {message}"
         if error.get("traceback"):
             text += "\n\n" + error["traceback"].rstrip("\n")
-        if kind in HINTS:
-            text += "\n\n" + HINTS[kind]
+        if hint := self.hints.get(kind):
+            text += "\n\n" + hint
         blocks = [_text(text), *_output_blocks(status)]
         blocks.append(_text(f"job {status.get('job_id')}: {viewer}"))
         return CallToolResult(content=blocks, is_error=True)

@@ -17,12 +17,12 @@ async def main() -> int:
     driver = asyncio.ensure_future(async_playwright().start())
     # The imports below then find these modules loaded.
     await asyncio.to_thread(importlib.import_module, "services.renderer.service")
-    import structlog  # noqa: PLC0415
+    import structlog
 
-    from services.renderer.service import Renderer  # noqa: PLC0415
-    from shared.logging import configure_logging  # noqa: PLC0415
-    from shared.service import stop_event  # noqa: PLC0415
-    from shared.settings import get_settings  # noqa: PLC0415
+    from services.renderer.service import Renderer
+    from shared.logging import configure_logging
+    from shared.service import stop_event
+    from shared.settings import get_settings
 
     settings = get_settings()
     configure_logging(settings, "renderer")

@@ -2,7 +2,7 @@
 
 It runs beside Chromium, inside Chromium's network namespace when there is
 one (see launcher.py), on loopback. Pages and workers load everything from
-it, so a worker's boot reads tens of megabytes at local speed. (Answering
+it, so a worker's start reads tens of megabytes at local speed. (Answering
 from Playwright's request routing instead moves bodies through the DevTools
 protocol at a few MB/s.)
 
@@ -39,16 +39,16 @@ HEADERS = {**security_headers(CONTENT_SECURITY_POLICY, cross_origin_isolated=Tru
 PAGE_HEADERS = {**HEADERS, "Content-Security-Policy": PAGE_POLICY}
 
 
-STORED_TEMPLATE_FILES = ("template.json", "template.bin")  # stored_template.py
+STORED_SNAPSHOT_FILES = ("snapshot.json", "snapshot.bin")  # stored_snapshot.py
 
 
-def make_app(assets: AssetStore, templates: Path | None = None) -> web.Application:
-    """The app; with ``templates``, also the stored interpreter templates there (stored_template.py)."""
+def make_app(assets: AssetStore, snapshots: Path | None = None) -> web.Application:
+    """The app; with ``snapshots``, also the stored interpreter snapshots there (stored_snapshot.py)."""
 
-    async def stored_template(request: web.Request) -> web.StreamResponse:
+    async def stored_snapshot(request: web.Request) -> web.StreamResponse:
         key, name = request.match_info["key"], request.match_info["name"]
-        path = templates / key / name if templates and re.fullmatch(r"[0-9a-f]{12}", key) else None
-        if path is None or name not in STORED_TEMPLATE_FILES or not _file_inside(path, templates):
+        path = snapshots / key / name if snapshots and re.fullmatch(r"[0-9a-f]{12}", key) else None
+        if path is None or name not in STORED_SNAPSHOT_FILES or not _file_inside(path, snapshots):
             raise web.HTTPNotFound(headers=HEADERS)
         # Streamed from disk (about 150 MB), never held in this process's memory.
         content_type = "application/json" if name.endswith(".json") else "application/octet-stream"
@@ -63,7 +63,7 @@ def make_app(assets: AssetStore, templates: Path | None = None) -> web.Applicati
         return web.Response(body=asset.body, headers={**headers, "Content-Type": asset.content_type})
 
     app = web.Application()
-    app.router.add_get("/templates/{key}/{name}", stored_template)
+    app.router.add_get("/snapshots/{key}/{name}", stored_snapshot)
     app.router.add_get("/{path:.*}", answer)
     return app
 
@@ -72,17 +72,3 @@ def _file_inside(path: Path, root: Path) -> bool:
     """A regular file under ``root`` once resolved: a symlink out of it is not served."""
     resolved = path.resolve()
     return resolved.is_relative_to(root.resolve()) and resolved.is_file()
-
-
-def serve_forever(port: int) -> None:
-    """Serve on 127.0.0.1:``port`` until killed."""
-    from shared.settings import get_settings  # noqa: PLC0415  (read in the child process)
-
-    settings = get_settings()
-    web.run_app(
-        make_app(AssetStore(settings), settings.template_store_dir),
-        host="127.0.0.1",
-        port=port,
-        print=None,
-        access_log=None,
-    )

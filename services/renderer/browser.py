@@ -12,8 +12,8 @@ says otherwise. It cannot run as root, so a renderer running as root starts
 Chromium (and the asset server) as the unprivileged system user
 ``plotfarm-chromium`` (``make`` creates it); see launcher.py. What Chromium
 actually got, read from ``/proc`` (uid, seccomp mode, no_new_privs, own user
-namespace, per process type), is logged once per start and reported in
-``/stats``: :func:`sandbox_report`.
+namespace, per process type: sandbox_audit.py), is logged once per start and
+reported in ``/stats``: :meth:`HeadlessBrowser.sandbox_report`.
 """
 
 import asyncio
@@ -24,7 +24,6 @@ import shutil
 import socket
 import sys
 import tempfile
-from collections import Counter
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -32,6 +31,7 @@ import structlog
 from playwright.async_api import Browser, BrowserContext, Page, Playwright, Route, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
+from services.renderer.sandbox_audit import chromium_processes, sandbox_verdict, summarize
 from shared.retry import Backoff, retry
 from shared.settings import PROJECT_ROOT, Settings
 
@@ -163,105 +163,6 @@ def chromium_identity(settings: Settings) -> Identity | None:
     if entry.pw_uid == 0 or entry.pw_gid == 0:
         raise ChromiumSetupError(f"the user {CHROMIUM_USER!r} has uid or gid 0; it must be unprivileged")
     return Identity(CHROMIUM_USER, entry.pw_uid, entry.pw_gid)
-
-
-# ---- what Chromium got, from /proc --------------------------------------------
-
-
-def descendants(root: int) -> list[int]:
-    """Every process started under ``root`` (children, theirs, ...), read from /proc now."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    parent = int(handle.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            children.setdefault(parent, []).append(int(entry))
-    found, todo = [], list(children.get(root, []))
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def process_facts(pid: int) -> dict | None:
-    """Uid, seccomp mode, no_new_privs and namespaces of one process (None if it is gone)."""
-    try:
-        with open(f"/proc/{pid}/status") as handle:
-            status = dict(line.rstrip("\n").split(":\t", 1) for line in handle if ":\t" in line)
-        with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            # Chromium's child processes rewrite their title: one string, words split by spaces.
-            argv = handle.read().replace(b"\0", b" ").decode(errors="replace").split()
-    except OSError:
-        return None
-    kind = next((a.split("=", 1)[1] for a in argv if a.startswith("--type=")), "browser")
-    namespaces = {}
-    for ns in ("user", "pid", "net"):
-        try:
-            namespaces[ns] = os.readlink(f"/proc/{pid}/ns/{ns}")
-        except OSError:
-            namespaces[ns] = None  # not ours to look at (another user namespace's process)
-    return {
-        "pid": pid,
-        "argv0": argv[0] if argv else "",
-        "argv": argv,
-        "type": kind,
-        "uids": [int(u) for u in status.get("Uid", "").split()],
-        "seccomp": int(status.get("Seccomp", "-1")),
-        "no_new_privs": int(status.get("NoNewPrivs", "-1")),
-        "namespaces": namespaces,
-    }
-
-
-def chromium_processes(chromium: str, root: int | None = None) -> list[dict]:
-    """Every Chromium process started under ``root`` (default: this process)."""
-    binary = os.path.realpath(chromium)
-    names = {binary, chromium, os.path.basename(binary)}
-    facts = [process_facts(pid) for pid in descendants(os.getpid() if root is None else root)]
-    found = []
-    for f in facts:
-        if f and (f["argv0"] in names or os.path.basename(f["argv0"]) in names):
-            found.append(f)
-        elif f and "services.renderer.launcher" in f["argv"]:  # the launcher's fork: the asset server
-            found.append({**f, "type": "asset-server"})
-    return found
-
-
-def summarize(processes: list[dict]) -> dict:
-    """Per process type: how many, their uids, seccomp modes, no_new_privs, user namespaces."""
-    own_user_ns = os.readlink("/proc/self/ns/user")
-    by_type: dict[str, dict] = {}
-    for kind in sorted({p["type"] for p in processes}):
-        group = [p for p in processes if p["type"] == kind]
-        user_ns = Counter(
-            {None: "unknown", own_user_ns: "same"}.get(p["namespaces"]["user"], "separate") for p in group
-        )
-        by_type[kind] = {
-            "count": len(group),
-            "uid": sorted({p["uids"][0] for p in group if p["uids"]}),
-            "seccomp": sorted({p["seccomp"] for p in group}),
-            "no_new_privs": sorted({p["no_new_privs"] for p in group}),
-            "user_namespace": dict(user_ns),
-        }
-    return by_type
-
-
-def sandbox_verdict(by_type: dict, sandbox: bool) -> str | None:
-    """Why the processes that run job code are not sandboxed as asked; None when they are."""
-    renderers = by_type.get("renderer")
-    if not sandbox or renderers is None:
-        return None
-    problems = []
-    if 0 in renderers["uid"]:
-        problems.append("a renderer process runs as uid 0")
-    if renderers["seccomp"] != [2]:
-        problems.append(f"renderer processes have seccomp mode {renderers['seccomp']}, not 2 (filter)")
-    if renderers["no_new_privs"] != [1]:
-        problems.append("renderer processes lack no_new_privs")
-    return "; ".join(problems) or None
 
 
 class HeadlessBrowser:
@@ -420,14 +321,14 @@ class HeadlessBrowser:
         await self.close()
         await retry(self.start, what="restart Chromium", attempts=None, backoff=Backoff(first_s=2))
 
-    async def new_page(self, stored_template: str | None = None, *, max_heap_bytes: int | None = None) -> Page:
-        """A renderer page; ``stored_template`` is the key of a template stored on disk to restore from,
+    async def new_page(self, stored_snapshot: str | None = None, *, max_heap_bytes: int | None = None) -> Page:
+        """A renderer page; ``stored_snapshot`` is the key of a snapshot stored on disk to restore from,
         ``max_heap_bytes`` the cap on each of its interpreters' memory."""
         page = await self.context.new_page()
         page.on("console", lambda msg: log.debug("page console", text=msg.text[:500]))
         page.on("pageerror", lambda err: log.warning("page error", error=str(err)[:500]))
         query = urlencode(
-            {key: value for key, value in (("stored", stored_template), ("maxHeapBytes", max_heap_bytes)) if value}
+            {key: value for key, value in (("stored", stored_snapshot), ("maxHeapBytes", max_heap_bytes)) if value}
         )
         await page.goto(f"{self.asset_origin}/renderer/index.html" + (f"?{query}" if query else ""))
         await page.wait_for_function("window.plotfarm !== undefined")

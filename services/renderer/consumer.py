@@ -45,9 +45,10 @@ from services.renderer.sanitize import UnsafeSvg, sanitize_svg
 from shared.broker import Broker, BrokerUnavailable, Subscription
 from shared.messages import JobError, JobStarted, RenderJob, RenderResult, Timings, ms_between, utcnow
 from shared.metrics import RendererMetrics
-from shared.page_contract import OUTPUT_LIMIT_EXCEEDED, RENDERER_ERROR, PageResult, cut, encodable
+from shared.page_contract import PageResult, cut, encodable
 from shared.retry import Backoff, RetriesExhausted, retry
 from shared.settings import Settings
+from shared.vocabulary import ErrorType
 
 log = structlog.get_logger(__name__)
 
@@ -115,7 +116,8 @@ def sanitized(output: PageResult) -> PageResult:
             for figure in output.figures
         ]
     except UnsafeSvg as exc:
-        return output.model_copy(update={"figures": [], "error": JobError(type="UnsafeSvg", message=str(exc))})
+        error = JobError(type=ErrorType.UNSAFE_SVG, message=str(exc))
+        return output.model_copy(update={"figures": [], "error": error})
     return output.model_copy(update={"figures": figures})
 
 
@@ -156,7 +158,7 @@ def build_result(job: RenderJob, output: PageResult, settings: Settings, *, star
         result = RenderResult.failure(
             job,
             JobError(
-                type=OUTPUT_LIMIT_EXCEEDED,
+                type=ErrorType.OUTPUT_LIMIT_EXCEEDED,
                 message=f"the result is {size} bytes; the limit is {settings.max_result_bytes}",
             ),
             renderer_id=settings.renderer_id,
@@ -174,7 +176,7 @@ def internal_failure(job: RenderJob, settings: Settings, exc: BaseException, *, 
     message = encodable(cut(f"{type(exc).__name__}: {exc}", 2000, "message"))
     return RenderResult.failure(
         job,
-        JobError(type=RENDERER_ERROR, message=f"the renderer could not handle this job: {message}"),
+        JobError(type=ErrorType.RENDERER_ERROR, message=f"the renderer could not handle this job: {message}"),
         renderer_id=settings.renderer_id,
         attempt=attempt,
     )
@@ -265,14 +267,14 @@ class JobConsumer:
             # Its last delivery: handed back, RabbitMQ would dead-letter it; say so now instead.
             log.error("interpreter crashed under the job on its last delivery; it fails", error=str(exc))
             result = self.crash_verdict(job, "crashed on every delivery")
-        except Exception as exc:  # noqa: BLE001  (a bug of ours: the job still gets its answer)
+        except Exception as exc:  # a bug of ours: the job still gets its answer
             log.exception("could not handle the job; it fails with RendererError")
             result = internal_failure(job, self.settings, exc, attempt=attempt)
         await self._publish_and_ack(result, message)
 
     def crash_verdict(self, job: RenderJob, how: str) -> RenderResult:
         error = JobError(
-            type="RendererCrashed",
+            type=ErrorType.RENDERER_CRASHED,
             message=(
                 f"the renderer crashed {self.settings.delivery_limit} times while running this job ({how}); "
                 "it will not be retried"
@@ -300,7 +302,7 @@ class JobConsumer:
             self.metrics.handed_back("result_unconfirmed")
             await self._settle(message, requeue=True)
             return
-        except Exception:  # noqa: BLE001  (the result could not even be sent: not the broker's doing)
+        except Exception:  # the result could not even be sent: not the broker's doing
             log.exception("could not publish the job's result; rejecting it to the dead letters")
             # RabbitMQ dead-letters it, and a renderer answers the dead letter (on_dead_letter).
             await self._settle(message, requeue=False)

@@ -172,26 +172,26 @@ def expose_assets(at: str) -> None:
     The unprivileged user cannot read a checkout under a directory only root may
     enter (``/root`` is mode 0700, and many checkouts are there). In the mount
     namespace the renderer started us in (``unshare --net --mount``, private), the
-    web and build directories and the stored templates' directory (stored_template.py)
+    web and build directories and the stored snapshots' directory (stored_snapshot.py)
     are bound read-only under ``at`` (an empty directory
     the renderer made); the asset server reads them from there (its settings point
     there). Nothing else of the checkout becomes reachable, and on the host ``at``
     stays empty.
     """
-    from shared.settings import Settings  # noqa: PLC0415  (not get_settings: the asset server reads its own)
+    from shared.settings import Settings  # not get_settings: the asset server reads its own
 
     settings = Settings()
     build = settings.wheels_dir.parent  # wheels, precompiled, pyodide-packages (shared/assets.py)
     served = [("web", settings.web_dir), ("build", build)]
-    if settings.template_store_dir.is_dir():  # the renderer makes it first (stored_template.py)
-        served.append(("templates", settings.template_store_dir))
+    if settings.snapshot_store_dir.is_dir():  # the renderer makes it first (stored_snapshot.py)
+        served.append(("snapshots", settings.snapshot_store_dir))
     for name, source in served:
         target = os.path.join(at, name)
         os.makedirs(target, exist_ok=True)
         bind_read_only(str(source), target)
     os.environ["PLOTFARM_WEB_DIR"] = os.path.join(at, "web")
     os.environ["PLOTFARM_WHEELS_DIR"] = os.path.join(at, "build", settings.wheels_dir.name)
-    os.environ["PLOTFARM_TEMPLATE_STORE_DIR"] = os.path.join(at, "templates")
+    os.environ["PLOTFARM_SNAPSHOT_STORE_DIR"] = os.path.join(at, "snapshots")
 
 
 def user_data_dir(chromium_args: list[str]) -> str | None:
@@ -257,13 +257,13 @@ def run_asset_server(port: int, drop_to: tuple[int, int] | None, parent: int, re
     then "ready", so Chromium never meets a root asset server. The server is
     not dumpable: a same-uid Chromium cannot read its memory or environment.
     """
-    import asyncio  # noqa: PLC0415
+    import asyncio
 
-    from aiohttp import web  # noqa: PLC0415
+    from aiohttp import web
 
-    from services.renderer.asset_server import make_app  # noqa: PLC0415
-    from shared.assets import AssetStore, MissingAssets  # noqa: PLC0415
-    from shared.settings import get_settings  # noqa: PLC0415
+    from services.renderer.asset_server import make_app
+    from shared.assets import AssetStore, MissingAssets
+    from shared.settings import get_settings
 
     sys.dont_write_bytecode = True
     settings = get_settings()
@@ -283,10 +283,10 @@ def run_asset_server(port: int, drop_to: tuple[int, int] | None, parent: int, re
         return answer
 
     async def serve() -> None:
-        runner = web.AppRunner(make_app(store, settings.template_store_dir), access_log=None)
+        runner = web.AppRunner(make_app(store, settings.snapshot_store_dir), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
-        for path in ("manifest.json", "renderer/index.html", "no/such/file", "templates/000000000000/template.json"):
+        for path in ("manifest.json", "renderer/index.html", "no/such/file", "snapshots/000000000000/snapshot.json"):
             await fetch(path)
         if drop_to:
             drop_privileges(*drop_to)

@@ -1,7 +1,7 @@
 """One renderer page: interpreters in a headless Chromium page that runs one job at a time.
 
 ``web/renderer/renderer.mjs`` runs the interpreters (restored from a
-template snapshot, reused or not according to the isolation setting). This
+snapshot snapshot, reused or not according to the isolation setting). This
 class opens that page and runs a job on it in its two steps, each under a
 deadline kept here, out of the job's reach:
 
@@ -33,8 +33,9 @@ from playwright.async_api import Error as PlaywrightError
 
 from services.renderer.browser import HeadlessBrowser
 from shared.messages import RenderJob
-from shared.page_contract import OutputLimits, PageResult, bounded_answer, failed_answer
+from shared.page_contract import OutputLimits, PageResult, PoolStats, bounded_answer, failed_answer
 from shared.settings import Settings
+from shared.vocabulary import ErrorType
 
 log = structlog.get_logger(__name__)
 
@@ -57,14 +58,14 @@ class RendererPage:
         number: int,
         *,
         spares: int,
-        parallel_boots: int,
+        parallel_restores: int,
         on_lost: Callable[["RendererPage", str], None],
     ):
         self.browser = browser
         self.settings = settings
         self.number = number
         self.spares = spares
-        self.parallel_boots = parallel_boots
+        self.parallel_restores = parallel_restores
         self.on_lost = on_lost
         self.page: Page | None = None
         self.cdp: CDPSession | None = None
@@ -77,13 +78,13 @@ class RendererPage:
         return {
             "isolation": self.settings.isolation,
             "spares": self.spares,
-            "parallelBoots": self.parallel_boots,
+            "parallelRestores": self.parallel_restores,
             "heapLimitBytes": self.settings.interpreter_heap_limit_mb * 1024 * 1024,
             "fonts": fonts,
         }
 
     async def open(self, stored: str | None, fonts: dict) -> dict:
-        """Open the page and start its interpreters (from the stored template ``stored`` if given); its timings.
+        """Open the page and start its interpreters (from the stored snapshot ``stored`` if given); its timings.
 
         The page takes jobs once its pool sets ``ready``."""
         started = time.perf_counter()
@@ -92,7 +93,7 @@ class RendererPage:
         try:
             timings = await asyncio.wait_for(
                 page.evaluate("options => plotfarm.start(options)", self.pool_options(fonts)),
-                self.settings.boot_timeout_s,
+                self.settings.start_timeout_s,
             )
             self.cdp = await page.context.new_cdp_session(page)
             await self.clear_storage()
@@ -142,7 +143,7 @@ class RendererPage:
             # The page's thread stopped answering: only replacing the page helps.
             self._lost(page, "hung while running a job")
             message = f"the job hung its renderer page for {run_deadline:.0f} s; the page was replaced"
-            return failed_answer("TimeoutError", message, run_ms=run_deadline * 1000)
+            return failed_answer(ErrorType.TIMEOUT, message, run_ms=run_deadline * 1000)
         except PlaywrightError as exc:
             raise self._crashed(page, exc) from exc
         try:
@@ -155,7 +156,7 @@ class RendererPage:
                 f"drawing the job's figures took longer than {settings.export_timeout_s:g} s "
                 "(PLOTFARM_EXPORT_TIMEOUT_S); smaller figures draw faster: fewer points, or scattergl for many"
             )
-            return failed_answer("TimeoutError", message)
+            return failed_answer(ErrorType.TIMEOUT, message)
         except PlaywrightError as exc:
             raise self._crashed(page, exc) from exc
         # Sizes and strings are checked in a thread: an answer may be tens of megabytes.
@@ -184,9 +185,10 @@ class RendererPage:
         )
 
     async def stats(self) -> dict:
+        """The page's pool numbers, checked against their contract (shared/page_contract.py PoolStats)."""
         if not self.ready.is_set():
             return {}
-        return await self.page.evaluate("plotfarm.stats()")
+        return PoolStats.model_validate(await self.page.evaluate("plotfarm.stats()")).model_dump()
 
     async def close(self) -> None:
         page, self.page = self.page, None

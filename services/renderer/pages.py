@@ -14,8 +14,8 @@ After each job the page's origin storage is emptied (Chromium's profile
 refuses every kind of it to begin with: launcher.py) before the page takes
 the next job. A page that is lost (hung, crashed) is replaced on its own; if
 Chromium dies, it is restarted and every page with it. The first page opens
-from the stored template if there is one, or makes and stores it; the others
-open one after another once it is ready, from the template it stored.
+from the stored snapshot if there is one, or makes and stores it; the others
+open one after another once it is ready, from the snapshot it stored.
 """
 
 import asyncio
@@ -29,7 +29,7 @@ import structlog
 from services.renderer.browser import HeadlessBrowser
 from services.renderer.fonts import installed_fonts
 from services.renderer.page import RendererPage
-from services.renderer.stored_template import StoredTemplate
+from services.renderer.stored_snapshot import StoredSnapshot
 from shared.messages import RenderJob
 from shared.metrics import pooled
 from shared.page_contract import PageResult
@@ -43,7 +43,7 @@ class PagePool:
     def __init__(self, browser: HeadlessBrowser, settings: Settings):
         self.browser = browser
         self.settings = settings
-        self.stored = StoredTemplate(settings)
+        self.stored = StoredSnapshot(settings)
         self.fonts: dict = {"installed": [], "fallback": "sans-serif"}
         count = settings.renderer_concurrency
         spares = settings.spare_interpreters or count
@@ -53,7 +53,7 @@ class PagePool:
                 settings,
                 number,
                 spares=math.ceil(spares / count),
-                parallel_boots=max(1, settings.parallel_boots // count),
+                parallel_restores=max(1, settings.parallel_restores // count),
                 on_lost=self._on_page_lost,
             )
             for number in range(count)
@@ -95,15 +95,15 @@ class PagePool:
 
     async def _open(self, page: RendererPage, stored: str | None) -> None:
         timings = await page.open(stored, self.fonts)
-        if "stored_template_problem" in timings:
+        if "stored_snapshot_problem" in timings:
             log.warning(
-                "the stored template did not restore; made a new one", problem=timings["stored_template_problem"]
+                "the stored snapshot did not restore; made a new one", problem=timings["stored_snapshot_problem"]
             )
-        if timings["template_source"] == "made":
+        if timings["snapshot_source"] == "made":
             # Before this page's first job: what is stored never saw a job's code.
             saving = time.perf_counter()
             await self.stored.save(page.page)
-            page.start_timings["template_stored_ms"] = round((time.perf_counter() - saving) * 1000)
+            page.start_timings["snapshot_stored_ms"] = round((time.perf_counter() - saving) * 1000)
         first = not self._opened  # the first page of this renderer: from now on it takes jobs
         self._opened = True
         log.info(
@@ -203,7 +203,7 @@ class PagePool:
                     pages.append({"page": page.number, **numbers})
         if not pages:
             return {"pages": []}
-        first = {key: pages[0].get(key) for key in ("isolation", "templateSource")}
+        first = {key: pages[0].get(key) for key in ("isolation", "snapshotSource")}
         return {"pages": pages, **pooled(pages), **first, "pagesReady": len(pages)}
 
     def _spawn(self, coro) -> None:

@@ -26,7 +26,7 @@ class UnsafeSvg(Exception):
 def sanitize_svg(svg: str) -> str:
     try:
         cleaned = filter_svg(svg.encode(), keep_data_url_mime_types=KEEP_DATA_URLS).decode()
-    except Exception as exc:  # noqa: BLE001  (the binding raises plain exceptions)
+    except Exception as exc:  # the binding raises plain exceptions
         raise UnsafeSvg(f"the SVG could not be sanitised: {exc}") from exc
     cleaned = cleaned.removeprefix(XML_DECLARATION).lstrip()
     try:

@@ -126,7 +126,7 @@ class Renderer:
         )
 
     async def stats(self) -> dict:
-        """Jobs so far, the interpreter pool's own numbers (boots, boot time median and p95), and
+        """Jobs so far, the interpreter pool's own numbers (restores, their median and p95), and
         what Chromium's sandbox looks like right now (uid, seccomp, no_new_privs per process type)."""
         return {
             "renderer_id": self.settings.renderer_id,

@@ -6,6 +6,9 @@
                      ``job`` message per change, each with its stream offset
 ``GET /api/jobs/ID``  one job as the page shows it (for ``?job=`` links to a
                      result older than the history a page gets)
+``GET /api/jobs/ID/figures/N.{png,svg}``  one figure's file, as the gateway serves it
+                     (shared/figure_files.py): the page's PNG downloads, and SVGs too
+                     large for its WebSocket messages
 ``GET /healthz``, ``/readyz``
 ``GET /metrics``     Prometheus metrics (shared/metrics.py): WebSocket clients, the events follower
 
@@ -16,7 +19,6 @@ mistaken ``innerHTML`` in the page's own script would throw, not render).
 """
 
 import asyncio
-import base64
 import contextlib
 
 import structlog
@@ -27,6 +29,7 @@ from services.viewer.live import LiveJobs
 from shared.assets import AssetStore
 from shared.auth import ApiKeys
 from shared.events import EventFollower
+from shared.figure_files import FigureFiles
 from shared.health import add_health_routes, when
 from shared.http_errors import error_response, handle_unexpected_errors, json_http_errors, unexpected_errors
 from shared.http_input import bounded_int
@@ -39,6 +42,7 @@ log = structlog.get_logger(__name__)
 
 LIVE = web.AppKey("live", LiveJobs)
 ASSETS = web.AppKey("assets", AssetStore)
+FILES = web.AppKey("files", FigureFiles)
 FOLLOWER = web.AppKey("follower", EventFollower)
 METRICS = web.AppKey("metrics", ViewerMetrics)
 
@@ -70,9 +74,14 @@ async def add_security_headers(request: web.Request, handler):
     return response
 
 
+# What the page imports from the shared runtime (the job's words, shared/vocabulary.py), beside its own files.
+RUNTIME_MODULES = ("vocabulary.mjs",)
+
+
 async def _static(request: web.Request, path: str) -> web.Response:
     # The first request for a file reads it from disk: off the event loop.
-    asset = await asyncio.to_thread(request.app[ASSETS].get, f"viewer/{path}")
+    folder = "runtime" if path in RUNTIME_MODULES else "viewer"
+    asset = await asyncio.to_thread(request.app[ASSETS].get, f"{folder}/{path}")
     if asset is None:
         raise web.HTTPNotFound()
     return web.Response(
@@ -109,35 +118,23 @@ def figure_number(request: web.Request) -> int:
     return bounded_int(request.match_info["index"], 0, LARGEST_FIGURE_INDEX)
 
 
-async def png(request: web.Request) -> web.Response:
-    """A figure's PNG, for the page's download link (PNGs are not pushed over the WebSocket)."""
-    figure = _figure(request)
-    if figure is None or figure.png is None:
-        return web.json_response({"error": "no such PNG (unknown job, or it asked for no PNG)"}, status=404)
-    name = f"{request.match_info['job_id']}-{figure_number(request)}.png"
-    return web.Response(
-        body=await asyncio.to_thread(base64.b64decode, figure.png),
-        content_type="image/png",
-        headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
-    )
+# 404s say what the page asked for: a PNG only exists when the job asked for one.
+NO_SUCH_FILE = {
+    "png": "no such PNG (unknown job, or it asked for no PNG)",
+    "svg": "no such SVG (unknown job or figure)",
+}
 
 
-async def svg(request: web.Request) -> web.Response:
-    """A figure's SVG, for figures too large to travel inside WebSocket messages (live.py)."""
+async def figure_file(request: web.Request) -> web.Response:
+    """A figure's PNG (the page's download link: PNGs are not pushed over the WebSocket) or SVG
+    (for figures too large to travel inside WebSocket messages: live.py); never cached."""
+    fmt = request.match_info["format"]
     figure = _figure(request)
-    if figure is None or figure.svg is None:
-        return web.json_response({"error": "no such SVG (unknown job or figure)"}, status=404)
-    name = f"{request.match_info['job_id']}-{figure_number(request)}.svg"
-    return web.Response(
-        text=figure.svg,
-        content_type="image/svg+xml",
-        headers={
-            # Shown only as <img>; opened on its own it may still run nothing.
-            "Content-Security-Policy": "sandbox",
-            "Content-Disposition": f'inline; filename="{name}"',
-            "Cache-Control": "no-store",
-        },
-    )
+    if figure is None or getattr(figure, fmt) is None:
+        return web.json_response({"error": NO_SUCH_FILE[fmt]}, status=404)
+    name = f"{request.match_info['job_id']}-{figure_number(request)}"
+    files = request.app[FILES]
+    return await asyncio.to_thread(files.response, figure, fmt, name, download=fmt == "png", cache_control="no-store")
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
@@ -205,13 +202,13 @@ def create_app(
     handle_unexpected_errors(app)
     app[SETTINGS], app[LIVE], app[ASSETS], app[FOLLOWER] = settings, live, assets, follower
     app[ORIGINS] = AllowedOrigins(settings)
+    app[FILES] = FigureFiles(assets)
     app[METRICS] = metrics = metrics or ViewerMetrics()
     metrics.watch_follower(follower)
     app.router.add_get("/", page)
     app.router.add_get("/ws", websocket)
     app.router.add_get("/api/jobs/{job_id:[0-9a-f]{1,64}}", job)
-    app.router.add_get(r"/api/jobs/{job_id:[0-9a-f]{1,64}}/figures/{index:\d+}.png", png)
-    app.router.add_get(r"/api/jobs/{job_id:[0-9a-f]{1,64}}/figures/{index:\d+}.svg", svg)
+    app.router.add_get(r"/api/jobs/{job_id:[0-9a-f]{1,64}}/figures/{index:\d+}.{format:png|svg}", figure_file)
     app.router.add_get("/static/{path:[A-Za-z0-9_.-]+}", static)
     add_health_routes(
         app,

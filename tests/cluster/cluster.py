@@ -136,7 +136,7 @@ class Cluster:
 
     def start_node(self, node: Node, *, wait: bool = True) -> None:
         """Start (or restart, keeping its data: it rejoins the cluster by itself) one node."""
-        log = open(node.home / "log" / "stdout.log", "ab")  # noqa: SIM115  (the child keeps it)
+        log = open(node.home / "log" / "stdout.log", "ab")  # the child keeps it
         node.proc = subprocess.Popen(
             [str(RABBITMQ_BIN / "rabbitmq-server")],
             env=self._node_env(node),

@@ -337,25 +337,25 @@ def test_stop_recovers_from_a_runaway_loop(client_page):
     run = run_local(page, example="scatter")
     assert run["error"] is None
     expect(page.locator("#local-plots .js-plotly-plot .gtitle")).to_have_text("Example scatter")
-    how = "restored from the template" if restart["restored"] else "booted: the template was not made yet"
+    how = "restored from the snapshot" if restart["restored"] else "started from scratch: the snapshot was not made yet"
     record(f"client page: a fresh interpreter after Stop was ready in {restart['initMs'] / 1000:.2f} s ({how})")
 
 
 def test_repeat_visit_restores_the_interpreter_this_browser_saved(profile, e2e, first_visit):
     first_page, first, first_network, first_files, first_bytes = first_visit
-    assert first["restored"] is False  # a first visit boots Python (and numpy/pandas are not fetched)
-    # After its first boot the page makes its interpreter template in the background and stores it.
-    first_page.wait_for_function("() => window.plotfarmClient.template() !== 'making'", timeout=BOOT)
-    first_page.wait_for_function("() => ['saved', 'restored'].includes(window.plotfarmClient.template())", timeout=BOOT)
+    assert first["restored"] is False  # a first visit starts Python from scratch (and numpy/pandas are not fetched)
+    # After its first boot the page makes its interpreter snapshot in the background and stores it.
+    first_page.wait_for_function("() => window.plotfarmClient.snapshot() !== 'making'", timeout=BOOT)
+    first_page.wait_for_function("() => ['saved', 'restored'].includes(window.plotfarmClient.snapshot())", timeout=BOOT)
     first_plotly_at_ms = first_page.evaluate("() => window.plotfarmClient.plotlyReadyAt()")
     page, repeat, repeat_network, repeat_files, repeat_bytes = visit(profile, e2e)
     try:
         assert repeat["restored"] is True, repeat
-        assert page.evaluate("() => window.plotfarmClient.template()") == "restored"
+        assert page.evaluate("() => window.plotfarmClient.snapshot()") == "restored"
         run = run_local(page, example="scatter")
         assert run["error"] is None
         expect(page.locator("#local-plots .js-plotly-plot .gtitle")).to_have_text("Example scatter")
-        # numpy and pandas were not in the template: they load on demand as on a first visit.
+        # numpy and pandas were not in the snapshot: they load on demand as on a first visit.
         pandas_run = run_local(
             page,
             code="import pandas as pd\nimport plotly.express as px\npx.bar(pd.DataFrame({'a': [1, 2]}), y='a').show()",
@@ -374,8 +374,8 @@ def test_repeat_visit_restores_the_interpreter_this_browser_saved(profile, e2e, 
         f"{first['pyodide_ms'] / 1000:.1f} s, packages {first['packages_ms'] / 1000:.1f} s, import plotly "
         f"{first['import_ms'] / 1000:.1f} s; plotly.js ready {first_plotly_at_ms / 1000:.1f} s after navigation); "
         f"repeat visit {repeat['initMs'] / 1000:.2f} s, restored from the "
-        f"template this browser saved ({repeat['snapshot_mb'] + repeat['files_mb']:.0f} MB read from the browser's OPFS in "
-        f"{repeat['template_read_ms'] / 1000:.2f} s, restored "
+        f"snapshot this browser saved ({repeat['snapshot_mb'] + repeat['files_mb']:.0f} MB read from the browser's OPFS in "
+        f"{repeat['snapshot_read_ms'] / 1000:.2f} s, restored "
         f"{repeat['restore_ms'] / 1000:.2f} s, worker ready {repeat['total_ms'] / 1000:.2f} s; {repeat_network} of {repeat_files} "
         f"files over the network; plotly.js, run once Python was ready, ready {plotly_at_ms / 1000:.2f} s after navigation)"
     )

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from services.renderer.browser import descendants
+from shared import procfs
 from tests.faults.conftest import RENDERERS, new_run
 from tests.faults.load import SCALE, scaled
 
@@ -30,17 +30,13 @@ POISON = (
 
 def chromium_root(renderer_pid: int) -> int | None:
     """The main Chromium process a renderer started (its parent is not Chromium)."""
-    for pid in descendants(renderer_pid):
+    for pid in procfs.descendants(renderer_pid):
         try:
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                argv0 = handle.read().split(b"\0")[0]
-            with open(f"/proc/{pid}/stat") as handle:
-                parent = int(handle.read().rsplit(")", 1)[1].split()[1])
-            with open(f"/proc/{parent}/cmdline", "rb") as handle:
-                parent_argv0 = handle.read().split(b"\0")[0]
+            argv0 = (procfs.command_line(pid) or [""])[0]
+            parent_argv0 = (procfs.command_line(procfs.parent(pid)) or [""])[0]
         except (OSError, ValueError, IndexError):
             continue
-        if argv0.endswith(b"chromium") and not parent_argv0.endswith(b"chromium"):
+        if argv0.endswith("chromium") and not parent_argv0.endswith("chromium"):
             return pid
     return None
 

@@ -49,7 +49,7 @@ def pytest_runtest_makereport(item, call):
 
 
 def pytest_terminal_summary(terminalreporter):
-    from tests.integration import test_fidelity  # noqa: PLC0415  (its results, if it ran)
+    from tests.integration import test_fidelity  # its results, if it ran
 
     if test_fidelity.RESULTS:
         terminalreporter.section("fidelity: every trace type, plotfarm vs Kaleido")

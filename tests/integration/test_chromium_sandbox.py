@@ -25,43 +25,38 @@ import urllib.request
 
 import pytest
 
-from services.renderer.browser import CHROMIUM_USER, descendants
+from services.renderer.browser import CHROMIUM_USER
+from shared import procfs
 from tests.integration.conftest import RENDERERS
 from tests.support import ROOT
 
 pytestmark = pytest.mark.integration
 
 AS_ROOT = os.geteuid() == 0
-HOST_USER_NS = os.readlink("/proc/1/ns/user") if os.access("/proc/1/ns/user", os.R_OK) else None
 
 
-def status(pid: int) -> dict[str, str]:
-    with open(f"/proc/{pid}/status") as handle:
-        return dict(line.rstrip("\n").split(":\t", 1) for line in handle if ":\t" in line)
+def host_user_namespace() -> str | None:
+    """pid 1's user namespace; None where we may not look at it (not root)."""
+    try:
+        return procfs.namespace(1, "user")
+    except OSError:
+        return None
 
 
-def words(pid: int) -> list[str]:
-    """argv; Chromium's child processes rewrite theirs into one string of words."""
-    with open(f"/proc/{pid}/cmdline", "rb") as handle:
-        return handle.read().replace(b"\0", b" ").decode(errors="replace").split()
+HOST_USER_NS = host_user_namespace()
 
 
 def maps_host_root(pid: int) -> bool:
     """Does the process's user namespace map any uid to host uid 0? (read from the host's namespace)"""
-    with open(f"/proc/{pid}/uid_map") as handle:
-        for line in handle:
-            _inside, outside, count = (int(x) for x in line.split())
-            if outside <= 0 < outside + count:
-                return True
-    return False
+    return any(outside <= 0 < outside + count for _inside, outside, count in procfs.uid_map(pid))
 
 
 def chromium_of(renderer: str, stack) -> dict[str, list[int]]:
     """The Chromium processes under one renderer service, by type (browser, zygote, renderer, ...)."""
     by_type: dict[str, list[int]] = {}
-    for pid in descendants(stack.processes[renderer].proc.pid):
+    for pid in procfs.descendants(stack.processes[renderer].proc.pid):
         try:
-            argv = words(pid)
+            argv = procfs.command_words(pid)
         except OSError:
             continue
         if argv and os.path.basename(argv[0]) == "chromium":
@@ -87,17 +82,17 @@ def test_processes_that_run_job_code_are_sandboxed(renderer, chromium):
     pids = chromium[renderer].get("renderer", [])
     assert pids, f"no Chromium renderer processes under {renderer}: {chromium[renderer]}"
     for pid in pids:
-        facts = status(pid)
+        facts = procfs.status(pid)
         uids = [int(u) for u in facts["Uid"].split()]
-        own_user_ns = os.readlink(f"/proc/{pid}/ns/user") != HOST_USER_NS
+        own_user_ns = procfs.namespace(pid, "user") != HOST_USER_NS
         assert all(uids) or (own_user_ns and not maps_host_root(pid)), f"pid {pid}: Uid {facts['Uid']}"
         assert facts["Seccomp"] == "2", f"pid {pid}: Seccomp {facts['Seccomp']} (2 = a seccomp-bpf filter)"
         assert facts["NoNewPrivs"] == "1", f"pid {pid}: NoNewPrivs {facts['NoNewPrivs']}"
         assert int(facts["CapEff"], 16) == 0, f"pid {pid}: CapEff {facts['CapEff']}"
         # Chromium's namespace sandbox: a user and a PID namespace of its own (and no network).
         assert own_user_ns
-        assert os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid")
-        assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink(f"/proc/{chromium[renderer]['browser'][0]}/ns/net")
+        assert procfs.namespace(pid, "pid") != procfs.namespace("self", "pid")
+        assert procfs.namespace(pid, "net") != procfs.namespace(chromium[renderer]["browser"][0], "net")
 
 
 @pytest.mark.parametrize("renderer", RENDERERS)
@@ -105,11 +100,10 @@ def test_no_chromium_process_runs_as_root_or_sees_the_renderers_environment(rend
     everything = [pid for pids in chromium[renderer].values() for pid in pids]
     assert chromium[renderer].get("browser"), chromium[renderer]
     for pid in everything:
-        uids = [int(u) for u in status(pid)["Uid"].split()]
-        assert all(uids), f"pid {pid} ({words(pid)[:2]}) runs as uid {uids}"
+        uids = [int(u) for u in procfs.status(pid)["Uid"].split()]
+        assert all(uids), f"pid {pid} ({procfs.command_words(pid)[:2]}) runs as uid {uids}"
     browser = chromium[renderer]["browser"][0]
-    with open(f"/proc/{browser}/environ", "rb") as handle:
-        environment = handle.read().decode(errors="replace").split("\0")
+    environment = procfs.environment(browser)
     leaked = [v.split("=", 1)[0] for v in environment if v.startswith(("PLOTFARM_", "PYTHONPATH"))]
     assert not leaked, f"Chromium sees {leaked}"
 
@@ -123,13 +117,13 @@ def test_as_root_chromium_and_the_asset_server_run_as_the_unprivileged_system_us
     servers = chromium[renderer].get("asset-server", [])
     assert len(servers) == 1, chromium[renderer]
     for pid in (browser, servers[0]):
-        facts = status(pid)
+        facts = procfs.status(pid)
         assert facts["Uid"].split() == [str(user.pw_uid)] * 4, facts["Uid"]
         assert facts["Gid"].split() == [str(user.pw_gid)] * 4, facts["Gid"]
         assert facts["Groups"].strip() == "", f"supplementary groups: {facts['Groups']}"
         assert int(facts["CapEff"], 16) == 0 and int(facts["CapPrm"], 16) == 0
         assert facts["NoNewPrivs"] == "1"
-    profile = next(a.split("=", 1)[1] for a in words(browser) if a.startswith("--user-data-dir="))
+    profile = next(a.split("=", 1)[1] for a in procfs.command_words(browser) if a.startswith("--user-data-dir="))
     assert os.stat(profile).st_uid == user.pw_uid
 
 
@@ -185,7 +179,7 @@ def test_as_root_a_checkout_the_unprivileged_user_cannot_enter_still_serves(stac
         "renderer-locked-checkout", PLOTFARM_WEB_DIR=str(web), PLOTFARM_WHEELS_DIR=str(build / "wheels")
     )
     try:
-        stack.wait_ready(renderer, timeout=120)  # the page loaded Pyodide, plotly.js and the template from it
+        stack.wait_ready(renderer, timeout=120)  # the page loaded Pyodide, plotly.js and the snapshot from it
         with urllib.request.urlopen(f"{renderer.url}/stats", timeout=10) as response:
             report = json.load(response)["chromium"]
         assert report["sandbox"] == "on" and report["problem"] is None, report

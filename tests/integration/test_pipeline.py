@@ -100,11 +100,11 @@ async def test_numpy_pandas_and_plotly_express_work(api):
     assert result["status"] == "done", result.get("error")
     assert "squares" in result["figures"][0]["svg"]
     assert result["stdout"].split() == ["2.0.2", "2.2.3"]
-    assert result["packages"] == []  # preloaded in the template: nothing to load
+    assert result["packages"] == []  # preloaded in the snapshot: nothing to load
 
 
 async def test_packages_load_on_demand_from_the_imports(api):
-    """scipy is not in the template: the job's imports load it, verified, for this job only."""
+    """scipy is not in the snapshot: the job's imports load it, verified, for this job only."""
     code = (
         "import numpy as np\nfrom scipy import stats\nimport plotly.graph_objects as go\n"
         "x = np.linspace(-3, 3, 61)\ngo.Figure(go.Scatter(x=x, y=stats.norm.pdf(x))).update_layout(title='normal pdf').show()\n"

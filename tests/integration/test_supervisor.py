@@ -10,6 +10,7 @@ import urllib.request
 
 import pytest
 
+from shared import procfs
 from tests.support import ROOT, delete_namespace, free_port, new_namespace, wait_http_ok
 
 pytestmark = pytest.mark.integration
@@ -17,17 +18,11 @@ pytestmark = pytest.mark.integration
 
 def child_pids(parent: int) -> dict[int, str]:
     found = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
-                with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                    cmdline = handle.read().replace(b"\0", b" ").decode()
-            except (OSError, ValueError, IndexError):
-                continue
-            if ppid == parent:
-                found[int(entry)] = cmdline
+    for pid in procfs.children(parent):
+        try:
+            found[pid] = " ".join(procfs.command_line(pid))
+        except OSError:
+            continue
     return found
 
 

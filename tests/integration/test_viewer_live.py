@@ -5,6 +5,8 @@ import asyncio
 import aiohttp
 import pytest
 
+from shared.figure_files import SVG_POLICY
+
 pytestmark = pytest.mark.integration
 
 SEED = (
@@ -81,7 +83,7 @@ async def test_large_svgs_are_sent_as_urls_and_every_message_stays_small(stack, 
         assert figure["svg_url"] == f"api/jobs/{accepted['job_id']}/figures/0.svg"
         async with session.get(f"{stack.viewer_url}/{figure['svg_url']}") as response:
             assert response.status == 200 and response.content_type == "image/svg+xml"
-            assert response.headers["Content-Security-Policy"] == "sandbox"
+            assert response.headers["Content-Security-Policy"] == SVG_POLICY  # as the gateway sends it
             assert "Big one" in await response.text()
         async with session.ws_connect(f"{stack.viewer_url}/ws") as ws:  # a page opening now
             hello = await ws.receive(timeout=10)

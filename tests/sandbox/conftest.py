@@ -13,7 +13,7 @@ import time
 import aiohttp
 import pytest
 
-from services.renderer.browser import descendants
+from shared import procfs
 from tests.support import Api, Stack, new_stack
 
 OUTCOMES: list[dict] = []
@@ -83,10 +83,9 @@ def renderer_memory_mb(stack: Stack) -> int:
     """Resident memory of the renderer and everything it started (Chromium included)."""
     root = stack.processes["sandboxed-renderer"].proc.pid
     total_kb = 0
-    for pid in [root, *descendants(root)]:
+    for pid in [root, *procfs.descendants(root)]:
         try:
-            with open(f"/proc/{pid}/status") as handle:
-                total_kb += next((int(line.split()[1]) for line in handle if line.startswith("VmRSS:")), 0)
+            total_kb += procfs.rss_kb(pid)
         except OSError:
             pass
     return total_kb // 1024

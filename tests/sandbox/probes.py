@@ -13,7 +13,7 @@ on it: a new storage API in Chromium must get a planter here, not go unnoticed.
 
 import json
 
-TEMPLATE = r"""
+SNAPSHOT = r"""
 import asyncio
 import json
 import re
@@ -182,4 +182,4 @@ go.Figure(go.Bar(y=[1])).show()
 
 
 def storage_probe(mode: str, secret: str) -> str:
-    return TEMPLATE.replace("__SETTINGS__", repr(json.dumps([mode, secret])))
+    return SNAPSHOT.replace("__SETTINGS__", repr(json.dumps([mode, secret])))

@@ -44,9 +44,9 @@ CANARIES = {
     "build_root": f"CANARY-BUILD-ROOT-{TOKEN}",
     "precompiled": f"CANARY-PRECOMPILED-{TOKEN}",
     "packages": f"CANARY-PACKAGES-{TOKEN}",
-    "templates": f"CANARY-TEMPLATES-{TOKEN}",
+    "snapshots": f"CANARY-SNAPSHOTS-{TOKEN}",
 }
-TEMPLATE_KEY = "0123456789ab"  # a stored template (services/renderer/stored_template.py)
+SNAPSHOT_KEY = "0123456789ab"  # a stored snapshot (services/renderer/stored_snapshot.py)
 SERVER = """
 import sys
 from aiohttp import web
@@ -54,7 +54,7 @@ from services.renderer.asset_server import make_app
 from shared.assets import AssetStore
 from shared.settings import get_settings
 settings = get_settings()
-web.run_app(make_app(AssetStore(settings), settings.template_store_dir), host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+web.run_app(make_app(AssetStore(settings), settings.snapshot_store_dir), host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 """
 
 
@@ -86,16 +86,16 @@ def layout(tmp: Path) -> Path:
     (build / "precompiled" / "canary.bin").write_text(CANARIES["precompiled"])
     link_each(REAL_BUILD / "pyodide-packages", build / "pyodide-packages")
     (build / "pyodide-packages" / "canary-1.0-py3-none-any.whl").write_text(CANARIES["packages"])
-    stored = tmp / "templates" / TEMPLATE_KEY
+    stored = tmp / "snapshots" / SNAPSHOT_KEY
     stored.mkdir(parents=True)
-    (stored / "template.json").write_text("{}")
-    (stored / "template.bin").write_bytes(b"\0" * 1000)
-    (stored / "canary.txt").write_text(CANARIES["templates"])
-    (tmp / "templates" / "canary.txt").write_text(CANARIES["templates"])
+    (stored / "snapshot.json").write_text("{}")
+    (stored / "snapshot.bin").write_bytes(b"\0" * 1000)
+    (stored / "canary.txt").write_text(CANARIES["snapshots"])
+    (tmp / "snapshots" / "canary.txt").write_text(CANARIES["snapshots"])
     (stored.parent / "ABCDEF012345").symlink_to(stored)  # not a key this server would make
     (stored / "escape.bin").symlink_to(tmp / "secret.txt")
     (stored.parent / "bbbbbbbbbbbb").mkdir()
-    (stored.parent / "bbbbbbbbbbbb" / "template.json").symlink_to(tmp / "secret.txt")
+    (stored.parent / "bbbbbbbbbbbb" / "snapshot.json").symlink_to(tmp / "secret.txt")
     return tmp
 
 
@@ -108,7 +108,7 @@ def asset_server(tmp_path_factory):
         "PYTHONPATH": str(ROOT),
         "PLOTFARM_WEB_DIR": str(tree / "web"),
         "PLOTFARM_WHEELS_DIR": str(tree / "build" / "wheels"),
-        "PLOTFARM_TEMPLATE_STORE_DIR": str(tree / "templates"),
+        "PLOTFARM_SNAPSHOT_STORE_DIR": str(tree / "snapshots"),
     }
     process = subprocess.Popen([sys.executable, "-c", SERVER, str(port)], cwd=ROOT, env=env)
     deadline = time.monotonic() + 30
@@ -143,8 +143,8 @@ SERVED = [  # controls: the layout is right and the server answers
     "/pyodide/pyodide.mjs",
     "/pyodide/pyodide-lock.json",
     "/precompiled/base.json",
-    f"/templates/{TEMPLATE_KEY}/template.json",
-    f"/templates/{TEMPLATE_KEY}/template.bin",
+    f"/snapshots/{SNAPSHOT_KEY}/snapshot.json",
+    f"/snapshots/{SNAPSHOT_KEY}/snapshot.bin",
 ]
 
 REFUSED = [
@@ -183,17 +183,17 @@ REFUSED = [
     "/wheels/../canary.txt",
     "/pyodide/canary-1.0-py3-none-any.whl",
     "/pyodide/..%2f..%2fcanary.txt",
-    f"/templates/{TEMPLATE_KEY}/canary.txt",
-    f"/templates/{TEMPLATE_KEY}/escape.bin",
-    f"/templates/{TEMPLATE_KEY}/..%2fcanary.txt",
-    f"/templates/{TEMPLATE_KEY}/../canary.txt",
-    f"/templates/{TEMPLATE_KEY}/..%2f..%2fsecret.txt",
-    "/templates/ABCDEF012345/template.json",
-    "/templates/bbbbbbbbbbbb/template.json",
-    "/templates/..%2f..%2fsecret.txt/template.json",
-    "/templates/canary.txt",
-    f"/templates/{TEMPLATE_KEY}/",
-    f"/templates/{TEMPLATE_KEY}/template.json/..%2f..%2fcanary.txt",
+    f"/snapshots/{SNAPSHOT_KEY}/canary.txt",
+    f"/snapshots/{SNAPSHOT_KEY}/escape.bin",
+    f"/snapshots/{SNAPSHOT_KEY}/..%2fcanary.txt",
+    f"/snapshots/{SNAPSHOT_KEY}/../canary.txt",
+    f"/snapshots/{SNAPSHOT_KEY}/..%2f..%2fsecret.txt",
+    "/snapshots/ABCDEF012345/snapshot.json",
+    "/snapshots/bbbbbbbbbbbb/snapshot.json",
+    "/snapshots/..%2f..%2fsecret.txt/snapshot.json",
+    "/snapshots/canary.txt",
+    f"/snapshots/{SNAPSHOT_KEY}/",
+    f"/snapshots/{SNAPSHOT_KEY}/snapshot.json/..%2f..%2fcanary.txt",
     # build/ and node_modules/ files that are there but not listed
     "/precompiled/.installed",
     "/pyodide/.installed",
@@ -248,9 +248,7 @@ def test_the_asset_server_only_reads(asset_server, method):
 # ---- from a job --------------------------------------------------------------------
 
 # A layout image the renderer keeps and plotly.js draws: the probe works.
-CONTROL = (
-    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
-)
+CONTROL = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 FORBIDDEN = [  # a file the asset server serves, and real images in the project outside what it serves
     "/viewer/favicon.svg",
     "/docs/viewer.png",

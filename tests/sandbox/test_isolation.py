@@ -174,9 +174,9 @@ async def test_an_interpreter_numpy_grew_to_gigabytes_is_discarded_even_when_reu
     assert int(lines[1]) < 1024, f"the next job's interpreter has a {lines[1]} MiB heap"
 
 
-# ---- interpreters restored from one template -------------------------------------------------
+# ---- interpreters restored from one snapshot -------------------------------------------------
 #
-# Every interpreter of the pool is restored from one template, which the page keeps in
+# Every interpreter of the pool is restored from one snapshot, which the page keeps in
 # SharedArrayBuffers (the memory snapshot, the site-packages tree) so that it is copied once,
 # not once per interpreter. These tests attack that sharing from inside a job.
 
@@ -248,7 +248,7 @@ for name, attempt in attempts.items():
 print(json.dumps(outcome))
 """
 
-PROBE_TEMPLATE = """
+PROBE_SNAPSHOT = """
 import hashlib, json, os, sysconfig
 import plotly
 site = sysconfig.get_paths()["purelib"]
@@ -264,9 +264,9 @@ print(json.dumps({
 @pytest.fixture
 async def renderer_page():
     """The renderer's page on its own (real Chromium, real Pyodide), to look inside its workers."""
-    from services.renderer.browser import HeadlessBrowser  # noqa: PLC0415
-    from services.renderer.pages import PagePool  # noqa: PLC0415
-    from shared.settings import Settings  # noqa: PLC0415
+    from services.renderer.browser import HeadlessBrowser
+    from services.renderer.pages import PagePool
+    from shared.settings import Settings
 
     settings = Settings(isolation="job", renderer_concurrency=1)
     pool = PagePool(HeadlessBrowser(settings), settings)
@@ -279,7 +279,7 @@ async def renderer_page():
 
 async def test_restored_interpreters_share_no_buffer_a_job_can_reach(renderer_page):
     """From a job's worker nothing shared is reachable but its own interrupt flag; its heap is its own."""
-    from shared.messages import RenderJob, utcnow  # noqa: PLC0415
+    from shared.messages import RenderJob, utcnow
 
     job = RenderJob(job_id="walk", code=PARK_AND_WAIT, width=400, height=300, timeout_s=30, submitted_at=utcnow())
     running = asyncio.create_task(renderer_page.render(job))
@@ -297,23 +297,23 @@ async def test_restored_interpreters_share_no_buffer_a_job_can_reach(renderer_pa
     assert report is not None, "no worker ran the job"
     assert report["visited"] > 10_000, report  # it went through Pyodide's module, its FS and libraries
     sizes = [size for size, _path in report["shared"]]
-    assert sizes == [1], report["shared"]  # the interrupt flag: no template buffer is reachable
+    assert sizes == [1], report["shared"]  # the interrupt flag: no snapshot buffer is reachable
     assert report["heap"] == "[object ArrayBuffer]", report  # the interpreter's memory is not shared
 
 
-async def test_the_template_files_are_read_only_and_the_next_interpreter_gets_them_untouched(sandbox_api):
-    before = await sandbox_api.render(PROBE_TEMPLATE + SHOW)
+async def test_the_snapshot_files_are_read_only_and_the_next_interpreter_gets_them_untouched(sandbox_api):
+    before = await sandbox_api.render(PROBE_SNAPSHOT + SHOW)
     assert before["status"] == "done", before.get("error")
     pristine = json.loads(before["stdout"].strip().splitlines()[-1])
     planted = await sandbox_api.render(SITE_PACKAGES_WRITES + SHOW)
     assert planted["status"] == "done", planted.get("error")
     outcome = json.loads(planted["stdout"].strip().splitlines()[-1])
-    # Changing the template's files is refused (by their read-only modes, or by the filesystem);
+    # Changing the snapshot's files is refused (by their read-only modes, or by the filesystem);
     # new files are allowed (packages loaded on demand go there), and die with the interpreter.
     added = {name: outcome.pop(name) for name in ("create", "mkdir")}
     assert added == {"create": "succeeded", "mkdir": "succeeded"}, added
     assert set(outcome.values()) <= {"EACCES", "EROFS"}, outcome
-    probed = await sandbox_api.render(PROBE_TEMPLATE + ORDINARY)
+    probed = await sandbox_api.render(PROBE_SNAPSHOT + ORDINARY)
     assert probed["status"] == "done", probed.get("error")
     after = json.loads(probed["stdout"].strip().splitlines()[-1])
     assert after == {**pristine, "planted_file": False, "planted_text": False}, (pristine, after)

@@ -96,8 +96,8 @@ def test_token_bucket_refills_at_the_rate():
 
 async def test_another_tenants_job_is_404_at_once_even_with_wait(client_for):
     """No existence oracle: ?wait= on another tenant's job answers at once, as for an unknown id."""
-    import asyncio  # noqa: PLC0415
-    import time  # noqa: PLC0415
+    import asyncio
+    import time
 
     client, _ = await client_for(api_keys="alpha=a-key,beta=b-key")
     alpha, beta = {"X-API-Key": "a-key"}, {"X-API-Key": "b-key"}

@@ -7,7 +7,7 @@ import time
 
 from scripts.cpu import classify, cpu_seconds, kind_of, per_job_report
 from scripts.worker_profile import report
-from services.renderer.browser import descendants
+from shared.procfs import descendants
 
 
 def test_cpu_of_a_child_that_burns_is_counted_under_its_parent():

@@ -10,8 +10,9 @@ import json
 
 import pytest
 
-from shared.page_contract import OUTPUT_LIMIT_EXCEEDED, OutputLimits, RunOutput
+from shared.page_contract import OutputLimits, RunOutput
 from shared.settings import PROJECT_ROOT
+from shared.vocabulary import ErrorType
 
 LIMITS = OutputLimits(
     max_figures=3,
@@ -59,7 +60,7 @@ def test_limits(capture):
     assert out["error"] is None and [figure["data"][0]["y"] for figure in out["figures"]] == [[0], [1], [2]]
     assert out["warnings"] == ["5 figures were shown; the first 3 were kept (the limit per job)"]
     out = run(capture, "import plotly.graph_objects as go\ngo.Figure(go.Scatter(y=list(range(50_000)))).show()")
-    assert out["error"]["type"] == OUTPUT_LIMIT_EXCEEDED and "bytes of JSON" in out["error"]["message"]
+    assert out["error"]["type"] == ErrorType.OUTPUT_LIMIT_EXCEEDED and "bytes of JSON" in out["error"]["message"]
     out = run(capture, "print('x' * 500)\nimport plotly.graph_objects as go\ngo.Figure().show()")
     assert out["stdout"].startswith("x" * 100) and "output truncated" in out["stdout"]
 
@@ -125,7 +126,7 @@ def test_package_loading_errors_are_part_of_the_message(capture):
 
 
 def test_top_level_await_runs_as_a_coroutine(capture):
-    import asyncio  # noqa: PLC0415
+    import asyncio
 
     code = "import asyncio\nawait asyncio.sleep(0)\nimport plotly.graph_objects as go\nprint('awaited')\ngo.Figure().show()"
     pending = capture.run(code, json.dumps(LIMITS))

@@ -134,6 +134,6 @@ async def test_the_asset_route_checks_the_build_before_reading_and_reads_each_fi
 
 
 def assets_build(settings, assets) -> str:
-    from services.gateway.pages import ClientPages  # noqa: PLC0415
+    from services.gateway.pages import ClientPages
 
     return ClientPages(settings, AssetStore(settings)).build

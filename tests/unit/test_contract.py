@@ -8,8 +8,6 @@ from pydantic import ValidationError
 from services.renderer.consumer import build_result, internal_failure, sanitized
 from shared.messages import RenderJob, RenderResult, utcnow
 from shared.page_contract import (
-    OUTPUT_LIMIT_EXCEEDED,
-    RENDERER_ERROR,
     SCHEMA_PATH,
     OutputLimits,
     PageResult,
@@ -17,6 +15,7 @@ from shared.page_contract import (
     schema_text,
 )
 from shared.settings import Settings
+from shared.vocabulary import ErrorType
 
 SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><text>hi</text></svg>'
 
@@ -49,7 +48,7 @@ def test_the_schema_file_for_the_javascript_side_is_current():
 
 
 def test_older_results_with_svg_strings_still_parse():
-    from shared.messages import RenderResult  # noqa: PLC0415
+    from shared.messages import RenderResult
 
     result = RenderResult.model_validate({"job_id": "j", "status": "done", "figures": [SVG]})
     assert result.figures[0].svg == SVG and result.figures[0].png is None
@@ -74,16 +73,20 @@ def test_a_result_over_the_size_limit_fails_the_job_but_keeps_its_output():
     settings = Settings(_env_file=None, max_result_bytes=len(SVG) * 3)
     big = page_result(figures=[{"svg": SVG}] * 5, stdout="printed")
     result = build_result(job(), big, settings, started=utcnow(), attempt=1)
-    assert result.status == "failed" and result.error.type == OUTPUT_LIMIT_EXCEEDED
+    assert result.status == "failed" and result.error.type == ErrorType.OUTPUT_LIMIT_EXCEEDED
     assert "the limit is" in result.error.message and result.stdout == "printed" and result.figures == []
 
 
 def test_an_svg_or_png_over_its_limit_fails_the_job():
     limits = OutputLimits.from_settings(Settings(_env_file=None, max_svg_bytes=len(SVG) + 10, max_png_bytes=1000))
     checked = page_result(figures=[{"svg": SVG}, {"svg": SVG + " " * 100}]).within(limits)
-    assert checked.figures == [] and checked.error.type == OUTPUT_LIMIT_EXCEEDED and "figure 2" in checked.error.message
+    assert (
+        checked.figures == []
+        and checked.error.type == ErrorType.OUTPUT_LIMIT_EXCEEDED
+        and "figure 2" in checked.error.message
+    )
     checked = page_result(figures=[{"svg": SVG, "png": "A" * 2000}]).within(limits)
-    assert checked.error.type == OUTPUT_LIMIT_EXCEEDED and "bytes of PNG" in checked.error.message
+    assert checked.error.type == ErrorType.OUTPUT_LIMIT_EXCEEDED and "bytes of PNG" in checked.error.message
 
 
 def test_svgs_are_sanitised():
@@ -132,7 +135,7 @@ def test_a_figure_nested_too_deep_fails_the_job_instead_of_the_renderer():
         node["a"] = {}
         node = node["a"]
     bounded = bounded_answer(answer(figures=[{"svg": SVG, "spec": {"data": [], "layout": deep}}]), limits())
-    assert bounded.error.type == OUTPUT_LIMIT_EXCEEDED and "nested" in bounded.error.message
+    assert bounded.error.type == ErrorType.OUTPUT_LIMIT_EXCEEDED and "nested" in bounded.error.message
     assert bounded.model_dump_json()
     shallow = {"data": [{"z": [[1, 2], [3, 4]]}], "layout": {"template": {"data": {"bar": [{"marker": {}}]}}}}
     assert bounded_answer(answer(figures=[{"svg": SVG, "spec": shallow}]), limits()).error is None
@@ -155,19 +158,19 @@ def test_texts_are_cut_whatever_the_job_did_to_its_own_limits():
 
 def test_figures_beyond_their_limits_fail_the_job():
     too_many = bounded_answer(answer(figures=[{"svg": SVG}] * 30), limits(max_figures=20))
-    assert too_many.error.type == OUTPUT_LIMIT_EXCEEDED and too_many.figures == []
+    assert too_many.error.type == ErrorType.OUTPUT_LIMIT_EXCEEDED and too_many.figures == []
     big_spec = {"data": [{"y": list(range(100_000))}]}
     too_big = bounded_answer(answer(figures=[{"svg": SVG, "spec": big_spec}]), limits(max_figure_bytes=10_000))
-    assert too_big.error.type == OUTPUT_LIMIT_EXCEEDED and "bytes of JSON" in too_big.error.message
+    assert too_big.error.type == ErrorType.OUTPUT_LIMIT_EXCEEDED and "bytes of JSON" in too_big.error.message
 
 
 def test_an_answer_of_the_wrong_shape_fails_the_job_as_our_error():
     for wrong in (None, [], "text", {"figures": "no"}, answer(stdout=5), answer(extra=1)):
         bounded = bounded_answer(wrong, limits())
-        assert bounded.error.type == RENDERER_ERROR and bounded.model_dump_json()
+        assert bounded.error.type == ErrorType.RENDERER_ERROR and bounded.model_dump_json()
 
 
 def test_a_job_we_could_not_handle_still_gets_an_encodable_answer():
     result = internal_failure(job(), Settings(_env_file=None), ValueError("bad \ud800 thing"), attempt=2)
-    assert result.status == "failed" and result.error.type == RENDERER_ERROR and result.attempt == 2
+    assert result.status == "failed" and result.error.type == ErrorType.RENDERER_ERROR and result.attempt == 2
     assert "\\ud800" in RenderResult.model_validate_json(result.model_dump_json()).error.message

@@ -30,7 +30,7 @@ def test_the_viewer_gets_the_gateways_api_keys():
 
 def test_mcp_answers_the_names_it_is_reached_by():
     """DNS-rebinding protection stays on in containers: each setup lists the service's own names."""
-    from services.mcp.app import transport_security  # noqa: PLC0415
+    from services.mcp.app import transport_security
 
     compose = COMPOSE["services"]["mcp"]["environment"]["PLOTFARM_MCP_ALLOWED_HOSTS"]
     allowed = transport_security(compose).allowed_hosts
@@ -52,7 +52,7 @@ def _bytes(quantity: str) -> int:
 
 def test_the_renderers_memory_limit_holds_its_jobs_at_their_caps():
     """Every job in flight may fill its interpreter's capped memory and its worker's JavaScript heap at once."""
-    from shared.settings import Settings, renderer_memory_mb  # noqa: PLC0415
+    from shared.settings import Settings, renderer_memory_mb
 
     config = yaml.safe_load((ROOT / "deploy" / "k8s" / "config.yaml").read_text())["data"]
     env = {**config, **{name: v["value"] for name, v in k8s_env("renderer").items() if "value" in v}}

@@ -1,7 +1,7 @@
 """No figure fetches anything: URLs plotly.js would load are left out, in the renderer and in the HTML page.
 
 The renderer's rules (web/runtime/fidelity.mjs, run here under Node) and the
-gateway's for the standalone HTML (services/gateway/figure_files.py, for
+gateway's for the standalone HTML (shared/figure_files.py, for
 results published before the renderer had them) are checked on one figure
 holding a URL in every place plotly.js loads one from. Every URL to be left
 out has "BAD" in it; everything that must stay has "KEEP".
@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from services.gateway.figure_files import HTML_POLICY, standalone_html
+from shared.figure_files import HTML_POLICY, standalone_html
 from shared.settings import PROJECT_ROOT
 
 PNG = "data:image/png;base64,iVBORw0KGgoKEEP="

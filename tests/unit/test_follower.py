@@ -62,7 +62,7 @@ async def test_not_ready_says_why():
 
 
 async def test_on_stored_is_told_each_events_size_in_the_stream():
-    from shared.messages import JobStarted  # noqa: PLC0415
+    from shared.messages import JobStarted
 
     stored = []
     follower = EventFollower(

@@ -95,7 +95,7 @@ async def test_result_and_figure_are_served(gateway):
 
 
 async def test_every_format_is_served_with_its_type_and_a_sandbox(gateway):
-    import base64  # noqa: PLC0415
+    import base64
 
     client, index = await gateway()
     job_id = (await (await client.post("/api/jobs", json={"code": "x", "formats": ["svg", "png", "html"]})).json())[

@@ -24,7 +24,7 @@ async def _get(app, path: str, peer: str):
 
 
 async def _stats() -> dict:
-    return {"chromium": {"uid": 10001}, "pool": {"boots": 3}}
+    return {"chromium": {"uid": 10001}, "pool": {"restores": 3}}
 
 
 @pytest.mark.parametrize("peer", ["10.1.2.3", "192.168.0.9", "2001:db8::1", "::ffff:10.1.2.3", "203.0.113.7"])

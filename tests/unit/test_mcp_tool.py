@@ -20,7 +20,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
 from services.mcp.app import caller_key, create_app
-from services.mcp.gateway import GatewayClient, retry_after_seconds
+from services.mcp.gateway import GatewayClient
 from services.mcp.tool import RenderTool
 from shared.settings import Settings
 
@@ -273,13 +273,6 @@ async def test_an_unreachable_gateway_is_an_error():
     assert result.is_error and "unavailable" in texts(result)
     assert sleeps.waits == [1.0]
     await tool.gateway.aclose()
-
-
-def test_retry_after_parses_seconds_and_dates():
-    assert retry_after_seconds("5") == 5.0
-    assert retry_after_seconds(None) == 1.0
-    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
-    assert retry_after_seconds("soon") == 1.0
 
 
 # --- through the MCP protocol, over HTTP -------------------------------------------------

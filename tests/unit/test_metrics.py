@@ -299,9 +299,9 @@ class Page:
 
     def __init__(self):
         self.page = object()
-        self.numbers = {"fresh": 2, "booting": 1, "waiting": 0, "reusable": 0, "boots": 5, "bootFailures": 0}
-        self.numbers |= {"recycled": 3, "reused": 0, "templateMs": 4000.0, "bootMsMedian": 450, "bootMsP95": 700}
-        self.numbers |= {"recentBootMs": [300, 400, 450, 700, 800]}
+        self.numbers = {"fresh": 2, "restoring": 1, "waiting": 0, "reusable": 0, "restores": 5, "restoreFailures": 0}
+        self.numbers |= {"discarded": 3, "reused": 0, "snapshotMs": 4000.0, "restoreMsMedian": 450, "restoreMsP95": 700}
+        self.numbers |= {"recentRestoreMs": [300, 400, 450, 700, 800]}
         self.fail = False
 
     async def stats(self):
@@ -322,7 +322,7 @@ async def test_the_pool_numbers_are_read_from_the_page_at_each_scrape():
     assert value(samples, "plotfarm_interpreter_restore_recent_seconds", quantile="0.95") == 0.7
     assert value(samples, "plotfarm_jobs_in_flight") == 1
 
-    page.page, page.numbers["boots"], page.numbers["recycled"] = object(), 2, 0  # the page was replaced
+    page.page, page.numbers["restores"], page.numbers["discarded"] = object(), 2, 0  # the page was replaced
     samples = await scrape_metrics(metrics)
     assert value(samples, "plotfarm_interpreter_restores_total") == 7  # still counting up
     assert value(samples, "plotfarm_interpreters_discarded_total") == 3
@@ -341,23 +341,23 @@ async def test_each_restore_is_observed_once_into_the_restore_histogram():
     assert value(samples, "plotfarm_interpreter_restore_seconds_sum") == pytest.approx(2.65)
     samples = await scrape_metrics(metrics)  # nothing new: nothing observed twice
     assert value(samples, "plotfarm_interpreter_restore_seconds_count") == 5
-    page.numbers["boots"], page.numbers["recentBootMs"] = 7, [450, 700, 800, 1200, 2600]
+    page.numbers["restores"], page.numbers["recentRestoreMs"] = 7, [450, 700, 800, 1200, 2600]
     samples = await scrape_metrics(metrics)
     assert value(samples, "plotfarm_interpreter_restore_seconds_count") == 7
     assert value(samples, "plotfarm_interpreter_restore_seconds_sum") == pytest.approx(6.45)
-    page.page, page.numbers["boots"], page.numbers["recentBootMs"] = object(), 1, [900]  # a new page
+    page.page, page.numbers["restores"], page.numbers["recentRestoreMs"] = object(), 1, [900]  # a new page
     samples = await scrape_metrics(metrics)
     assert value(samples, "plotfarm_interpreter_restore_seconds_count") == 8
 
 
 def test_pool_counters_survive_a_page_that_starts_again_from_zero():
     counters, page = PoolCounters(), object()
-    counters.update(page, {"boots": 4})
-    counters.update(page, {"boots": 6})
-    counters.update(page, {"boots": 1})  # same object, counter went down: a new page
-    assert counters.total("boots") == 7
-    counters.update(page, {"boots": 3})
-    assert counters.total("boots") == 9
+    counters.update(page, {"restores": 4})
+    counters.update(page, {"restores": 6})
+    counters.update(page, {"restores": 1})  # same object, counter went down: a new page
+    assert counters.total("restores") == 7
+    counters.update(page, {"restores": 3})
+    assert counters.total("restores") == 9
 
 
 async def test_the_consumer_counts_a_result_once_it_is_confirmed_and_acked():
@@ -413,13 +413,13 @@ async def test_the_dashboard_asks_only_for_metrics_that_exist():
 
 async def test_the_pool_numbers_of_several_pages_add_up():
     first, second, metrics = Page(), Page(), RendererMetrics()
-    second.numbers |= {"fresh": 1, "boots": 3, "recentBootMs": [100, 200, 300]}
+    second.numbers |= {"fresh": 1, "restores": 3, "recentRestoreMs": [100, 200, 300]}
     metrics.watch_pool(Pool(first, second))
     samples = await scrape_metrics(metrics)
     assert value(samples, "plotfarm_interpreters_spare") == 3
     assert value(samples, "plotfarm_interpreter_restores_total") == 8
     assert value(samples, "plotfarm_interpreter_restore_seconds_count") == 8
-    second.page, second.numbers["boots"] = object(), 1  # the second page was replaced
+    second.page, second.numbers["restores"] = object(), 1  # the second page was replaced
     samples = await scrape_metrics(metrics)
     assert value(samples, "plotfarm_interpreter_restores_total") == 9
     second.fail = True  # being replaced: the first page's gauges alone

@@ -17,13 +17,14 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from services.gateway.app import create_app, job_view
-from services.gateway.openapi import openapi_document, request_model
+from services.gateway.openapi import openapi_document
 from services.gateway.validation import InvalidRequest, parse_job_request
 from shared.api_models import JobView
 from shared.broker import BrokerUnavailable
 from shared.jobs import JobIndex
-from shared.messages import CONTENT_TYPES, JobError, RenderResult
+from shared.messages import JobError, RenderResult
 from shared.settings import Settings
+from shared.vocabulary import CONTENT_TYPES, job_request_model
 
 GW = "http://gw"
 JSON = {"Content-Type": "application/json"}
@@ -149,7 +150,7 @@ def test_schemas_come_from_the_models_and_use_json_schema_words_only():
     assert (
         schemas["JobView"]["properties"].keys() == JobView.model_json_schema(mode="serialization")["properties"].keys()
     )
-    assert set(schemas["JobRequest"]["properties"]) == set(request_model(settings()).model_fields)
+    assert set(schemas["JobRequest"]["properties"]) == set(job_request_model(settings()).model_fields)
     timeout = schemas["JobRequest"]["properties"]["timeout_s"]
     assert timeout["anyOf"][0]["exclusiveMinimum"] == 0 and timeout["anyOf"][0]["maximum"] == 30
 

@@ -102,7 +102,7 @@ HOSTILE_STYLES = [
 
 def urls_left(svg: str) -> list[str]:
     """Whatever in the cleaned SVG still names something that is not a #fragment, as a browser would read it."""
-    from services.renderer.svg_urls import clean_css, tokenize  # noqa: PLC0415
+    from services.renderer.svg_urls import clean_css, tokenize
 
     problems = []
     for css in _css_texts(svg):
@@ -126,7 +126,7 @@ def urls_left(svg: str) -> list[str]:
 
 def _rough_references(css: str) -> list[str]:
     """What follows every url(, src(, image-set(... once comments and escapes are gone, and @import."""
-    import re  # noqa: PLC0415
+    import re
 
     text = re.sub(r"/\*.*?(\*/|$)", " ", css, flags=re.S)
     text = re.sub(r"\\([0-9a-fA-F]{1,6})\s?", lambda m: chr(int(m.group(1), 16)), text)
@@ -137,8 +137,8 @@ def _rough_references(css: str) -> list[str]:
 
 
 def _css_texts(svg: str) -> list[str]:
-    import html  # noqa: PLC0415
-    import re  # noqa: PLC0415
+    import html
+    import re
 
     texts = [
         html.unescape(value)
@@ -152,7 +152,7 @@ def _css_texts(svg: str) -> list[str]:
 
 @pytest.mark.parametrize("style", HOSTILE_STYLES)
 def test_urls_in_style_attributes_are_neutralised(style):
-    from xml.sax.saxutils import quoteattr  # noqa: PLC0415
+    from xml.sax.saxutils import quoteattr
 
     svg = f"{SVG_OPEN}<rect width='5' height='5' style={quoteattr(style)}/><text>kept</text></svg>"
     clean = sanitize_svg(svg)
@@ -162,7 +162,7 @@ def test_urls_in_style_attributes_are_neutralised(style):
 
 @pytest.mark.parametrize("style", HOSTILE_STYLES)
 def test_urls_in_style_elements_are_neutralised(style):
-    from xml.sax.saxutils import escape  # noqa: PLC0415
+    from xml.sax.saxutils import escape
 
     for body in (escape(f"rect {{ {style} }}"), f"<![CDATA[rect {{ {style} }}]]>"):
         clean = sanitize_svg(f"{SVG_OPEN}<style>{body}</style><rect width='5' height='5'/></svg>")
@@ -174,7 +174,7 @@ def test_urls_in_style_elements_are_neutralised(style):
     ['@import "/a.css"; rect{fill:red}', "@import url(/a.css);", "@IMPORT '/a.css';", "@\\69mport '/a.css';"],
 )
 def test_imports_are_neutralised(stylesheet):
-    from xml.sax.saxutils import escape  # noqa: PLC0415
+    from xml.sax.saxutils import escape
 
     clean = sanitize_svg(f"{SVG_OPEN}<style>{escape(stylesheet)}</style></svg>")
     assert not urls_left(clean), clean
@@ -204,8 +204,8 @@ def test_local_references_survive_in_every_spelling():
         '<g clip-path="url(#c1)"><rect style="fill: url(#g1); stroke: url(&quot;#g2&quot;)" width="5" height="5"/>'
         "<rect style=\"fill:url('#g3')\"/></g><style>rect { fill: url(#g4) }</style></svg>"
     )
-    import html  # noqa: PLC0415
-    import re  # noqa: PLC0415
+    import html
+    import re
 
     clean = html.unescape(sanitize_svg(svg))
     for name in ("c1", "g1", "g2", "g3", "g4"):
@@ -221,9 +221,9 @@ def test_a_real_plotly_svg_survives_intact():
 @pytest.mark.parametrize("style", HOSTILE_STYLES)
 def test_the_url_pass_alone_neutralises_them(style):
     """svg-hush happens to mangle some spellings itself; the pass after it must not depend on that."""
-    from xml.sax.saxutils import escape, quoteattr  # noqa: PLC0415
+    from xml.sax.saxutils import escape, quoteattr
 
-    from services.renderer.svg_urls import clean_svg_urls  # noqa: PLC0415
+    from services.renderer.svg_urls import clean_svg_urls
 
     for svg in (
         f"{SVG_OPEN}<rect style={quoteattr(style)}/></svg>",
@@ -237,7 +237,7 @@ def test_the_url_pass_alone_neutralises_them(style):
 
 
 def test_character_references_cannot_hide_a_url():
-    from services.renderer.svg_urls import clean_svg_urls  # noqa: PLC0415
+    from services.renderer.svg_urls import clean_svg_urls
 
     clean = clean_svg_urls(f'{SVG_OPEN}<rect style="fill:&#117;&#x72;l(/x)" fill="&#x75;rl(/y)"/></svg>')
     rect = clean[clean.index("<rect") :]
@@ -254,7 +254,7 @@ def test_character_references_cannot_hide_a_url():
     ],
 )
 def test_what_the_pass_cannot_read_is_refused(svg):
-    from services.renderer.svg_urls import UnreadableSvg, clean_svg_urls  # noqa: PLC0415
+    from services.renderer.svg_urls import UnreadableSvg, clean_svg_urls
 
     with pytest.raises(UnreadableSvg):
         clean_svg_urls(svg)

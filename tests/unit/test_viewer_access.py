@@ -228,7 +228,7 @@ async def test_an_untrusted_peer_cannot_claim_https():
     ],
 )
 async def test_the_key_redirect_stays_on_this_server(path):
-    from yarl import URL  # noqa: PLC0415
+    from yarl import URL
 
     client = await viewer_client(viewer_require_key=True)
     try:

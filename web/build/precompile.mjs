@@ -8,7 +8,7 @@
 //        OUT_DIR/base.json, .bin    site-packages of the --base wheels (plotly and
 //                                   what it needs): every interpreter starts with them
 //        OUT_DIR/preload.json, .bin the --preload wheels (numpy, pandas, ...): the
-//                                   renderer's template interpreter imports them
+//                                   renderer's snapshot interpreter imports them
 // Each .json is {site, paths, sizes, mtimes, dynlibs}; its .bin holds the
 // files' bytes, concatenated. `dynlibs` lists the WebAssembly shared libraries
 // (.so) in load order. The .pyc files are "unchecked hash" pycs: valid

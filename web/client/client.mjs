@@ -9,7 +9,8 @@
 
 import { configure, prepareFigure } from "../runtime/fidelity.mjs";
 import { Interpreter } from "../runtime/interpreter.mjs";
-import { forgetTemplate, hasSavedTemplate } from "../runtime/template-cache.mjs";
+import { forgetSnapshot, hasSavedSnapshot } from "../runtime/snapshot-cache.mjs";
+import { ERROR, FINAL_STATUSES, STATUS } from "../runtime/vocabulary.mjs";
 
 // Trusted Types (required by the page's CSP) turn every string-to-code and
 // string-to-HTML sink into an error unless a policy lets the value through.
@@ -34,17 +35,17 @@ if (window.trustedTypes && window.trustedTypes.createPolicy) {
 const $ = (id) => document.getElementById(id);
 const config = JSON.parse($("plotfarm-config").textContent);
 const editor = $("code");
-const FINAL = new Set(["done", "failed"]);
+const FINAL = new Set(FINAL_STATUSES);
 const INDENT = "    ";
 
 const assetBase = new URL("../", import.meta.url).href;
 const interpreter = new Interpreter({ assetBase });
-// This browser's interpreter template (runtime/template-cache.mjs): a worker
+// This browser's interpreter snapshot (runtime/snapshot-cache.mjs): a worker
 // restores from the stored one if there is one for this build; if not, this
-// page makes one after its first boot and stores it.
-let templateState = "none"; // none | restoring | restored | making | saved | failed: why
-const templateSaved = hasSavedTemplate(assetBase).catch(() => false);
-let engine = "booting"; // booting | ready | running | restarting | failed
+// page makes one after its first start and stores it.
+let snapshotState = "none"; // none | restoring | restored | making | saved | failed: why
+const snapshotSaved = hasSavedSnapshot(assetBase).catch(() => false);
+let engine = "starting"; // starting | ready | running | restarting | failed
 let stopRequested = false;
 let serverBusy = false;
 let serverUrls = [];
@@ -52,7 +53,7 @@ const history = { inits: [], runs: [], server: [] };
 
 // plotly.js is 3.5 MB to parse and run on this page's thread. index.html
 // preloads it (fetched at once); runPlotly runs it: on a first visit as soon
-// as the booting interpreter's worker runs (its start needs this thread, and
+// as the starting interpreter's worker runs (its start needs this thread, and
 // waited behind the parsing for 1.5 s), and once Python is ready on a repeat
 // visit, where the restored interpreter's "ready" would otherwise wait behind
 // the parsing. The first run that draws awaits plotlyReady.
@@ -71,7 +72,7 @@ const plotlyReady = new Promise((resolve, reject) => {
 });
 let plotlyAt = null;
 plotlyReady.then(() => (plotlyAt = performance.now()), () => {});
-plotlyReady.then((Plotly) => configure(Plotly, new URL("../", import.meta.url)), () => {}); // errors: boot() reports them
+plotlyReady.then((Plotly) => configure(Plotly, new URL("../", import.meta.url)), () => {}); // errors: start() reports them
 
 // ---- small helpers ---------------------------------------------------------------
 
@@ -119,11 +120,11 @@ function showOutput(side, result) {
 
 // ---- the interpreter -----------------------------------------------------------------
 
-function boot(reason) {
+function start(reason) {
   // On the first visit "initialisation" counts from navigation start: what a
   // visitor waits for. After Stop it counts from the new worker's start.
   const started = reason === "page" ? 0 : performance.now();
-  setEngine(reason === "page" ? "booting" : "restarting", reason === "page" ? "starting Python…" : "starting a fresh interpreter…");
+  setEngine(reason === "page" ? "starting" : "restarting", reason === "page" ? "starting Python…" : "starting a fresh interpreter…");
   // Ready when Python is: plotly.js (still being parsed on a repeat visit,
   // where Python comes back sooner) is awaited by the first run that draws.
   return startInterpreter().then(
@@ -140,49 +141,49 @@ function boot(reason) {
         (timings.interruptible ? "" : " · not cross-origin isolated: time limits terminate instead of interrupting");
       setEngine("ready", "Python ready");
       runPlotly();
-      if (templateState === "none") setTimeout(makeTemplate, TEMPLATE_DELAY_MS);
+      if (snapshotState === "none") setTimeout(makeSnapshot, SNAPSHOT_DELAY_MS);
     },
     (error) => {
       runPlotly();
       history.inits.push({ reason, error: String(error.message || error) });
       setEngine("failed", "Python failed to start");
-      showOutput("local", { error: { type: "BootError", message: String(error.message || error), traceback: "" } });
+      showOutput("local", { error: { type: ERROR.START_ERROR, message: String(error.message || error), traceback: "" } });
     },
   );
 }
 
-/** A fresh interpreter: restored from the template when there is one, else booted. */
+/** A fresh interpreter: restored from the snapshot when there is one, else started from scratch. */
 async function startInterpreter() {
-  if (["saved", "restored"].includes(templateState) || (templateState === "none" && (await templateSaved))) {
-    templateState = "restoring";
+  if (["saved", "restored"].includes(snapshotState) || (snapshotState === "none" && (await snapshotSaved))) {
+    snapshotState = "restoring";
     try {
-      const timings = await interpreter.boot({ restoreSaved: true });
-      templateState = "restored";
+      const timings = await interpreter.start({ restoreSaved: true });
+      snapshotState = "restored";
       return { ...timings, restored: true };
     } catch (error) {
-      // Gone, or one this browser cannot restore: forget it, boot, and make a new one.
-      templateState = "none"; // the boot below runs plotly.js once its worker runs
-      if (!error.noSavedTemplate) {
-        forgetTemplate(assetBase).catch(() => {});
-        console.warn(`the saved interpreter did not restore, booting instead: ${error.message}`);
+      // Gone, or one this browser cannot restore: forget it, start from scratch, and make a new one.
+      snapshotState = "none"; // the start below runs plotly.js once its worker runs
+      if (!error.noSavedSnapshot) {
+        forgetSnapshot(assetBase).catch(() => {});
+        console.warn(`the saved interpreter did not restore, starting from scratch instead: ${error.message}`);
       }
     }
   }
-  return { ...(await interpreter.boot({ onStarted: runPlotly })), restored: false };
+  return { ...(await interpreter.start({ onStarted: runPlotly })), restored: false };
 }
 
-// After the first boot, once the page has settled: the template is made in a
+// After the first start, once the page has settled: the snapshot is made in a
 // worker of its own (a few seconds of one core), then stored for next time.
-const TEMPLATE_DELAY_MS = 1500;
+const SNAPSHOT_DELAY_MS = 1500;
 
-async function makeTemplate() {
-  templateState = "making";
+async function makeSnapshot() {
+  snapshotState = "making";
   const maker = new Interpreter({ assetBase });
   try {
-    await maker.boot({ makeTemplate: { preload: false, shared: false, save: true } });
-    templateState = "saved";
+    await maker.start({ makeSnapshot: { preload: false, shared: false, save: true } });
+    snapshotState = "saved";
   } catch (error) {
-    templateState = `failed: ${error.message}`;
+    snapshotState = `failed: ${error.message}`;
   } finally {
     maker.terminate();
   }
@@ -269,7 +270,7 @@ async function runLocal() {
       warnings = [...output.warnings, ...(await showFigures(output.figures))];
     } catch (err) {
       clearPlots();
-      error = { type: "PlotlyError", message: String(err.message || err), traceback: "" };
+      error = { type: ERROR.PLOTLY_ERROR, message: String(err.message || err), traceback: "" };
     }
   }
   showOutput("local", { ...output, error });
@@ -285,14 +286,14 @@ async function runLocal() {
     : `${count} figure${count === 1 ? "" : "s"}${loadedNote} · drag to zoom, double-click to reset, hover for values` +
       warnings.map((warning) => ` · ${warning}`).join("");
   history.runs.push({ runMs, loadMs, packages, warnings, totalMs, timedOut, terminated, stopped, figures: count, error: error ? error.type : null });
-  if (terminated) await boot("restart");
+  if (terminated) await start("restart");
   else setEngine("ready", "Python ready");
 }
 
 function stop() {
   if (engine !== "running") return;
   stopRequested = true;
-  interpreter.terminate(); // the pending run answers "terminated"; runLocal boots a fresh worker
+  interpreter.terminate(); // the pending run answers "terminated"; runLocal starts a fresh worker
 }
 
 // ---- the same code on the server -------------------------------------------------------
@@ -362,7 +363,7 @@ async function runServer() {
     });
     if (accepted.status !== 202) throw new Error(accepted.body.error || `the gateway answered ${accepted.status}`);
     const jobId = accepted.body.job_id;
-    let job = { status: "queued" };
+    let job = { status: STATUS.QUEUED };
     while (!FINAL.has(job.status)) {
       state.textContent = `${job.status}…`;
       const answer = await requestJson(`/api/jobs/${encodeURIComponent(jobId)}?wait=${config.serverWaitS}&include=svg`);
@@ -378,7 +379,7 @@ async function runServer() {
     }
     showOutput("server", job);
     const count = (job.figures || []).length;
-    state.textContent = job.status === "done" ? `${count} SVG${count === 1 ? "" : "s"} from ${job.renderer_id}` : `failed on ${job.renderer_id || "the server"}`;
+    state.textContent = job.status === STATUS.DONE ? `${count} SVG${count === 1 ? "" : "s"} from ${job.renderer_id}` : `failed on ${job.renderer_id || "the server"}`;
     const viewer = safeHttpUrl(job.viewer_url);
     $("server-detail").append(
       document.createTextNode(`job ${job.job_id.slice(0, 12)} · `),
@@ -387,7 +388,7 @@ async function runServer() {
     history.server.push({ jobId, status: job.status, roundTripMs, timings: job.timings, figures: count });
   } catch (err) {
     state.textContent = "not rendered";
-    showOutput("server", { error: { type: "GatewayError", message: String(err.message || err), traceback: "" } });
+    showOutput("server", { error: { type: ERROR.GATEWAY_ERROR, message: String(err.message || err), traceback: "" } });
     history.server.push({ error: String(err.message || err) });
   } finally {
     serverBusy = false;
@@ -496,8 +497,8 @@ window.plotfarmClient = Object.freeze({
   inits: () => structuredClone(history.inits),
   runs: () => structuredClone(history.runs),
   server: () => structuredClone(history.server),
-  template: () => templateState,
+  snapshot: () => snapshotState,
   plotlyReadyAt: () => plotlyAt, // ms after navigation; null until plotly.js has run
 });
 
-boot("page");
+start("page");

@@ -3,8 +3,8 @@
 // (Playwright's page.evaluate). This page's own thread only turns figures
 // into SVG; user code never runs here.
 //
-// Booting CPython and importing plotly takes seconds, so the page does it
-// once to make a *template* (a memory snapshot, see runtime/interpreter-worker.mjs) and
+// Starting CPython and importing plotly takes seconds, so the page does it
+// once to make a *snapshot* (a memory snapshot, see runtime/interpreter-worker.mjs) and
 // restores every interpreter from it in well under a second. How interpreters
 // are reused depends on the isolation setting:
 //   job    - every job gets an interpreter no other job has touched; it is
@@ -25,131 +25,131 @@
 import { Interpreter } from "../runtime/interpreter.mjs";
 import { exportFigure } from "../runtime/export.mjs";
 import { configure, prepareFigure } from "../runtime/fidelity.mjs";
-import { storableTemplate } from "../runtime/stored-template.mjs";
-import { OUTPUT_LIMIT_EXCEEDED } from "../runtime/contract.mjs";
+import { storableSnapshot } from "../runtime/stored-snapshot.mjs";
+import { ERROR, SPOILING_ERRORS } from "../runtime/vocabulary.mjs";
 import { scopeMathJax } from "../runtime/mathjax-scope.mjs";
 
 const assetBase = new URL("../", import.meta.url).href;
-// {isolation, spares, parallelBoots, heapLimitBytes, fonts}: from the renderer's
+// {isolation, spares, parallelRestores, heapLimitBytes, fonts}: from the renderer's
 // Settings (services/renderer/page.py), given to start(); no defaults here.
 let config = null;
 let mathJax = null; // scopeMathJax's handle, once MathJax is ready
 let ran = null; // the job run() ran, until exportFigures() draws it
-let template = null;
-const fresh = []; // booted from the template, never used
+let snapshot = null;
+const fresh = []; // restored from the snapshot, never used
 const waiting = []; // jobs waiting for a fresh interpreter
 const reusable = new Map(); // isolation key -> idle used interpreters, oldest first
-let booting = 0;
-// bootPhases: the last (up to 200) restores, phase by phase (interpreter-worker.mjs,
+let restoring = 0;
+// restorePhases: the last (up to 200) restores, phase by phase (interpreter-worker.mjs,
 // restoreInterpreter) plus pool_ms, new Worker -> ready as this pool saw it.
-const stats = { boots: 0, bootFailures: 0, bootPhases: [], recycled: 0, reused: 0, templateMs: 0 };
+const stats = { restores: 0, restoreFailures: 0, restorePhases: [], discarded: 0, reused: 0, snapshotMs: 0 };
 
-// The template the renderer kept on disk from an earlier start, when the
-// service found one for this build (services/renderer/stored_template.py):
+// The snapshot the renderer kept on disk from an earlier start, when the
+// service found one for this build (services/renderer/stored_snapshot.py):
 // `?stored=KEY` in this page's URL.
 const storedKey = new URLSearchParams(location.search).get("stored");
-const stored = storedKey ? { index: `templates/${storedKey}/template.json`, data: `templates/${storedKey}/template.bin` } : null;
+const stored = storedKey ? { index: `snapshots/${storedKey}/snapshot.json`, data: `snapshots/${storedKey}/snapshot.bin` } : null;
 // The cap on every job's interpreter memory (PLOTFARM_INTERPRETER_MAX_HEAP_MB), also in the
 // URL: the first interpreter restores before start() is called.
 const maxHeapBytes = Number(new URLSearchParams(location.search).get("maxHeapBytes")) || null;
 
-// The template needs nothing from start()'s options, so it is made (or read)
+// The snapshot needs nothing from start()'s options, so it is made (or read)
 // from the moment this module runs (before plotly.js and MathJax, see
 // index.html), while the service checks the sandbox and sends the options.
-const templateMade = firstTemplate();
-templateMade.catch(() => {}); // start() reports the failure
+const snapshotMade = firstSnapshot();
+snapshotMade.catch(() => {}); // start() reports the failure
 // Fired once the deferred scripts after this one (plotly.js, MathJax) have run.
 const scriptsLoaded = new Promise((resolve) => document.addEventListener("DOMContentLoaded", resolve, { once: true }));
 
-/** The stored template if there is one that loads, else a new one; says which, and why not the stored one. */
-async function firstTemplate() {
+/** The stored snapshot if there is one that loads, else a new one; says which, and why not the stored one. */
+async function firstSnapshot() {
   if (stored) {
     const first = new Interpreter({ assetBase });
     const begun = performance.now();
     try {
-      // Read and restored in one worker, which proves the stored template and
+      // Read and restored in one worker, which proves the stored snapshot and
       // is the pool's first interpreter, while plotly.js and MathJax still load.
-      const booted = await first.boot({ stored, maxHeapBytes });
-      stats.boots += 1;
+      const restored = await first.start({ stored, maxHeapBytes });
+      stats.restores += 1;
       fresh.push(first);
-      return { made: { ...booted, template_begun_ms: begun }, at: performance.now(), source: "stored" };
+      return { made: { ...restored, snapshot_begun_ms: begun }, at: performance.now(), source: "stored" };
     } catch (err) {
       first.terminate();
-      console.error(`stored template unusable, making one: ${err.message}`);
-      return { ...(await makeTemplate()), source: "made", storedProblem: err.message };
+      console.error(`stored snapshot unusable, making one: ${err.message}`);
+      return { ...(await makeSnapshot()), source: "made", storedProblem: err.message };
     }
   }
-  return { ...(await makeTemplate()), source: "made" };
+  return { ...(await makeSnapshot()), source: "made" };
 }
 
-async function makeTemplate() {
+async function makeSnapshot() {
   const maker = new Interpreter({ assetBase });
   const begun = performance.now();
   try {
-    const made = await maker.boot({ makeTemplate: { preload: true, shared: true } });
-    return { made: { ...made, template_begun_ms: begun }, at: performance.now() };
+    const made = await maker.start({ makeSnapshot: { preload: true, shared: true } });
+    return { made: { ...made, snapshot_begun_ms: begun }, at: performance.now() };
   } finally {
     maker.terminate();
   }
 }
 
-/** Make the template and the first fresh interpreters; resolves once one is ready. */
+/** Make the snapshot and the first fresh interpreters; resolves once one is ready. */
 async function start(options) {
   config = { ...options };
   const called = performance.now();
   await scriptsLoaded;
   configure(window.Plotly, assetBase, config.fonts);
   mathJax = scopeMathJax(await window.plotfarmMathJax); // LaTeX ready before the first job
-  const { made, at, source, storedProblem } = await templateMade;
-  template = made.template; // in shared memory: workers receive it by reference
+  const { made, at, source, storedProblem } = await snapshotMade;
+  snapshot = made.snapshot; // in shared memory: workers receive it by reference
   const shared = performance.now();
   // Since the page started loading: what a cold start waits for.
-  stats.templateMs = at;
-  stats.templateSource = source;
-  stats.templateTimings = { ...made, template: undefined };
+  stats.snapshotMs = at;
+  stats.snapshotSource = source;
+  stats.snapshotTimings = { ...made, snapshot: undefined };
   refill();
   const first = await takeFresh();
   fresh.unshift(first);
   return {
-    ...stats.templateTimings,
-    template_source: source,
-    ...(storedProblem ? { stored_template_problem: storedProblem } : {}),
-    page_template_ms: at,
+    ...stats.snapshotTimings,
+    snapshot_source: source,
+    ...(storedProblem ? { stored_snapshot_problem: storedProblem } : {}),
+    page_snapshot_ms: at,
     start_called_ms: called,
     first_interpreter_ms: performance.now() - shared,
     ready_ms: performance.now(),
   };
 }
 
-/** On the page, for the service to store (stored-template.mjs); null before start() has a template. */
-function templateForStorage() {
-  return template ? storableTemplate(template) : null;
+/** On the page, for the service to store (stored-snapshot.mjs); null before start() has a snapshot. */
+function snapshotForStorage() {
+  return snapshot ? storableSnapshot(snapshot) : null;
 }
 
 function refill() {
-  while (template && fresh.length + booting < config.spares + waiting.length && booting < config.parallelBoots) {
-    booting += 1;
-    bootOne();
+  while (snapshot && fresh.length + restoring < config.spares + waiting.length && restoring < config.parallelRestores) {
+    restoring += 1;
+    restoreOne();
   }
 }
 
-async function bootOne() {
+async function restoreOne() {
   const interpreter = new Interpreter({ assetBase });
   const started = performance.now();
   try {
-    const phases = await interpreter.boot({ template, maxHeapBytes });
-    stats.boots += 1;
-    stats.bootPhases.push({ ...phases, template: undefined, pool_ms: performance.now() - started });
-    if (stats.bootPhases.length > 200) stats.bootPhases.shift();
+    const phases = await interpreter.start({ snapshot, maxHeapBytes });
+    stats.restores += 1;
+    stats.restorePhases.push({ ...phases, snapshot: undefined, pool_ms: performance.now() - started });
+    if (stats.restorePhases.length > 200) stats.restorePhases.shift();
     if (waiting.length) waiting.shift()(interpreter);
     else fresh.push(interpreter);
   } catch (err) {
-    stats.bootFailures += 1;
-    console.error(`interpreter boot failed: ${err.message}`);
+    stats.restoreFailures += 1;
+    console.error(`interpreter restore failed: ${err.message}`);
     interpreter.terminate();
     await new Promise((resolve) => setTimeout(resolve, 1000));
   } finally {
-    booting -= 1;
+    restoring -= 1;
     refill();
   }
 }
@@ -186,11 +186,11 @@ function release(interpreter, key, outcome) {
     key !== null &&
     interpreter.alive &&
     !outcome.terminated &&
-    !(error && ["MemoryError", "TimeoutError", "RecursionError"].includes(error.type)) &&
+    !(error && SPOILING_ERRORS.includes(error.type)) &&
     (outcome.heapBytes || 0) <= config.heapLimitBytes;
   if (!keep) {
     interpreter.terminate();
-    stats.recycled += 1;
+    stats.discarded += 1;
     return;
   }
   const idle = reusable.get(key) || [];
@@ -256,7 +256,7 @@ async function exportFigures({ jobId, width, height, formats, scale }) {
       }
     } catch (err) {
       figures.length = 0;
-      error = { type: err.type || "RenderError", message: String(err.message || err), traceback: "" };
+      error = { type: err.type || ERROR.RENDER_ERROR, message: String(err.message || err), traceback: "" };
     } finally {
       mathJax.endJob();
     }
@@ -274,7 +274,7 @@ async function exportFigures({ jobId, width, height, formats, scale }) {
 
 class FileTooLarge extends Error {
   get type() {
-    return OUTPUT_LIMIT_EXCEEDED;
+    return ERROR.OUTPUT_LIMIT_EXCEEDED;
   }
 }
 
@@ -290,31 +290,31 @@ function checkFileSizes(figure, n, limits) {
 }
 
 function poolStats() {
-  const recentBootMs = stats.bootPhases.map((phases) => phases.pool_ms);
-  const sorted = [...recentBootMs].sort((a, b) => a - b);
+  const recentRestoreMs = stats.restorePhases.map((phases) => phases.pool_ms);
+  const sorted = [...recentRestoreMs].sort((a, b) => a - b);
   const pick = (q) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.round(q * (sorted.length - 1)))] : null);
   let reusableCount = 0;
   for (const list of reusable.values()) reusableCount += list.length;
   return {
     isolation: config.isolation,
     fresh: fresh.length,
-    booting,
+    restoring,
     waiting: waiting.length,
     reusable: reusableCount,
-    boots: stats.boots,
-    bootFailures: stats.bootFailures,
-    recycled: stats.recycled,
+    restores: stats.restores,
+    restoreFailures: stats.restoreFailures,
+    discarded: stats.discarded,
     reused: stats.reused,
-    templateMs: stats.templateMs,
-    templateSource: stats.templateSource,
-    bootMsMedian: pick(0.5),
-    bootMsP95: pick(0.95),
-    // The last (up to 200) restore times, newest last: with `boots`, the service
+    snapshotMs: stats.snapshotMs,
+    snapshotSource: stats.snapshotSource,
+    restoreMsMedian: pick(0.5),
+    restoreMsP95: pick(0.95),
+    // The last (up to 200) restore times, newest last: with `restores`, the service
     // observes each new one into its restore-time histogram (shared/metrics.py).
-    recentBootMs,
+    recentRestoreMs,
     // The same restores phase by phase, for scripts/profile_restore.py.
-    recentBootPhases: stats.bootPhases,
+    recentRestorePhases: stats.restorePhases,
   };
 }
 
-window.plotfarm = { start, run, exportFigures, stats: poolStats, templateForStorage };
+window.plotfarm = { start, run, exportFigures, stats: poolStats, snapshotForStorage };

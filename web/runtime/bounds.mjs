@@ -10,7 +10,8 @@
 // counted, measured and their nesting bounded. The renderer service checks
 // the page's answer once more (shared/page_contract.py, bounded_answer).
 
-import { OUTPUT_LIMIT_EXCEEDED, failedRun } from "./contract.mjs";
+import { failedRun } from "./contract.mjs";
+import { ERROR } from "./vocabulary.mjs";
 
 // Warnings and package names come from the worker too: a job may forge any number.
 const MAX_WARNINGS = 50;
@@ -38,11 +39,11 @@ export function boundedRun(data, limits, elapsedMs) {
 /** The RunOutput in `text` (one JSON document), within `limits`; a failed RunOutput when it cannot be. */
 export function boundedOutput(text, limits) {
   if (typeof text !== "string") {
-    return failedRun("InterpreterError", "the interpreter's answer carried no output document");
+    return failedRun(ERROR.INTERPRETER_ERROR, "the interpreter's answer carried no output document");
   }
   if (text.length > limits.max_answer_chars) {
     return failedRun(
-      OUTPUT_LIMIT_EXCEEDED,
+      ERROR.OUTPUT_LIMIT_EXCEEDED,
       `the job's output is ${text.length} characters of JSON; the limit is ${limits.max_answer_chars}`,
     );
   }
@@ -50,9 +51,9 @@ export function boundedOutput(text, limits) {
   try {
     parsed = JSON.parse(text);
   } catch (err) {
-    return failedRun("InterpreterError", `the interpreter's output is not valid JSON: ${String(err.message || err)}`);
+    return failedRun(ERROR.INTERPRETER_ERROR, `the interpreter's output is not valid JSON: ${String(err.message || err)}`);
   }
-  if (!isPlainObject(parsed)) return failedRun("InterpreterError", "the interpreter's output is not a JSON object");
+  if (!isPlainObject(parsed)) return failedRun(ERROR.INTERPRETER_ERROR, "the interpreter's output is not a JSON object");
   const stdout = cut(parsed.stdout, limits.max_output_chars, "output");
   const stderr = cut(parsed.stderr, limits.max_output_chars, "output");
   const error = boundedError(parsed.error, limits);
@@ -60,7 +61,7 @@ export function boundedOutput(text, limits) {
   if (error) return { figures: [], stdout, stderr, error, warnings };
   const figures = Array.isArray(parsed.figures) ? parsed.figures : [];
   const problem = figureProblem(figures, limits);
-  if (problem) return failedRun(OUTPUT_LIMIT_EXCEEDED, problem, { stdout, stderr });
+  if (problem) return failedRun(ERROR.OUTPUT_LIMIT_EXCEEDED, problem, { stdout, stderr });
   const kept = figures.slice(0, limits.max_figures);
   if (figures.length > kept.length) {
     warnings.push(`${figures.length} figures were shown; the first ${kept.length} were kept (the limit per job)`);
@@ -102,7 +103,7 @@ export function nestingBeyond(value, limit) {
 
 function boundedError(error, limits) {
   if (error === null || error === undefined) return null;
-  if (!isPlainObject(error)) return { type: "InterpreterError", message: "the run failed (its error was unreadable)", traceback: "" };
+  if (!isPlainObject(error)) return { type: ERROR.INTERPRETER_ERROR, message: "the run failed (its error was unreadable)", traceback: "" };
   const type = typeof error.type === "string" && /^[A-Za-z_][\w.]{0,99}$/.test(error.type) ? error.type : "Error";
   return {
     type,

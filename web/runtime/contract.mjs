@@ -13,8 +13,7 @@
  *            warnings: string[], packages: string[], timings: PageTimings}} PageResult
  */
 
-/** The error type for output larger than its limits (OUTPUT_LIMIT_EXCEEDED in shared/page_contract.py). */
-export const OUTPUT_LIMIT_EXCEEDED = "OutputLimitExceeded";
+import { ERROR } from "./vocabulary.mjs";
 
 /** @returns {RunOutput} a run that produced `error` instead of figures, keeping any output. */
 export function failedRun(type, message, { traceback = "", stdout = "", stderr = "" } = {}) {
@@ -25,9 +24,9 @@ export function failedRun(type, message, { traceback = "", stdout = "", stderr =
 export function timedOutRun(timeoutMs, partial) {
   const limit = `its ${(timeoutMs / 1000).toFixed(1)} s time limit`;
   if (!partial) {
-    return failedRun("TimeoutError", `the job exceeded ${limit} and did not stop when interrupted; its interpreter was terminated`);
+    return failedRun(ERROR.TIMEOUT, `the job exceeded ${limit} and did not stop when interrupted; its interpreter was terminated`);
   }
-  return failedRun("TimeoutError", `the job exceeded ${limit} and was interrupted`, {
+  return failedRun(ERROR.TIMEOUT, `the job exceeded ${limit} and was interrupted`, {
     traceback: partial.error ? partial.error.traceback : "",
     stdout: partial.stdout,
     stderr: partial.stderr,
@@ -36,5 +35,5 @@ export function timedOutRun(timeoutMs, partial) {
 
 /** @returns {RunOutput} the run whose interpreter was terminated under it (Stop, a crash). */
 export function terminatedRun() {
-  return failedRun("InterpreterTerminated", "the interpreter was terminated while running the job");
+  return failedRun(ERROR.INTERPRETER_TERMINATED, "the interpreter was terminated while running the job");
 }

@@ -5,7 +5,7 @@
 // libraries' data, but not what lives in JavaScript: each library's instance,
 // the function table it filled, and the dynamic linker's bookkeeping (LDSO,
 // GOT). A restored interpreter whose memory points at numpy's functions would
-// crash on the first call. So the template loads its libraries through
+// crash on the first call. So the snapshot loads its libraries through
 // `loadLibraries`, which records where each one was placed (memory base,
 // table base); a restored interpreter calls `replayLibraries` before the
 // memory comes back: the same libraries, instantiated from the same compiled
@@ -45,8 +45,8 @@ export function loadLibraries(Module, libraries) {
 }
 
 /**
- * Load the template's libraries into a module that is about to receive the
- * template's memory: same order, same memory and table bases. Whatever the
+ * Load the snapshot's libraries into a module that is about to receive the
+ * snapshot's memory: same order, same memory and table bases. Whatever the
  * libraries write into memory now is overwritten by the snapshot right after.
  */
 export function replayLibraries(Module, placed) {
@@ -74,7 +74,7 @@ function instantiate(Module, path, module, handle) {
 }
 
 /**
- * What must be identical between a template and its restored copies: the
+ * What must be identical between a snapshot and its restored copies: the
  * function table's size, every GOT entry, and which dlopen() handle (in
  * memory, from CPython's imports) names which library.
  */
@@ -94,9 +94,9 @@ export function restoreLinkState(Module, expected) {
   const actual = linkState(Module);
   const problems = [];
   if (actual.tableSize !== expected.tableSize) {
-    problems.push(`function table has ${actual.tableSize} entries, the template ${expected.tableSize}`);
+    problems.push(`function table has ${actual.tableSize} entries, the snapshot ${expected.tableSize}`);
   }
   const differing = Object.keys(expected.got).filter((symbol) => actual.got[symbol] !== expected.got[symbol]);
   if (differing.length) problems.push(`${differing.length} GOT entries differ (${differing.slice(0, 3).join(", ")})`);
-  if (problems.length) throw new Error(`restored interpreter does not match its template: ${problems.join("; ")}`);
+  if (problems.length) throw new Error(`restored interpreter does not match its snapshot: ${problems.join("; ")}`);
 }

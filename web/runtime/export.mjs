@@ -4,11 +4,11 @@
 // the gateway makes from it). Runs on a page's main thread, where plotly.js
 // is loaded as a global.
 
-import { OUTPUT_LIMIT_EXCEEDED } from "./contract.mjs";
+import { ERROR, FORMAT } from "./vocabulary.mjs";
 
 export class PngTooLarge extends Error {
   get type() {
-    return OUTPUT_LIMIT_EXCEEDED;
+    return ERROR.OUTPUT_LIMIT_EXCEEDED;
   }
 }
 
@@ -23,10 +23,10 @@ export async function exportFigure(Plotly, figure, { width, height, formats, sca
   const plot = { data: figure.data || [], layout };
   const size = { width: layout.width || width, height: layout.height || height };
   const out = {};
-  if (formats.includes("svg")) {
+  if (formats.includes(FORMAT.SVG)) {
     out.svg = await Plotly.toImage(plot, { format: "svg", ...size, imageDataOnly: true });
   }
-  if (formats.includes("png")) {
+  if (formats.includes(FORMAT.PNG)) {
     const pixels = Math.round(size.width * scale) * Math.round(size.height * scale);
     if (pixels > maxPngPixels) {
       throw new PngTooLarge(
@@ -35,7 +35,7 @@ export async function exportFigure(Plotly, figure, { width, height, formats, sca
     }
     out.png = await Plotly.toImage(plot, { format: "png", ...size, scale, imageDataOnly: true });
   }
-  if (formats.includes("json") || formats.includes("html")) {
+  if (formats.includes(FORMAT.JSON) || formats.includes(FORMAT.HTML)) {
     out.spec = { data: plot.data, layout, ...(figure.frames ? { frames: figure.frames } : {}) };
   }
   return out;

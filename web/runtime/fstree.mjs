@@ -1,9 +1,9 @@
 // A directory of an Emscripten filesystem as one buffer, and back.
 //
 // Used by the build (web/build/precompile.mjs writes site-packages this way)
-// and by interpreter-worker.mjs (a booting interpreter imports those layers;
-// a template carries its site-packages this way, which interpreters restored
-// from it mount with templatefs.mjs instead of importing).
+// and by interpreter-worker.mjs (a starting interpreter imports those layers;
+// a snapshot carries its site-packages this way, which interpreters restored
+// from it mount with snapshotfs.mjs instead of importing).
 
 /**
  * Every file under `root`, as {paths, sizes, mtimes, data}.

@@ -6,8 +6,8 @@
 // held in this module's closure, nor the send function bound before any user
 // code ran.
 //
-//   host -> worker (global, once)  {type: "boot", port, assetBase, interruptBuffer, template?, restoreSaved?, makeTemplate?: {preload, shared, save}, stored?: {index, data}, maxHeapBytes?}
-//   worker -> host (port)          {type: "started"}, then {type: "ready", timings, template? (makeTemplate, stored)} | {type: "boot-failed", message, noSavedTemplate?}
+//   host -> worker (global, once)  {type: "start", port, assetBase, interruptBuffer, snapshot?, restoreSaved?, makeSnapshot?: {preload, shared, save}, stored?: {index, data}, maxHeapBytes?}
+//   worker -> host (port)          {type: "started"}, then {type: "ready", timings, snapshot? (makeSnapshot, stored)} | {type: "start-failed", message, noSavedSnapshot?}
 //   host -> worker (port)          {type: "run", runId, code, limits}
 //   worker -> host (port)          {type: "result", runId, output, timings: {load_ms, run_ms}, packages, heapBytes}
 //
@@ -15,34 +15,35 @@
 // which trusts none of it: the job owns this worker's Python and JavaScript, so
 // the host bounds the message on its side (bounds.mjs).
 //
-// Three ways to boot:
+// Three ways to start:
 // - plain: start CPython, install plotly from the build's precompiled
 //   site-packages, import it (a few seconds). Other packages (numpy, pandas,
 //   scipy, ...) are loaded when a job's imports ask for them;
-// - makeTemplate: the same, plus (with `preload`, as the renderer does) the
+// - makeSnapshot: the same, plus (with `preload`, as the renderer does) the
 //   preloaded packages (numpy, pandas) with their shared libraries, imported,
 //   then a warm-up of figures, then hand
-//   back a *template*: a memory snapshot of the interpreter, its
+//   back a *snapshot*: a memory snapshot of the interpreter, its
 //   site-packages files, the files it holds open, the compiled WebAssembly
 //   modules (the interpreter's and each shared library's, see dynlibs.mjs)
 //   and the stdlib zip; with `shared`, its big buffers in shared memory;
-// - from a template: restore the snapshot into a fresh worker (well under a
+// - from a snapshot: restore the snapshot into a fresh worker (well under a
 //   second), so every job can get an interpreter no other job has touched;
 //   with `restoreSaved`, from the one the client page stored in this
-//   browser (template-cache.mjs; `makeTemplate.save` stores one), read here.
-// With `stored`, the template is the one the renderer kept on disk
-// (stored-template.mjs): read here, restored here (this worker is the pool's
+//   browser (snapshot-cache.mjs; `makeSnapshot.save` stores one), read here.
+// With `stored`, the snapshot is the one the renderer kept on disk
+// (stored-snapshot.mjs): read here, restored here (this worker is the pool's
 // first interpreter, with no second worker to start behind the page's
-// scripts), and handed back as makeTemplate would have, for the others.
+// scripts), and handed back as makeSnapshot would have, for the others.
 
 import "../pyodide/pyodide.asm.js"; // defines globalThis._createPyodideModule
 import { loadPyodide } from "../pyodide/pyodide.mjs";
-import { OUTPUT_LIMIT_EXCEEDED, failedRun } from "./contract.mjs";
+import { failedRun } from "./contract.mjs";
 import { compileLibraries, linkState, loadLibraries, replayLibraries, restoreLinkState } from "./dynlibs.mjs";
 import { exportTree, importTree } from "./fstree.mjs";
-import { inSharedMemory, loadStoredTemplate } from "./stored-template.mjs";
-import { loadTemplate, saveTemplate } from "./template-cache.mjs";
-import { mountTemplateTree } from "./templatefs.mjs";
+import { inSharedMemory, loadStoredSnapshot } from "./stored-snapshot.mjs";
+import { loadSnapshot, saveSnapshot } from "./snapshot-cache.mjs";
+import { ERROR } from "./vocabulary.mjs";
+import { mountSnapshotTree } from "./snapshotfs.mjs";
 
 // performance.now() counts from the worker's creation: this is how long its
 // scripts took to arrive and compile.
@@ -58,7 +59,7 @@ const WasmMemory = WebAssembly.Memory;
 const WASM_PAGE = 65536;
 const EMSCRIPTEN_INITIAL_MEMORY = 20971520; // pyodide.asm.js's own default
 let interpreterMemory = null; // this interpreter's WebAssembly memory, made here (withMemory)
-// Built once in the template, so that every restored copy has already
+// Built once in the snapshot, so that every restored copy has already
 // imported what these figures need (px, numpy, pandas, the common trace types).
 const WARM_UP = `
 import numpy as np
@@ -77,7 +78,7 @@ for fig in (
 ):
     fig.show()
 `;
-// The same for a template without numpy and pandas (the client page's: they
+// The same for a snapshot without numpy and pandas (the client page's: they
 // load only when a run imports them).
 const WARM_UP_PLOTLY = `
 import plotly.graph_objects as go
@@ -88,16 +89,16 @@ for fig in (
 ):
     fig.show()
 `;
-// After either warm-up: what the template made is never garbage, so the
+// After either warm-up: what the snapshot made is never garbage, so the
 // collector of every interpreter restored from it need not scan it again (as
 // pre-fork servers do).
 const FREEZE_GARBAGE_COLLECTOR = "import gc; gc.collect(); gc.freeze()";
 const WARM_UP_LIMITS = { max_figures: 10, max_figure_bytes: 1e7, max_total_figure_bytes: 1e8, max_svg_bytes: 1e7, max_output_chars: 1000 };
 
-self.addEventListener("message", onBoot, { once: true });
+self.addEventListener("message", onStart, { once: true });
 
-async function onBoot(event) {
-  const { port, assetBase, interruptBuffer, restoreSaved, makeTemplate, stored } = event.data;
+async function onStart(event) {
+  const { port, assetBase, interruptBuffer, restoreSaved, makeSnapshot, stored } = event.data;
   const send = MessagePort.prototype.postMessage.bind(port);
   send({ type: "started" }); // the host's thread may get busy now (interpreter.mjs, onStarted)
   try {
@@ -105,23 +106,23 @@ async function onBoot(event) {
     globalThis._createPyodideModule = createModule;
     const readStarted = performance.now();
     const readMarks = {};
-    let template = event.data.template;
-    if (stored) template = await loadStoredTemplate(assetBase, stored, readMarks);
-    if (restoreSaved) template = await loadTemplate(assetBase);
+    let snapshot = event.data.snapshot;
+    if (stored) snapshot = await loadStoredSnapshot(assetBase, stored, readMarks);
+    if (restoreSaved) snapshot = await loadSnapshot(assetBase);
     const readMs = performance.now() - readStarted;
     if (stored) Object.assign(readMarks, { stored_load_ms: readMs });
-    if (restoreSaved) Object.assign(readMarks, { template_read_ms: readMs });
-    if (restoreSaved && !template) {
-      send({ type: "boot-failed", message: "this browser has no saved interpreter for this build", noSavedTemplate: true });
+    if (restoreSaved) Object.assign(readMarks, { snapshot_read_ms: readMs });
+    if (restoreSaved && !snapshot) {
+      send({ type: "start-failed", message: "this browser has no saved interpreter for this build", noSavedSnapshot: true });
       return;
     }
-    const booted = template ? await restoreInterpreter(assetBase, template) : await bootInterpreter(assetBase, makeTemplate);
-    const { pyodide, capture } = booted;
-    const timings = { ...booted.timings, ...readMarks };
-    if (makeTemplate) {
-      // This worker only made the template; the host terminates it.
-      if (makeTemplate.save) await saveTemplate(assetBase, booted.template); // the client page's, for next time
-      send({ type: "ready", timings, template: makeTemplate.save ? null : booted.template });
+    const started = snapshot ? await restoreInterpreter(assetBase, snapshot) : await startFromScratch(assetBase, makeSnapshot);
+    const { pyodide, capture } = started;
+    const timings = { ...started.timings, ...readMarks };
+    if (makeSnapshot) {
+      // This worker only made the snapshot; the host terminates it.
+      if (makeSnapshot.save) await saveSnapshot(assetBase, started.snapshot); // the client page's, for next time
+      send({ type: "ready", timings, snapshot: makeSnapshot.save ? null : started.snapshot });
       return;
     }
     if (interruptBuffer) pyodide.setInterruptBuffer(new Uint8Array(interruptBuffer));
@@ -130,14 +131,14 @@ async function onBoot(event) {
     const packages = new OnDemandPackages(pyodide, assetBase, capture.imports_needed);
     sealGlobalScope(packages.gate);
     port.onmessage = (msg) => handleRun(msg.data, { run: capture.run, packages, interruptBuffer, heap, send });
-    // A template read from disk goes back to the host too, for the interpreters after this one.
-    send({ type: "ready", timings, template: stored ? template : undefined });
+    // A snapshot read from disk goes back to the host too, for the interpreters after this one.
+    send({ type: "ready", timings, snapshot: stored ? snapshot : undefined });
   } catch (err) {
-    send({ type: "boot-failed", message: String(err && err.stack ? err.stack : err) });
+    send({ type: "start-failed", message: String(err && err.stack ? err.stack : err) });
   }
 }
 
-// ---- booting -------------------------------------------------------------
+// ---- starting -------------------------------------------------------------
 
 /**
  * Pyodide's glue, given a WebAssembly memory made here (it takes one it is
@@ -154,12 +155,12 @@ function createModule(settings) {
   return createPyodideModule(settings);
 }
 
-async function bootInterpreter(assetBase, makeTemplate) {
+async function startFromScratch(assetBase, makeSnapshot) {
   const t0 = performance.now();
   const captured = captureDownloads();
   const manifest = await fetchJson(new URL("manifest.json", assetBase));
   const captureSource = fetchText(new URL(`runtime/${CAPTURE_MODULE}.py`, assetBase));
-  const preload = Boolean(makeTemplate && makeTemplate.preload);
+  const preload = Boolean(makeSnapshot && makeSnapshot.preload);
   const layers = preload ? ["base", "preload"] : ["base"];
   const trees = layers.map((layer) => fetchTree(assetBase, manifest.precompiled[layer]));
   const pyodide = await loadPyodide({
@@ -167,7 +168,7 @@ async function bootInterpreter(assetBase, makeTemplate) {
     stdLibURL: new URL(manifest.precompiled.stdlib, assetBase).href,
     stdout: () => {},
     stderr: () => {},
-    _makeSnapshot: Boolean(makeTemplate),
+    _makeSnapshot: Boolean(makeSnapshot),
   });
   const t1 = performance.now();
 
@@ -189,7 +190,7 @@ async function bootInterpreter(assetBase, makeTemplate) {
   const t3 = performance.now();
   const timings = { scripts_ms: scriptsLoadedAt, pyodide_ms: t1 - t0, packages_ms: t2 - t1, import_ms: t3 - t2 };
   const installed = preload ? manifest.packages.preinstalled.concat(manifest.packages.preloaded) : manifest.packages.preinstalled;
-  if (!makeTemplate) {
+  if (!makeSnapshot) {
     markInstalled(pyodide, installed);
     return { pyodide, capture, timings: { ...timings, total_ms: t3 - t0 } };
   }
@@ -197,7 +198,7 @@ async function bootInterpreter(assetBase, makeTemplate) {
   // Pay the first-figure costs once, so every restored copy starts warm.
   const heapBeforeWarmUp = pyodide._module.HEAP8.length;
   const warmUp = JSON.parse(capture.run(preload ? WARM_UP : WARM_UP_PLOTLY, JSON.stringify(WARM_UP_LIMITS)));
-  if (warmUp.error) throw new Error(`template warm-up failed: ${warmUp.error.type}: ${warmUp.error.message}`);
+  if (warmUp.error) throw new Error(`snapshot warm-up failed: ${warmUp.error.type}: ${warmUp.error.message}`);
   pyodide.runPython(FREEZE_GARBAGE_COLLECTOR);
   const t4 = performance.now();
   // Bytes a restored copy never reads: loaded libraries (found by name from
@@ -209,10 +210,10 @@ async function bootInterpreter(assetBase, makeTemplate) {
   // In shared memory (the renderer's pool), written here once: the host
   // receives it without a copy and hands it to every restored worker by
   // reference (see restoreInterpreter). The client page stores it instead.
-  const keep = makeTemplate.shared ? inSharedMemory : (view) => view;
+  const keep = makeSnapshot.shared ? inSharedMemory : (view) => view;
   const files = exportTree(pyodide.FS, site, { hollow: (path) => loaded.has(path) || imported.has(path) });
-  const template = {
-    snapshot: keep(snapshotUpToBreak(pyodide)),
+  const snapshot = {
+    memory: keep(snapshotUpToBreak(pyodide)),
     files: { ...files, data: keep(files.data) },
     openFiles: openFiles(pyodide.FS),
     wasmModule: await captured.wasmModule,
@@ -230,30 +231,30 @@ async function bootInterpreter(assetBase, makeTemplate) {
     timings: {
       ...timings,
       warm_up_ms: t4 - t3,
-      template_ms: t5 - t4,
+      snapshot_ms: t5 - t4,
       total_ms: t5 - t0,
       heap_before_warm_up_mb: heapBeforeWarmUp / 1e6,
       heap_mb: pyodide._module.HEAP8.length / 1e6,
     },
-    template,
+    snapshot,
   };
 }
 
 async function restoreInterpreter(assetBase, shared) {
   const t0 = performance.now();
   const marks = { t0 };
-  // The template may arrive in shared memory (the host copies it once, not
+  // The snapshot may arrive in shared memory (the host copies it once, not
   // once per worker). Nothing of it is ever written here, and no reference to
   // a shared buffer outlives this function where a job's code could reach it:
   // the snapshot is copied into this interpreter's own memory by Pyodide, the
-  // site-packages are read through templatefs.mjs, and the stdlib (which
+  // site-packages are read through snapshotfs.mjs, and the stdlib (which
   // Pyodide wants as a download) gets a private copy.
-  const template = { ...shared, stdlib: privateCopy(shared.stdlib) };
+  const snapshot = { ...shared, stdlib: privateCopy(shared.stdlib) };
   marks.copy_ms = performance.now() - t0;
-  marks.snapshot_mb = shared.snapshot.length / 1e6;
+  marks.snapshot_mb = shared.memory.length / 1e6;
   marks.files_mb = shared.files.data.length / 1e6;
   marks.file_count = shared.files.paths.length;
-  serveFromTemplate(template, marks);
+  serveFromSnapshot(snapshot, marks);
   // Restoring memory brings back Python's view of open files and of the
   // shared libraries it loaded; both live in JavaScript, so rebuild them
   // before Python runs again.
@@ -267,11 +268,11 @@ async function restoreInterpreter(assetBase, shared) {
     timePhase(module.API, "finalizeBootstrap", "python_ms", marks);
     // The module's memory starts at its compiled size; the snapshot's heap
     // is bigger (plotly is in it), so grow first or the copy overflows.
-    const header = new Uint32Array(template.snapshot.buffer, template.snapshot.byteOffset, 4)[1];
-    module.growMemory(template.snapshot.length - header);
-    reopenFiles(module.FS, template.openFiles);
+    const header = new Uint32Array(snapshot.memory.buffer, snapshot.memory.byteOffset, 4)[1];
+    module.growMemory(snapshot.memory.length - header);
+    reopenFiles(module.FS, snapshot.openFiles);
     marks.module_ms = performance.now() - t0;
-    replayLibraries(module, template.libraries);
+    replayLibraries(module, snapshot.libraries);
     marks.libraries_ms = performance.now() - t0 - marks.module_ms;
     return module;
   };
@@ -279,21 +280,21 @@ async function restoreInterpreter(assetBase, shared) {
     indexURL: new URL("pyodide/", assetBase).href,
     fsInit: (FS) => {
       const started = performance.now();
-      mountTemplateTree(FS, template.site, template.files);
+      mountSnapshotTree(FS, snapshot.site, snapshot.files);
       marks.files_ms = performance.now() - started;
     },
     stdout: () => {},
     stderr: () => {},
-    _loadSnapshot: template.snapshot,
+    _loadSnapshot: snapshot.memory,
   });
   delete globalThis._createPyodideModule;
-  stopServingFromTemplate();
+  stopServingFromSnapshot();
   // Pyodide keeps its options as `pyodide._api.config`, which a job can reach
   // (`pyodide_js`): the snapshot must not stay there (it is the shared one).
   delete pyodide._api.config._loadSnapshot;
   delete pyodide._api.config.fsInit;
-  restoreLinkState(pyodide._module, template.linkState);
-  markInstalled(pyodide, template.installed);
+  restoreLinkState(pyodide._module, snapshot.linkState);
+  markInstalled(pyodide, snapshot.installed);
   const t1 = performance.now();
   const capture = pyodide.pyimport(CAPTURE_MODULE);
   // Every restored copy starts from the same memory: give each its own randomness.
@@ -364,7 +365,7 @@ function privateCopy(view) {
 }
 
 // Keep the compiled wasm module, the stdlib zip and the lock file a plain
-// boot downloads, to hand them to every worker restored from the template.
+// start downloads, to hand them to every worker restored from the snapshot.
 function captureDownloads() {
   const wasmModule = Promise.withResolvers();
   const stdlib = Promise.withResolvers();
@@ -386,29 +387,29 @@ function captureDownloads() {
   return { wasmModule: wasmModule.promise, stdlib: stdlib.promise, lockFile: lockFile.promise };
 }
 
-// A restored worker downloads nothing: wasm, stdlib and lock come from the template.
+// A restored worker downloads nothing: wasm, stdlib and lock come from the snapshot.
 const originalGlobals = { fetch: self.fetch, instantiateStreaming: WebAssembly.instantiateStreaming };
 
-function stopServingFromTemplate() {
+function stopServingFromSnapshot() {
   self.fetch = originalGlobals.fetch;
   WebAssembly.instantiateStreaming = originalGlobals.instantiateStreaming;
 }
 
-function serveFromTemplate(template, marks) {
+function serveFromSnapshot(snapshot, marks) {
   const originalFetch = originalGlobals.fetch;
   self.fetch = async (input, init) => {
     const url = String(input);
-    if (url.endsWith("python_stdlib.zip")) return new Response(template.stdlib);
-    if (url.endsWith("pyodide-lock.json")) return new Response(template.lockFile, { headers: { "Content-Type": "application/json" } });
+    if (url.endsWith("python_stdlib.zip")) return new Response(snapshot.stdlib);
+    if (url.endsWith("pyodide-lock.json")) return new Response(snapshot.lockFile, { headers: { "Content-Type": "application/json" } });
     if (url.endsWith("pyodide.asm.wasm")) return new Response(new Uint8Array(0), { headers: { "Content-Type": "application/wasm" } });
     return originalFetch(input, init);
   };
   WebAssembly.instantiateStreaming = async (_source, imports) => {
     const started = performance.now();
     marks.instantiate_at_ms = started - marks.t0;
-    const instance = await WebAssembly.instantiate(template.wasmModule, withStringConversions(imports));
+    const instance = await WebAssembly.instantiate(snapshot.wasmModule, withStringConversions(imports));
     marks.instantiate_ms = performance.now() - started;
-    return { module: template.wasmModule, instance };
+    return { module: snapshot.wasmModule, instance };
   };
 }
 
@@ -513,7 +514,7 @@ class OnDemandPackages {
 
 // ---- hardening -------------------------------------------------------------
 
-// Once booted, the worker needs no network, no storage and no way to start
+// Once started, the worker needs no network, no storage and no way to start
 // other workers. Remove them from the global scope user code can reach
 // (`import js`), as one more layer under the CSP, the request routing and the
 // empty network namespace: even a same-origin request is then impossible,
@@ -578,14 +579,14 @@ async function handleRun(message, { run, packages, interruptBuffer, heap, send }
   } catch (err) {
     // Only reached when the interrupt lands outside the user's code, or the
     // interpreter itself failed; report it the same way as a Python error.
-    output = JSON.stringify(failedRun(err.type || "InterpreterError", String(err.message || err), { traceback: String(err) }));
+    output = JSON.stringify(failedRun(err.type || ERROR.INTERPRETER_ERROR, String(err.message || err), { traceback: String(err) }));
   }
   const timings = { load_ms: loadMs, run_ms: performance.now() - started - loadMs };
   // The job may have made run() return anything: only a string goes, and not one the host would
   // refuse anyway (copying a huge one to it costs the whole page its memory). The host bounds the rest.
   if (typeof output === "string" && output.length > limits.max_answer_chars) {
     const message = `the job's output is ${output.length} characters of JSON; the limit is ${limits.max_answer_chars}`;
-    output = JSON.stringify(failedRun(OUTPUT_LIMIT_EXCEEDED, message));
+    output = JSON.stringify(failedRun(ERROR.OUTPUT_LIMIT_EXCEEDED, message));
   }
   const result = { type: "result", runId, output: typeof output === "string" ? output : null, timings, packages: loaded.names };
   try {

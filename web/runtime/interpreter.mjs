@@ -1,5 +1,5 @@
 // The main-thread handle of one Pyodide interpreter, which lives in its own
-// Web Worker (interpreter-worker.mjs): boots it, runs code in it with a
+// Web Worker (interpreter-worker.mjs): starts it, runs code in it with a
 // wall-clock limit, and replaces nothing by itself — the caller decides
 // whether an interpreter that was terminated gets a successor.
 //
@@ -26,27 +26,27 @@ export class Interpreter {
   }
 
   /**
-   * Start the interpreter; resolves with its boot timings once plotly is imported.
-   * `template` (from an earlier boot with `makeTemplate`) restores a
-   * ready interpreter in well under a second instead of booting one from
-   * scratch; with `makeTemplate` the resolved value carries `template` and
-   * the worker itself is only good for making more templates: terminate it.
-   * `makeTemplate` is {preload, shared, save}: with numpy and pandas
+   * Start the interpreter; resolves with its start timings once plotly is imported.
+   * `snapshot` (from an earlier start with `makeSnapshot`) restores a
+   * ready interpreter in well under a second instead of starting one from
+   * scratch; with `makeSnapshot` the resolved value carries `snapshot` and
+   * the worker itself is only good for making more snapshots: terminate it.
+   * `makeSnapshot` is {preload, shared, save}: with numpy and pandas
    * imported, and in shared memory (the renderer's pool); or neither, and
    * stored in this browser instead of resolved (the client page, `save`).
-   * `restoreSaved` restores from the template the client page stored in this
-   * browser (template-cache.mjs); without one it rejects with an error whose
-   * `noSavedTemplate` is true.
-   * `stored` ({index, data} URLs) restores from the template the renderer
-   * kept on disk (stored-template.mjs) and resolves, ready, with that
-   * template too (as `makeTemplate` would), for restoring others.
+   * `restoreSaved` restores from the snapshot the client page stored in this
+   * browser (snapshot-cache.mjs); without one it rejects with an error whose
+   * `noSavedSnapshot` is true.
+   * `stored` ({index, data} URLs) restores from the snapshot the renderer
+   * kept on disk (stored-snapshot.mjs) and resolves, ready, with that
+   * snapshot too (as `makeSnapshot` would), for restoring others.
    * `onStarted` is called once the worker runs (its scripts are in): until
    * then its start needs this thread, so a page with long work of its own
    * (parsing plotly.js) does it from there on.
    * `maxHeapBytes` caps the interpreter's WebAssembly memory (the renderer's
    * PLOTFARM_INTERPRETER_MAX_HEAP_MB): beyond it the job gets a MemoryError.
    */
-  boot({ template = null, restoreSaved = false, makeTemplate = null, stored = null, onStarted = null, maxHeapBytes = null } = {}) {
+  start({ snapshot = null, restoreSaved = false, makeSnapshot = null, stored = null, onStarted = null, maxHeapBytes = null } = {}) {
     this.terminate();
     // Interrupting a busy interpreter needs shared memory, which browsers only
     // grant to cross-origin-isolated pages (COOP + COEP headers).
@@ -54,16 +54,16 @@ export class Interpreter {
     const channel = new MessageChannel();
     this.port = channel.port1;
     this.worker = new Worker(new URL("./interpreter-worker.mjs", import.meta.url), { type: "module", name: "pyodide" });
-    const booted = new Promise((resolve, reject) => {
+    const started = new Promise((resolve, reject) => {
       this.port.onmessage = ({ data }) => {
         if (data.type === "started") {
           if (onStarted) onStarted();
         } else if (data.type === "ready") {
           this.port.onmessage = (msg) => this.onMessage(msg.data);
-          resolve({ ...data.timings, interruptible: this.interruptBuffer !== null, template: data.template });
-        } else if (data.type === "boot-failed") {
+          resolve({ ...data.timings, interruptible: this.interruptBuffer !== null, snapshot: data.snapshot });
+        } else if (data.type === "start-failed") {
           this.terminate();
-          reject(Object.assign(new Error(`interpreter failed to boot: ${data.message}`), { noSavedTemplate: Boolean(data.noSavedTemplate) }));
+          reject(Object.assign(new Error(`interpreter failed to start: ${data.message}`), { noSavedSnapshot: Boolean(data.noSavedSnapshot) }));
         }
       };
       this.worker.onerror = (event) => {
@@ -72,10 +72,10 @@ export class Interpreter {
       };
     });
     this.worker.postMessage(
-      { type: "boot", port: channel.port2, assetBase: this.assetBase, interruptBuffer: this.interruptBuffer, template, restoreSaved, makeTemplate, stored, maxHeapBytes },
+      { type: "start", port: channel.port2, assetBase: this.assetBase, interruptBuffer: this.interruptBuffer, snapshot, restoreSaved, makeSnapshot, stored, maxHeapBytes },
       [channel.port2],
     );
-    return booted;
+    return started;
   }
 
   /**
@@ -84,7 +84,7 @@ export class Interpreter {
    * the code's imports; all of it bounded by `limits` here, outside the
    * worker (bounds.mjs). At timeoutMs the interpreter is interrupted
    * (KeyboardInterrupt); if it has not answered graceMs later the worker is
-   * terminated and `terminated` is true: the caller must boot() again before
+   * terminated and `terminated` is true: the caller must start() again before
    * the next run.
    */
   run(code, { timeoutMs, graceMs = 1000, limits }) {

@@ -171,7 +171,7 @@ NETWORK_FILES = ("/socket.py", "/http/client.py", "/urllib/request.py", "/pyodid
 
 
 def _is_network_error(exc):
-    from urllib.error import URLError  # noqa: PLC0415  (only needed on this path)
+    from urllib.error import URLError  # only needed on this path
 
     if isinstance(exc, (URLError, ConnectionError)):
         return True
@@ -221,7 +221,7 @@ def imports_needed(code):
     be loaded first; code that does not parse imports nothing (its SyntaxError
     is reported when it runs).
     """
-    import ast  # noqa: PLC0415  (only needed here)
+    import ast  # only needed here
 
     try:
         tree = ast.parse(code)
@@ -251,7 +251,7 @@ def reseed():
 
 
 def imported_bytecode():
-    """The .pyc files of every module imported so far: a template's copies never read them."""
+    """The .pyc files of every module imported so far: a snapshot's copies never read them."""
     paths = (getattr(module, "__cached__", None) for module in list(sys.modules.values()))
     return sorted({re.sub(r"^/+", "/", path) for path in paths if isinstance(path, str)})
 

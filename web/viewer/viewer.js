@@ -14,6 +14,8 @@
 // are keyed by job id, so a job arriving twice is updated in place, never
 // shown twice, and a card's status never moves backwards.
 
+import { FINAL_STATUSES } from "./vocabulary.mjs"; // the job's words (shared/vocabulary.py)
+
 const $ = (id) => document.getElementById(id);
 const jobsEl = $("jobs");
 const emptyEl = $("empty");
@@ -24,7 +26,7 @@ const JOB_ID = /^[0-9a-f]{1,64}$/;
 const requestedJob = new URLSearchParams(location.search).get("job");
 const focusJob = requestedJob && JOB_ID.test(requestedJob) ? requestedJob : null;
 const RANK = { queued: 0, running: 1, done: 2, failed: 2 };
-const FINAL = new Set(["done", "failed"]);
+const FINAL = new Set(FINAL_STATUSES);
 const MAX_CARDS = 1000;
 const RETRY_BASE_MS = 500;
 const RETRY_MAX_MS = 8000;

@@ -1,10 +1,10 @@
-"""A renderer restart restores the interpreter template it stored, and never trusts a bad one.
+"""A renderer restart restores the interpreter snapshot it stored, and never trusts a bad one.
 
-Real renderers one after another on one template directory
-(``PLOTFARM_TEMPLATE_STORE_DIR``, a temporary one): the first makes the
-template and stores it before taking a job; the next restores it and renders
+Real renderers one after another on one snapshot directory
+(``PLOTFARM_SNAPSHOT_STORE_DIR``, a temporary one): the first makes the
+snapshot and stores it before taking a job; the next restores it and renders
 the same figures (numpy, pandas, plotly.express: the shared libraries come back
-too) to the same JSON. A stored template whose body was damaged is not
+too) to the same JSON. A stored snapshot whose body was damaged is not
 offered, and one whose body is whole but does not restore (its index lies
 about the function table) is replaced: both renderers make a new one, store
 it, and render.
@@ -27,7 +27,7 @@ import plotly.express as px
 rng = np.random.default_rng(7)
 df = pd.DataFrame({"x": rng.normal(size=40), "y": rng.normal(size=40), "g": list("ab") * 20})
 df["y"] = df.groupby("g")["y"].transform(lambda s: s.cumsum())
-fig = px.scatter(df, x="x", y="y", color="g", trendline=None, title="stored template")
+fig = px.scatter(df, x="x", y="y", color="g", trendline=None, title="stored snapshot")
 fig.show()
 """
 
@@ -51,14 +51,14 @@ async def render_json(gateway_url: str) -> dict:
 
 
 @pytest.fixture
-def templates_stack(amqp_url, tmp_path):
+def snapshots_stack(amqp_url, tmp_path):
     (tmp_path / "logs").mkdir()
-    stack = new_stack(amqp_url, tmp_path / "logs", PLOTFARM_TEMPLATE_STORE_DIR=tmp_path / "templates")
+    stack = new_stack(amqp_url, tmp_path / "logs", PLOTFARM_SNAPSHOT_STORE_DIR=tmp_path / "snapshots")
     try:
         gateway = stack.start_gateway()
         stack.wait_ready(gateway)
         stack.gateway_url = gateway.url
-        yield stack, tmp_path / "templates"
+        yield stack, tmp_path / "snapshots"
     finally:
         stack.close()
 
@@ -71,50 +71,50 @@ def start_one(stack, name: str) -> tuple[dict, Path]:
     return ready, renderer
 
 
-async def test_a_restart_restores_the_stored_template_and_replaces_a_bad_one(templates_stack):
-    stack, templates = templates_stack
+async def test_a_restart_restores_the_stored_snapshot_and_replaces_a_bad_one(snapshots_stack):
+    stack, snapshots = snapshots_stack
 
     first, renderer = start_one(stack, "stored-1")
-    assert first["template_source"] == "made"
-    assert events(renderer.log_path, "interpreter template stored"), renderer.tail()
+    assert first["snapshot_source"] == "made"
+    assert events(renderer.log_path, "interpreter snapshot stored"), renderer.tail()
     made_figure = await render_json(stack.gateway_url)
     renderer.stop()
-    (stored,) = [p for p in templates.iterdir() if not p.name.startswith(".")]
-    index = json.loads((stored / "template.json").read_text())
-    assert index["stored"]["size"] == (stored / "template.bin").stat().st_size > 50e6
+    (stored,) = [p for p in snapshots.iterdir() if not p.name.startswith(".")]
+    index = json.loads((stored / "snapshot.json").read_text())
+    assert index["stored"]["size"] == (stored / "snapshot.bin").stat().st_size > 50e6
 
     second, renderer = start_one(stack, "stored-2")
-    assert second["template_source"] == "stored", renderer.tail()
-    assert "stored_template_problem" not in second
-    assert not events(renderer.log_path, "interpreter template stored")  # nothing new written
+    assert second["snapshot_source"] == "stored", renderer.tail()
+    assert "stored_snapshot_problem" not in second
+    assert not events(renderer.log_path, "interpreter snapshot stored")  # nothing new written
     assert await render_json(stack.gateway_url) == made_figure
     print(
-        f"\nstored template: cold start made {first['page_start_ms']} ms (with storing it: "
-        f"{first['template_stored_ms']} ms), restored {second['page_start_ms']} ms"
+        f"\nstored snapshot: cold start made {first['page_start_ms']} ms (with storing it: "
+        f"{first['snapshot_stored_ms']} ms), restored {second['page_start_ms']} ms"
     )
     renderer.stop()
 
     # A damaged body: found by its checksum, never offered to the page.
-    with (stored / "template.bin").open("r+b") as body:
+    with (stored / "snapshot.bin").open("r+b") as body:
         body.seek(10_000_000)
         byte = body.read(1)
         body.seek(10_000_000)
         body.write(bytes([byte[0] ^ 0xFF]))
     third, renderer = start_one(stack, "stored-3")
-    assert events(renderer.log_path, "stored template is damaged; a new one will be made")
-    assert third["template_source"] == "made" and events(renderer.log_path, "interpreter template stored")
+    assert events(renderer.log_path, "stored snapshot is damaged; a new one will be made")
+    assert third["snapshot_source"] == "made" and events(renderer.log_path, "interpreter snapshot stored")
     assert await render_json(stack.gateway_url) == made_figure
     renderer.stop()
 
     # A whole body whose index does not match it: the first restore fails, the page makes a new one.
-    index = json.loads((stored / "template.json").read_text())
+    index = json.loads((stored / "snapshot.json").read_text())
     index["linkState"]["tableSize"] += 1
-    (stored / "template.json").write_text(json.dumps(index))
+    (stored / "snapshot.json").write_text(json.dumps(index))
     fourth, renderer = start_one(stack, "stored-4")
-    assert fourth["template_source"] == "made"
-    assert "does not match its template" in fourth["stored_template_problem"]
-    assert events(renderer.log_path, "the stored template did not restore; made a new one")
-    assert events(renderer.log_path, "interpreter template stored")
+    assert fourth["snapshot_source"] == "made"
+    assert "does not match its snapshot" in fourth["stored_snapshot_problem"]
+    assert events(renderer.log_path, "the stored snapshot did not restore; made a new one")
+    assert events(renderer.log_path, "interpreter snapshot stored")
     assert await render_json(stack.gateway_url) == made_figure
-    renewed = json.loads((stored / "template.json").read_text())
+    renewed = json.loads((stored / "snapshot.json").read_text())
     assert renewed["linkState"]["tableSize"] == index["linkState"]["tableSize"] - 1

@@ -1,14 +1,14 @@
 // An Emscripten filesystem over a tree exported by fstree.mjs, for the
-// site-packages of an interpreter restored from a template.
+// site-packages of an interpreter restored from a snapshot.
 //
-// Why: copying the template's ~5,000 site-packages files (~57 MB) into every
+// Why: copying the snapshot's ~5,000 site-packages files (~57 MB) into every
 // restored interpreter cost more than half of a restore, for files almost
-// none of which a job reads again (what the template imported is already in
+// none of which a job reads again (what the snapshot imported is already in
 // its memory). Here nodes are made only when a path is looked up, and a file's
-// bytes are copied only when read, straight from the template's buffer into
+// bytes are copied only when read, straight from the snapshot's buffer into
 // the interpreter's own memory.
 //
-// The template's files are read-only (EACCES by their modes, EROFS below
+// The snapshot's files are read-only (EACCES by their modes, EROFS below
 // that): no job can change what a later import in it reads. New files and
 // directories (packages loaded on demand, a job's own files) are ordinary
 // in-memory ones (MEMFS), private to this interpreter like the rest of it.
@@ -27,14 +27,14 @@ const apply = Reflect.apply;
 const EROFS = 69;
 const ENOENT = 44;
 const EINVAL = 28;
-const DIR_MODE = 0o40755; // writable: new entries may be added beside the template's
+const DIR_MODE = 0o40755; // writable: new entries may be added beside the snapshot's
 const FILE_MODE = 0o100444;
 const O_ACCMODE = 3;
 
 /**
  * Mount `tree` ({paths, sizes, mtimes, data}, paths absolute under `mountpoint`) at `mountpoint`.
  */
-export function mountTemplateTree(FS, mountpoint, { paths, sizes, mtimes, data }) {
+export function mountSnapshotTree(FS, mountpoint, { paths, sizes, mtimes, data }) {
   const MEMFS = FS.filesystems.MEMFS;
   const buffer = data.buffer;
   const base = data.byteOffset;
@@ -78,7 +78,7 @@ export function mountTemplateTree(FS, mountpoint, { paths, sizes, mtimes, data }
   };
   // Entries a job (or the package loader) added live in `node.contents`, as in MEMFS.
   const added = (parent, name) => Object.prototype.hasOwnProperty.call(parent.contents, name);
-  const inTemplate = (dir, name) => "entry" in dir && directories.get(dir.entry.dir).has(name);
+  const inSnapshot = (dir, name) => "entry" in dir && directories.get(dir.entry.dir).has(name);
   const dirOps = {
     node: {
       getattr,
@@ -94,7 +94,7 @@ export function mountTemplateTree(FS, mountpoint, { paths, sizes, mtimes, data }
       readdir: (node) => [".", "..", ...directories.get(node.entry.dir).keys(), ...Object.keys(node.contents)],
       mknod: (parent, name, mode, dev) => MEMFS.createNode(parent, name, mode, dev),
       rename(node, newDir, newName) {
-        if (!added(node.parent, node.name) || inTemplate(newDir, newName)) readOnly();
+        if (!added(node.parent, node.name) || inSnapshot(newDir, newName)) readOnly();
         MEMFS.node_ops.rename(node, newDir, newName);
       },
       unlink(parent, name) {

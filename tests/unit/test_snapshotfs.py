@@ -1,7 +1,7 @@
-"""web/runtime/templatefs.mjs on a real Emscripten filesystem: Pyodide under Node, driven through Python's os.
+"""web/runtime/snapshotfs.mjs on a real Emscripten filesystem: Pyodide under Node, driven through Python's os.
 
-A restored interpreter's site-packages are this filesystem over the template's (shared) buffer:
-the template's files read like ordinary ones and cannot be changed, new files live beside them,
+A restored interpreter's site-packages are this filesystem over the snapshot's (shared) buffer:
+the snapshot's files read like ordinary ones and cannot be changed, new files live beside them,
 and nothing the filesystem keeps holds the buffer.
 """
 
@@ -13,7 +13,7 @@ import pytest
 
 from shared.settings import PROJECT_ROOT
 
-CHECK = PROJECT_ROOT / "tests" / "unit" / "js" / "templatefs-check.mjs"
+CHECK = PROJECT_ROOT / "tests" / "unit" / "js" / "snapshotfs-check.mjs"
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def report() -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_the_template_files_read_like_ordinary_ones(report):
+def test_the_snapshot_files_read_like_ordinary_ones(report):
     assert report["listing"] == ["pkg", "top.py"]
     assert report["sub"] == ["data.txt"]
     assert report["size"] == 10_000
@@ -36,15 +36,15 @@ def test_the_template_files_read_like_ordinary_ones(report):
     assert report["missing"] == "ENOENT"
 
 
-def test_the_template_files_cannot_be_changed(report):
-    assert report["write_template"] == "EACCES"  # read-only modes
-    assert report["truncate_template"] == "EACCES"
-    for action in ("remove_template", "rename_template", "rmdir_template", "rename_new_over_template"):
+def test_the_snapshot_files_cannot_be_changed(report):
+    assert report["write_snapshot"] == "EACCES"  # read-only modes
+    assert report["truncate_snapshot"] == "EACCES"
+    for action in ("remove_snapshot", "rename_snapshot", "rmdir_snapshot", "rename_new_over_snapshot"):
         assert report[action] == "EROFS", action
-    assert report["template_intact"] == "VALUE = 42\n"
+    assert report["snapshot_intact"] == "VALUE = 42\n"
 
 
-def test_new_files_live_beside_the_template_and_can_be_removed(report):
+def test_new_files_live_beside_the_snapshot_and_can_be_removed(report):
     assert report["create_new"] == report["mkdir_new"] == "ok"
     assert report["listing_after"] == ["__init__.py", "new.py", "sub"]
     assert report["read_new"] == "NEW = 1"

@@ -1,12 +1,12 @@
-// Exercises web/runtime/templatefs.mjs on a real Emscripten filesystem (Pyodide under Node),
-// through Python's own os and open(); prints one JSON report for tests/unit/test_templatefs.py.
+// Exercises web/runtime/snapshotfs.mjs on a real Emscripten filesystem (Pyodide under Node),
+// through Python's own os and open(); prints one JSON report for tests/unit/test_snapshotfs.py.
 import { loadPyodide } from "../../../web/node_modules/pyodide/pyodide.mjs";
 import { exportTree } from "../../../web/runtime/fstree.mjs";
-import { mountTemplateTree } from "../../../web/runtime/templatefs.mjs";
+import { mountSnapshotTree } from "../../../web/runtime/snapshotfs.mjs";
 
 const pyodide = await loadPyodide();
 const FS = pyodide.FS;
-// A tree like site-packages, made in MEMFS and exported as a template carries it.
+// A tree like site-packages, made in MEMFS and exported as a snapshot carries it.
 pyodide.runPython(`
 import os
 os.makedirs("/src/pkg/sub", exist_ok=True)
@@ -18,7 +18,7 @@ const tree = exportTree(FS, "/src");
 const shared = new Uint8Array(new SharedArrayBuffer(tree.data.length));
 shared.set(tree.data);
 const paths = tree.paths.map((p) => p.replace("/src", "/mnt/site"));
-mountTemplateTree(FS, "/mnt/site", { ...tree, paths, data: shared });
+mountSnapshotTree(FS, "/mnt/site", { ...tree, paths, data: shared });
 
 const report = JSON.parse(pyodide.runPython(`
 import errno, json, os, sys
@@ -43,21 +43,21 @@ report = {
     "tail": tail.decode(),
     "imported": pkg.VALUE,
     "missing": outcome(lambda: os.stat(f"{site}/nope")),
-    "write_template": outcome(lambda: open(f"{site}/pkg/__init__.py", "a").write("x")),
-    "truncate_template": outcome(lambda: open(f"{site}/pkg/__init__.py", "w")),
-    "remove_template": outcome(lambda: os.remove(f"{site}/top.py")),
-    "rename_template": outcome(lambda: os.rename(f"{site}/top.py", f"{site}/moved.py")),
-    "rmdir_template": outcome(lambda: os.rmdir(f"{site}/pkg/sub")),
+    "write_snapshot": outcome(lambda: open(f"{site}/pkg/__init__.py", "a").write("x")),
+    "truncate_snapshot": outcome(lambda: open(f"{site}/pkg/__init__.py", "w")),
+    "remove_snapshot": outcome(lambda: os.remove(f"{site}/top.py")),
+    "rename_snapshot": outcome(lambda: os.rename(f"{site}/top.py", f"{site}/moved.py")),
+    "rmdir_snapshot": outcome(lambda: os.rmdir(f"{site}/pkg/sub")),
     "create_new": outcome(lambda: open(f"{site}/pkg/new.py", "w").write("NEW = 1")),
     "mkdir_new": outcome(lambda: os.makedirs(f"{site}/newpkg/inner")),
 }
 report["listing_after"] = sorted(os.listdir(f"{site}/pkg"))
 report["read_new"] = open(f"{site}/pkg/new.py").read()
-report["rename_new_over_template"] = outcome(lambda: os.rename(f"{site}/pkg/new.py", f"{site}/pkg/__init__.py"))
+report["rename_new_over_snapshot"] = outcome(lambda: os.rename(f"{site}/pkg/new.py", f"{site}/pkg/__init__.py"))
 report["rename_new"] = outcome(lambda: os.rename(f"{site}/pkg/new.py", f"{site}/pkg/renamed.py"))
 report["remove_new"] = outcome(lambda: os.remove(f"{site}/pkg/renamed.py"))
 report["listing_end"] = sorted(os.listdir(f"{site}/pkg"))
-report["template_intact"] = open(f"{site}/pkg/__init__.py").read()
+report["snapshot_intact"] = open(f"{site}/pkg/__init__.py").read()
 json.dumps(report)
 `));
 

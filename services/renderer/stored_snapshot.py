@@ -1,22 +1,22 @@
-"""The interpreter template on disk, so a renderer restart restores it instead of making it.
+"""The interpreter snapshot on disk, so a renderer restart restores it instead of making it.
 
-Making the template (boot CPython, import numpy, pandas and plotly, warm up)
+Making the snapshot (start CPython, import numpy, pandas and plotly, warm up)
 is most of a cold start: 4–5 s of the 6–7 on the 2-core development machine.
 Reading a stored one back and compiling its WebAssembly takes about one.
 
-The layout, in ``PLOTFARM_TEMPLATE_STORE_DIR`` (build/templates by default)::
+The layout, in ``PLOTFARM_SNAPSHOT_STORE_DIR`` (build/snapshots by default)::
 
-    KEY/template.json   the page's index (stored-template.mjs) + our size and sha256 of the body
-    KEY/template.bin    the memory snapshot and the site-packages files
+    KEY/snapshot.json   the page's index (stored-snapshot.mjs) + our size and sha256 of the body
+    KEY/snapshot.bin    the memory snapshot and the site-packages files
 
 KEY changes with every pinned asset and every file of web/runtime/ (the
 worker, the capture module, the warm-up), so a new build never restores an
-old template; storing one deletes every other build's.
+old snapshot; storing one deletes every other build's.
 
 Who writes it, and when, is the security argument: only this service, from a
 page that has not yet run a job (before the renderer consumes), through the
 DevTools protocol. Chromium and the asset server, the only things a job's code
-could ever reach, can read it and nothing more. A stored template that does
+could ever reach, can read it and nothing more. A stored snapshot that does
 not match its sha256 is not offered; one that fails to load or restore is
 replaced (the page reports it, see renderer.mjs).
 """
@@ -39,15 +39,15 @@ from shared.settings import Settings
 
 log = structlog.get_logger()
 
-INDEX, BODY = "template.json", "template.bin"
+INDEX, BODY = "snapshot.json", "snapshot.bin"
 READ_CHUNK = 8 << 20  # bytes per DevTools IO.read (larger chunks were slower, not faster)
 STALE_STAGING_S = 600  # a staging directory this old belongs to a renderer that died while storing
 
 
-class StoredTemplate:
+class StoredSnapshot:
     def __init__(self, settings: Settings):
-        self.enabled = settings.stored_template
-        self.root = settings.template_store_dir  # the launcher shows the asset server this, read-only
+        self.enabled = settings.stored_snapshot
+        self.root = settings.snapshot_store_dir  # the launcher shows the asset server this, read-only
         self.assets = AssetStore(settings)
 
     async def prepare(self) -> None:
@@ -58,7 +58,7 @@ class StoredTemplate:
             await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
             await asyncio.to_thread(os.chmod, self.root, 0o755)
         except OSError as exc:
-            log.warning("cannot keep templates on disk; each start makes one", path=str(self.root), problem=str(exc))
+            log.warning("cannot keep snapshots on disk; each start makes one", path=str(self.root), problem=str(exc))
             self.enabled = False
 
     @property
@@ -66,14 +66,14 @@ class StoredTemplate:
         return self.assets.digest("runtime")
 
     async def find(self) -> str | None:
-        """The key of a stored template for this build that is whole, else None."""
+        """The key of a stored snapshot for this build that is whole, else None."""
         if not self.enabled:
             return None
         return await asyncio.to_thread(self._find)
 
     def _find(self) -> str | None:
         folder = self.root / self.key
-        if not (folder / INDEX).is_file():  # a stored template appears whole (one rename), index included
+        if not (folder / INDEX).is_file():  # a stored snapshot appears whole (one rename), index included
             return None
         try:
             index = json.loads((folder / INDEX).read_text())
@@ -82,7 +82,7 @@ class StoredTemplate:
             if body.stat().st_size != size or _sha256(body) != expected:
                 raise ValueError(f"{body} does not match its index")
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("stored template is damaged; a new one will be made", problem=str(exc)[:300])
+            log.warning("stored snapshot is damaged; a new one will be made", problem=str(exc)[:300])
             self.forget()
             return None
         return self.key
@@ -91,15 +91,15 @@ class StoredTemplate:
         shutil.rmtree(self.root / self.key, ignore_errors=True)
 
     async def save(self, page: Page) -> None:
-        """Store the page's template; never fails the renderer (a failure is logged, and the next start makes one)."""
+        """Store the page's snapshot; never fails the renderer (a failure is logged, and the next start makes one)."""
         if not self.enabled:
             return
         try:
             stored = await self._save(page)
         except Exception as exc:  # noqa: BLE001  (a cache: the renderer works without it)
-            log.warning("could not store the interpreter template", problem=f"{type(exc).__name__}: {exc}"[:300])
+            log.warning("could not store the interpreter snapshot", problem=f"{type(exc).__name__}: {exc}"[:300])
             return
-        log.info("interpreter template stored", path=str(stored), mb=round(_size(stored) / 1e6))
+        log.info("interpreter snapshot stored", path=str(stored), mb=round(_size(stored) / 1e6))
 
     async def _save(self, page: Page) -> Path:
         staging = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=".staging-", dir=self.root))
@@ -115,11 +115,11 @@ class StoredTemplate:
         return self.root / self.key
 
     async def _read_body(self, cdp, path: Path) -> dict:
-        """Write the page's template body to ``path`` through DevTools' blob reader; the index, with its checks."""
-        made = await cdp.send("Runtime.evaluate", {"expression": "plotfarm.templateForStorage()"})
+        """Write the page's snapshot body to ``path`` through DevTools' blob reader; the index, with its checks."""
+        made = await cdp.send("Runtime.evaluate", {"expression": "plotfarm.snapshotForStorage()"})
         holder = made["result"].get("objectId")
         if holder is None:
-            raise RuntimeError("the page has no template to store")
+            raise RuntimeError("the page has no snapshot to store")
         try:
             index = await _call(cdp, holder, "function () { return this.index; }", by_value=True)
             blob = await _call(cdp, holder, "function () { return this.body; }")
@@ -138,11 +138,11 @@ class StoredTemplate:
         finally:
             await cdp.send("Runtime.releaseObject", {"objectId": holder})
         if written != index["size"]:
-            raise RuntimeError(f"read {written} bytes of the template, its index says {index['size']}")
+            raise RuntimeError(f"read {written} bytes of the snapshot, its index says {index['size']}")
         return {**index, "stored": {"size": written, "sha256": hasher.hexdigest()}}
 
     def _publish(self, staging: Path, index: dict) -> None:
-        """Move the staged template into place in one rename; drop other builds' templates."""
+        """Move the staged snapshot into place in one rename; drop other builds' snapshots."""
         (staging / INDEX).write_text(json.dumps(index))
         # The asset server runs as Chromium's unprivileged user: it must be able to read these.
         os.chmod(staging, 0o755)
@@ -155,7 +155,7 @@ class StoredTemplate:
         except OSError:
             if not (target / INDEX).is_file():
                 raise
-            # Another renderer stored the same build's template meanwhile: as good as ours.
+            # Another renderer stored the same build's snapshot meanwhile: as good as ours.
         for other in self.root.iterdir():
             abandoned = other.name.startswith(".staging-") and time.time() - other.stat().st_mtime > STALE_STAGING_S
             if other.name != self.key and (abandoned or not other.name.startswith(".staging-")):

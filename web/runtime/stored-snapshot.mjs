@@ -1,15 +1,15 @@
-// The renderer's interpreter template (see interpreter-worker.mjs), kept on
+// The renderer's interpreter snapshot (see interpreter-worker.mjs), kept on
 // disk between renderer starts, so that a restart restores it in about a
-// second instead of making one (booting CPython, importing numpy, pandas and
+// second instead of making one (starting CPython, importing numpy, pandas and
 // plotly, the warm-up: four to five seconds).
 //
-// The renderer service writes it (services/renderer/stored_template.py): it
-// reads `storableTemplate`'s blob out of the page over the DevTools protocol
+// The renderer service writes it (services/renderer/stored_snapshot.py): it
+// reads `storableSnapshot`'s blob out of the page over the DevTools protocol
 // before the page takes its first job, and the asset server, read-only like
 // everything else Chromium can reach, serves it back on the next start under
-// a key that changes with the build (templates/KEY/template.{json,bin}).
+// a key that changes with the build (snapshots/KEY/snapshot.{json,bin}).
 //
-// Stored: the memory snapshot and the site-packages files (template.bin) and
+// Stored: the memory snapshot and the site-packages files (snapshot.bin) and
 // the rest, small, as JSON. Not stored, because the build's own files hold
 // them: the stdlib zip, the lock file, and the compiled WebAssembly modules
 // (the interpreter's, compiled again from pyodide.asm.wasm, and the shared
@@ -17,15 +17,15 @@
 
 export const STORED_FORMAT = 1;
 
-/** On the page: the template as {index (JSON), body (a Blob)}; the body's parts are listed in the index. */
-export function storableTemplate(template) {
-  const { snapshot, files, libraries, openFiles, linkState, installed, site } = template;
+/** On the page: the snapshot as {index (JSON), body (a Blob)}; the body's parts are listed in the index. */
+export function storableSnapshot(snapshot) {
+  const { memory, files, libraries, openFiles, linkState, installed, site } = snapshot;
   const { data, ...fileIndex } = files;
   const parts = {};
   const chunks = [];
   let offset = 0;
   // The snapshot first, at offset 0: its header is read as 32-bit words.
-  for (const [key, view] of [["snapshot", snapshot], ["files", data]]) {
+  for (const [key, view] of [["memory", memory], ["files", data]]) {
     parts[key] = { offset, length: view.length };
     chunks.push(view.slice()); // a Blob takes no shared memory: a private copy
     offset += view.length;
@@ -45,11 +45,11 @@ export function storableTemplate(template) {
 }
 
 /**
- * In a worker: the stored template at `stored` ({index, data} URLs), as
- * makeTemplate would have made it with `shared`: big buffers in shared
+ * In a worker: the stored snapshot at `stored` ({index, data} URLs), as
+ * makeSnapshot would have made it with `shared`: big buffers in shared
  * memory, modules compiled. Throws, saying why, when it cannot be used.
  */
-export async function loadStoredTemplate(assetBase, stored, marks = {}) {
+export async function loadStoredSnapshot(assetBase, stored, marks = {}) {
   const url = (path) => new URL(path, assetBase);
   const started = performance.now();
   const timed = (mark) => (value) => ((marks[mark] = performance.now() - started), value);
@@ -63,16 +63,16 @@ export async function loadStoredTemplate(assetBase, stored, marks = {}) {
     .then(async (r) => inSharedMemory(new Uint8Array(await r.arrayBuffer())));
   const lockFile = fetchOk(url("pyodide/pyodide-lock.json")).then((r) => r.text());
   const index = await fetchOk(url(stored.index)).then((r) => r.json());
-  if (index.format !== STORED_FORMAT) throw new Error(`stored template has format ${index.format}, expected ${STORED_FORMAT}`);
+  if (index.format !== STORED_FORMAT) throw new Error(`stored snapshot has format ${index.format}, expected ${STORED_FORMAT}`);
   const body = await readShared(await bodyResponse, index.size).then(timed("stored_body_ms"));
   const modules = await compiled;
   const libraries = index.libraries.map(({ path, memoryBase, tableBase }) => {
-    if (!modules.has(path)) throw new Error(`stored template needs ${path}, which this build does not have`);
+    if (!modules.has(path)) throw new Error(`stored snapshot needs ${path}, which this build does not have`);
     return { path, module: modules.get(path), memoryBase, tableBase };
   });
   const part = (key) => body.subarray(index.parts[key].offset, index.parts[key].offset + index.parts[key].length);
   return {
-    snapshot: part("snapshot"),
+    memory: part("memory"),
     files: { ...index.files, data: part("files") },
     openFiles: index.openFiles,
     wasmModule: await wasmModule,
@@ -85,7 +85,7 @@ export async function loadStoredTemplate(assetBase, stored, marks = {}) {
   };
 }
 
-/** Every precompiled layer's shared libraries (those a template loads), compiled: path -> module. */
+/** Every precompiled layer's shared libraries (those a snapshot loads), compiled: path -> module. */
 async function compileLayerLibraries(url, manifest) {
   const layers = Object.values(manifest.precompiled).filter((layer) => typeof layer !== "string"); // not the stdlib zip
   const compiled = await Promise.all(
@@ -128,7 +128,7 @@ async function readShared(response, size) {
   return shared;
 }
 
-/** A copy of `view` in shared memory (the template's buffers are handed to workers by reference). */
+/** A copy of `view` in shared memory (the snapshot's buffers are handed to workers by reference). */
 export function inSharedMemory(view) {
   const shared = new Uint8Array(new SharedArrayBuffer(view.length));
   shared.set(view);

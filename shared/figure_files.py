@@ -1,8 +1,15 @@
-"""One figure of a finished job as a file: ``GET /api/jobs/{id}/figures/{n}.{svg,png,json,html}``.
+"""One figure of a finished job as a file, as the gateway and the viewer serve it.
 
-Every figure is the user's output, so none may run anything on the gateway's
-origin: each response carries a Content-Security-Policy with ``sandbox``
-(an opaque origin, no cookies, no storage, no requests back to us).
+The gateway answers ``GET /api/jobs/{id}/figures/{n}.{svg,png,json,html}``, the
+viewer ``.../{n}.{svg,png}`` (its page's PNG download, and SVGs too large for
+its WebSocket messages): both through :class:`FigureFiles`, so a figure gets
+the same headers from either. What differs is asked for by parameter: the
+viewer's PNG is a download (``Content-Disposition: attachment``) and neither
+of its answers is cached (``Cache-Control: no-store``).
+
+Every figure is the user's output, so none may run anything on our origins:
+each response carries a Content-Security-Policy with ``sandbox`` (an opaque
+origin, no cookies, no storage, no requests back to us) and ``nosniff``.
 
 * **svg**: as the renderer made and sanitised it;
 * **png**: plotly.js's PNG, kept base64 in the result (so in the events stream);
@@ -32,7 +39,9 @@ import re
 from aiohttp import web
 
 from shared.assets import AssetStore
-from shared.messages import CONTENT_TYPES, Figure
+from shared.messages import Figure
+from shared.vocabulary import CONTENT_TYPES
+from shared.web_security import json_for_html
 
 SVG_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
 PNG_POLICY = "default-src 'none'; sandbox"
@@ -154,11 +163,6 @@ def without_external_urls(value, trail: tuple[str, ...] = (), depth: int = 0):
     return out
 
 
-def json_for_html(value) -> str:
-    """JSON that is safe inside a <script type="application/json"> block."""
-    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
 def figure_title(spec: dict) -> str:
     title = (spec.get("layout") or {}).get("title")
     text = title.get("text") if isinstance(title, dict) else title
@@ -186,15 +190,17 @@ class FigureFiles:
     def plotly_js(self) -> str:
         asset = self.assets.get("plotly/plotly.min.js")
         if asset is None:
-            raise web.HTTPServiceUnavailable(text="plotly.js is missing on this gateway (run make assets)")
+            raise web.HTTPServiceUnavailable(text="plotly.js is missing on this server (run make assets)")
         return asset.body.decode()
 
-    def response(self, figure: Figure, fmt: str, filename: str) -> web.Response:
-        """The file, or 404 when the job did not ask for this format."""
-        headers = {
-            "X-Content-Type-Options": "nosniff",
-            "Content-Disposition": f'inline; filename="{filename}.{fmt}"',
-        }
+    def response(
+        self, figure: Figure, fmt: str, filename: str, *, download: bool = False, cache_control: str | None = None
+    ) -> web.Response:
+        """The file named ``filename.fmt``, or 404 when the job did not ask for this format.
+
+        ``download``: the browser saves it rather than shows it. Blocking (an HTML
+        page inlines plotly.js, read from disk the first time): call it in a thread.
+        """
         if fmt == "svg" and figure.svg is not None:
             body, policy = figure.svg.encode(), SVG_POLICY
         elif fmt == "png" and figure.png is not None:
@@ -205,5 +211,12 @@ class FigureFiles:
             body, policy = standalone_html(figure.spec, self.plotly_js()).encode(), HTML_POLICY
         else:
             raise web.HTTPNotFound(text=f'this job\'s figures have no {fmt}: submit it with "formats": ["{fmt}"]')
-        headers["Content-Security-Policy"] = policy
-        return web.Response(body=body, headers={**headers, "Content-Type": CONTENT_TYPES[fmt]})
+        headers = {
+            "Content-Type": CONTENT_TYPES[fmt],
+            "Content-Security-Policy": policy,
+            "X-Content-Type-Options": "nosniff",
+            "Content-Disposition": f'{"attachment" if download else "inline"}; filename="{filename}.{fmt}"',
+        }
+        if cache_control is not None:
+            headers["Cache-Control"] = cache_control
+        return web.Response(body=body, headers=headers)

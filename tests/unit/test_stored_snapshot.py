@@ -1,8 +1,8 @@
-"""The stored template's files: found only when whole, published in one rename, one build kept.
+"""The stored snapshot's files: found only when whole, published in one rename, one build kept.
 
 The page side (reading it out over DevTools, restoring from it, replacing one
 that does not restore) is proven for real in
-tests/integration/test_stored_template.py; this is the bookkeeping on disk.
+tests/integration/test_stored_snapshot.py; this is the bookkeeping on disk.
 """
 
 import asyncio
@@ -13,22 +13,22 @@ import time
 
 import pytest
 
-from services.renderer.stored_template import BODY, INDEX, STALE_STAGING_S, StoredTemplate
+from services.renderer.stored_snapshot import BODY, INDEX, STALE_STAGING_S, StoredSnapshot
 from shared.settings import Settings
 
 KEY = "0123456789ab"
 
 
-class FixedKey(StoredTemplate):
+class FixedKey(StoredSnapshot):
     key = KEY  # the real one hashes the build's assets; not what is under test here
 
 
 @pytest.fixture
 def store(tmp_path):
-    return FixedKey(Settings(_env_file=None, template_store_dir=tmp_path / "templates"))
+    return FixedKey(Settings(_env_file=None, snapshot_store_dir=tmp_path / "snapshots"))
 
 
-def staged(store: StoredTemplate, body: bytes = b"snapshot and files") -> tuple:
+def staged(store: StoredSnapshot, body: bytes = b"snapshot and files") -> tuple:
     store.root.mkdir(parents=True, exist_ok=True)
     staging = store.root / f".staging-{time.monotonic_ns()}"
     staging.mkdir()
@@ -41,7 +41,7 @@ def test_nothing_stored_is_nothing_found(store):
     assert store._find() is None
 
 
-def test_a_published_template_is_found_and_readable_by_others(store):
+def test_a_published_snapshot_is_found_and_readable_by_others(store):
     staging, index = staged(store)
     store._publish(staging, index)
     assert store._find() == KEY
@@ -61,7 +61,7 @@ def test_a_published_template_is_found_and_readable_by_others(store):
         lambda folder: (folder / BODY).unlink(),
     ],
 )
-def test_a_damaged_template_is_not_found_and_is_deleted(store, damage):
+def test_a_damaged_snapshot_is_not_found_and_is_deleted(store, damage):
     staging, index = staged(store)
     store._publish(staging, index)
     damage(store.root / KEY)
@@ -83,7 +83,7 @@ def test_publishing_keeps_one_build_and_others_staging_until_abandoned(store):
 
 
 def test_disabled_finds_nothing(tmp_path):
-    store = FixedKey(Settings(_env_file=None, template_store_dir=tmp_path, stored_template=False))
+    store = FixedKey(Settings(_env_file=None, snapshot_store_dir=tmp_path, stored_snapshot=False))
     staging, index = staged(store)
     store._publish(staging, index)
     assert asyncio.run(store.find()) is None
