@@ -14,7 +14,7 @@ WHEELS := build/wheels
 export PLOTFARM_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv assets compressed-assets chromium chromium-user fonts broker run test test-unit bench bench-mathjax chaos cluster-test clean distclean images
+.PHONY: help setup venv assets pinned-assets compressed-assets chromium chromium-user fonts broker run test test-unit bench bench-mathjax chaos cluster-test clean distclean images
 
 help:
 	@echo "make run        install what is missing, then start gateway, viewer and renderer(s) (RENDERERS=N)"
@@ -27,18 +27,24 @@ help:
 
 setup: venv assets chromium chromium-user fonts
 
+# Everything, tests and linters too. The container images install requirements/app.txt alone
+# (the runtime subset, same pins and hashes) and build the assets with VENV_REQUIREMENTS set to it.
+VENV_REQUIREMENTS ?= requirements/dev.txt
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements/dev.txt
+$(VENV)/.installed: $(VENV_REQUIREMENTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet --require-hashes -r requirements/dev.txt
+	$(PIP) install --quiet --require-hashes -r $(VENV_REQUIREMENTS)
 	touch $@
 
 PRECOMPILED := build/precompiled
 CARRIER := build/carrier
 PACKAGES := build/pyodide-packages
 
-assets: $(WEB)/node_modules/.package-lock.json $(WHEELS)/.installed $(PACKAGES)/.installed $(PRECOMPILED)/.installed compressed-assets
+assets: pinned-assets compressed-assets
+
+# Everything pinned that needs none of our Python code (the image's expensive build layer).
+pinned-assets: $(WEB)/node_modules/.package-lock.json $(WHEELS)/.installed $(PACKAGES)/.installed $(PRECOMPILED)/.installed
 
 # The client page's assets gzipped for this build (build/gzip/BUILD/), so the gateway sends them
 # compressed from its first request. Always run: the build id follows our own files too, and a

@@ -1,5 +1,6 @@
 """What docker-compose.yml and the k8s manifests give each service, beyond what test_k8s_manifests checks."""
 
+import re
 from pathlib import Path
 
 import yaml
@@ -64,3 +65,47 @@ def test_the_renderers_memory_limit_holds_its_jobs_at_their_caps():
     compose = COMPOSE["services"]["renderer"]
     settings = {k.removeprefix("PLOTFARM_").lower(): v for k, v in compose["environment"].items()}
     assert _bytes(compose["mem_limit"]) >= renderer_memory_mb(Settings(_env_file=None, **settings)) * 10**6
+
+
+DOCKERFILE = (ROOT / "deploy" / "Dockerfile").read_text()
+
+
+def _pinned_base(dockerfile: str) -> str:
+    (line,) = [line for line in dockerfile.splitlines() if line.startswith("ARG BASE_IMAGE=")]
+    return line.split("=", 1)[1]
+
+
+def test_the_images_start_from_one_pinned_base():
+    """Both Dockerfiles build on the same debian:bookworm-slim, pinned by digest (a tag can move)."""
+    base = _pinned_base(DOCKERFILE)
+    assert re.fullmatch(r"docker\.io/library/debian:bookworm-slim@sha256:[0-9a-f]{64}", base), base
+    assert _pinned_base((ROOT / "deploy" / "rabbitmq.Dockerfile").read_text()) == base
+
+
+def _stage(name: str) -> str:
+    """The instructions of one stage of deploy/Dockerfile, continuation lines joined."""
+    text = DOCKERFILE.replace("\\\n", " ")
+    stages = re.split(r"^FROM ", text, flags=re.M)
+    (stage,) = [s for s in stages if re.match(rf"\S+ AS {name}\s", s)]
+    return stage
+
+
+def test_runtime_images_hold_no_build_tools():
+    """The app and renderer stages start from the base and install no compiler, npm, make or pip."""
+    for name in ("app", "renderer"):
+        stage = _stage(name)
+        assert stage.startswith("base AS"), name
+        assert not re.search(r"\b(make|nodejs|npm|gcc|g\+\+|build-essential|python3-venv|python3-pip)\b", stage), name
+        assert "requirements/dev.txt" not in stage
+    base = _stage("base")
+    assert not re.search(r"\b(make|nodejs|npm|gcc|build-essential)\b", base)
+    assert "--require-hashes -r requirements/app.txt" in _stage("venv")
+
+
+def test_the_renderer_image_has_the_makefiles_fonts():
+    """Figures look the same in a container as on a host: the image installs `make fonts`'s list."""
+    makefile = (ROOT / "Makefile").read_text()
+    fonts = re.search(r"^FONTS := (.+)$", makefile, flags=re.M).group(1).split()
+    installed = re.search(r"apt-get install -y --no-install-recommends ([^&]+)&&", _stage("renderer")).group(1).split()
+    assert set(fonts) <= set(installed), set(fonts) - set(installed)
+    assert "chromium" in installed
