@@ -14,7 +14,7 @@ WHEELS := build/wheels
 export PLOTFARM_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv assets pinned-assets compressed-assets chromium chromium-user fonts broker run test test-unit bench bench-mathjax chaos cluster-test clean distclean images
+.PHONY: help setup venv assets pinned-assets compressed-assets chromium chromium-user fonts broker run test test-unit bench bench-mathjax chaos cluster-test clean distclean images container-engine podman
 
 help:
 	@echo "make run        install what is missing, then start gateway, viewer and renderer(s) (RENDERERS=N)"
@@ -23,7 +23,8 @@ help:
 	@echo "make chaos      the fault-injection tests with larger counts (CHAOS_SCALE, default 3), the cluster test too"
 	@echo "make cluster-test  only the 3-node RabbitMQ cluster test (part of make test)"
 	@echo "make bench-mathjax what loading MathJax costs a job without LaTeX"
-	@echo "make images     build the container images (docker or podman)"
+	@echo "make images     build the container images (docker, else podman: installed when root and missing)"
+	@echo "make podman     install podman, its engine settings and podman-compose (root, no Docker engine)"
 
 setup: venv assets chromium chromium-user fonts
 
@@ -150,7 +151,21 @@ chaos: setup broker
 cluster-test: setup broker
 	$(PY) -m pytest tests/cluster -m cluster -s -p no:cacheprovider $(PYTEST_ARGS)
 
-images:
+# The container engine for `make images`: a Docker
+# engine when one answers; else podman (deploy/podman-install.sh: Debian's podman with what the
+# stack needs, this host's engine settings in /etc/containers/containers.conf when that file is
+# absent, podman-compose 1.6 in build/podman-compose), installed when we are root and it is missing.
+container-engine:
+	@if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] || command -v podman >/dev/null 2>&1; then PYTHON=$(PYTHON) deploy/podman-install.sh; \
+	else echo "no container engine (no Docker engine answers, podman is missing and we are not root):" \
+		"sudo make podman installs podman" >&2; fi
+
+podman:
+	PYTHON=$(PYTHON) deploy/podman-install.sh
+
+# plotfarm-app and plotfarm-renderer (and plotfarm-rabbitmq with podman), with layer caching.
+images: container-engine
 	deploy/build-images.sh
 
 clean:
