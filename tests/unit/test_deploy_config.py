@@ -109,3 +109,31 @@ def test_the_renderer_image_has_the_makefiles_fonts():
     installed = re.search(r"apt-get install -y --no-install-recommends ([^&]+)&&", _stage("renderer")).group(1).split()
     assert set(fonts) <= set(installed), set(fonts) - set(installed)
     assert "chromium" in installed
+
+
+def test_compose_hardens_every_plotfarm_service_as_k8s_does():
+    for service in ("gateway", "viewer", "mcp", "renderer"):
+        compose = COMPOSE["services"][service]
+        k8s = k8s_container(service)["securityContext"]
+        assert k8s["readOnlyRootFilesystem"] and compose["read_only"] is True, service
+        assert k8s["capabilities"]["drop"] == ["ALL"] and compose["cap_drop"] == ["ALL"], service
+        assert not compose.get("cap_add"), service
+        assert k8s["allowPrivilegeEscalation"] is False and "no-new-privileges:true" in compose["security_opt"], service
+        assert any(mount.split(":")[0] == "/tmp" for mount in compose["tmpfs"]), service
+    renderer = COMPOSE["services"]["renderer"]
+    assert "seccomp=${RENDERER_SECCOMP:-./deploy/seccomp-renderer.json}" in renderer["security_opt"]
+    assert not any("unconfined" in option for option in renderer["security_opt"])
+    assert (
+        renderer["environment"]["PLOTFARM_NETWORK_NAMESPACE"]
+        == k8s_env("renderer")["PLOTFARM_NETWORK_NAMESPACE"]["value"]
+    )
+
+
+def test_the_podman_override_moves_every_published_port():
+    """deploy/compose.podman.yml leaves 3000, 8000 and 3001 to a `make run` on the same machine."""
+    override = (ROOT / "deploy" / "compose.podman.yml").read_text()
+    published = re.findall(r'ports: !override \["(\d+):(\d+)"\]', override)
+    moved = {container: host for host, container in published}
+    for service in ("gateway", "viewer", "mcp"):
+        (port,) = [p.split(":")[1] for p in COMPOSE["services"][service]["ports"]]
+        assert port in moved and moved[port] != port, service
