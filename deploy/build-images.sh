@@ -46,11 +46,17 @@ if [ "$REVISION" != unknown ] && [ -n "$(git status --porcelain --untracked-file
 fi
 
 # $1 image name, $2 Dockerfile, $3 target (or ""), $4 context; the rest: more build arguments.
+# The image it replaces is removed unless a container uses it, so that rebuilding after every
+# change (make test does) leaves no pile of old images; the build cache stays.
 build_image() {
     name=$1 file=$2 target=$3 context=$4; shift 4
     start=$(date +%s)
+    old=$("$ENGINE" image inspect --format '{{.Id}}' "$name" 2>/dev/null || true)
     "$ENGINE" build "$@" -f "$file" ${target:+--target "$target"} -t "$name" \
         --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION" "$context"
+    if [ -n "$old" ] && [ "$old" != "$("$ENGINE" image inspect --format '{{.Id}}' "$name")" ]; then
+        "$ENGINE" rmi "$old" >/dev/null 2>&1 || true
+    fi
     echo "built $name in $(( $(date +%s) - start )) s"
 }
 
