@@ -20,11 +20,5 @@ WORKDIR /var/lib/rabbitmq
 # neither execs nor traps SIGTERM, ignores `docker stop` until it is killed.
 # This script traps SIGTERM and stops the broker cleanly.
 CMD ["/usr/lib/rabbitmq/bin/rabbitmq-server"]
-ARG BASE_IMAGE
-ARG VERSION=unknown
-ARG REVISION=unknown
 LABEL org.opencontainers.image.title="plotfarm-rabbitmq" \
-      org.opencontainers.image.description="RabbitMQ from Debian's rabbitmq-server package, for plotfarm where rabbitmq images cannot be pulled" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.base.name="${BASE_IMAGE}"
+      org.opencontainers.image.description="RabbitMQ from Debian's rabbitmq-server package, for plotfarm where rabbitmq images cannot be pulled"
