@@ -53,9 +53,7 @@ build_image() {
     start=$(date +%s)
     old=$("$ENGINE" image inspect --format '{{.Id}}' "$name" 2>/dev/null || true)
     "$ENGINE" build "$@" -f "$file" ${target:+--target "$target"} -t "$name" \
-        --build-arg "BASE_IMAGE=$BASE_IMAGE" --label "org.opencontainers.image.version=$VERSION" \
-        --label "org.opencontainers.image.revision=$REVISION" --label "org.opencontainers.image.base.name=$BASE_IMAGE" \
-        "$context"
+        --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION" "$context"
     if [ -n "$old" ] && [ "$old" != "$("$ENGINE" image inspect --format '{{.Id}}' "$name")" ]; then
         "$ENGINE" rmi "$old" >/dev/null 2>&1 || true
     fi

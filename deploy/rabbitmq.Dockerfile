@@ -22,3 +22,12 @@ WORKDIR /var/lib/rabbitmq
 CMD ["/usr/lib/rabbitmq/bin/rabbitmq-server"]
 LABEL org.opencontainers.image.title="plotfarm-rabbitmq" \
       org.opencontainers.image.description="RabbitMQ from Debian's rabbitmq-server package, for plotfarm where rabbitmq images cannot be pulled"
+# Last, as they change with every build. The RUN makes podman 4.3's buildah see new values: it
+# caches a LABEL by its text before the arguments are put in.
+ARG BASE_IMAGE
+ARG VERSION=unknown
+ARG REVISION=unknown
+RUN true
+LABEL org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.base.name="${BASE_IMAGE}"
