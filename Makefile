@@ -14,7 +14,7 @@ WHEELS := build/wheels
 export PLOTFARM_AMQP_URL ?= amqp://guest:guest@127.0.0.1:5672/
 PYTEST_ARGS ?=
 
-.PHONY: help setup venv assets compressed-assets chromium chromium-user fonts broker run test test-unit bench bench-mathjax chaos cluster-test clean distclean images
+.PHONY: help setup venv assets pinned-assets compressed-assets chromium chromium-user fonts broker run test test-unit bench bench-mathjax chaos cluster-test container-test clean distclean images container-engine podman
 
 help:
 	@echo "make run        install what is missing, then start gateway, viewer and renderer(s) (RENDERERS=N)"
@@ -22,23 +22,31 @@ help:
 	@echo "make bench      measure latency and throughput (prints medians, p95), a restore phase by phase, PSS per spare"
 	@echo "make chaos      the fault-injection tests with larger counts (CHAOS_SCALE, default 3), the cluster test too"
 	@echo "make cluster-test  only the 3-node RabbitMQ cluster test (part of make test)"
+	@echo "make container-test  only the container test: build the images, run the compose stack (part of make test)"
 	@echo "make bench-mathjax what loading MathJax costs a job without LaTeX"
-	@echo "make images     build the container images (docker or podman)"
+	@echo "make images     build the container images (docker, else podman: installed when root and missing)"
+	@echo "make podman     install podman, its engine settings and podman-compose (root, no Docker engine)"
 
 setup: venv assets chromium chromium-user fonts
 
+# Everything, tests and linters too. The container images install requirements/app.txt alone
+# (the runtime subset, same pins and hashes) and build the assets with VENV_REQUIREMENTS set to it.
+VENV_REQUIREMENTS ?= requirements/dev.txt
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements/dev.txt
+$(VENV)/.installed: $(VENV_REQUIREMENTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet --require-hashes -r requirements/dev.txt
+	$(PIP) install --quiet --require-hashes -r $(VENV_REQUIREMENTS)
 	touch $@
 
 PRECOMPILED := build/precompiled
 CARRIER := build/carrier
 PACKAGES := build/pyodide-packages
 
-assets: $(WEB)/node_modules/.package-lock.json $(WHEELS)/.installed $(PACKAGES)/.installed $(PRECOMPILED)/.installed compressed-assets
+assets: pinned-assets compressed-assets
+
+# Everything pinned that needs none of our Python code (the image's expensive build layer).
+pinned-assets: $(WEB)/node_modules/.package-lock.json $(WHEELS)/.installed $(PACKAGES)/.installed $(PRECOMPILED)/.installed
 
 # The client page's assets gzipped for this build (build/gzip/BUILD/), so the gateway sends them
 # compressed from its first request. Always run: the build id follows our own files too, and a
@@ -118,7 +126,8 @@ broker: venv
 run: setup broker
 	$(PY) -m services.supervisor
 
-test: setup broker
+# tests/containers builds the images and runs the compose stack (docker, else podman).
+test: setup broker container-engine
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: venv
@@ -144,7 +153,25 @@ chaos: setup broker
 cluster-test: setup broker
 	$(PY) -m pytest tests/cluster -m cluster -s -p no:cacheprovider $(PYTEST_ARGS)
 
-images:
+# The container engine for `make images` and the container test (tests/containers): a Docker
+# engine when one answers; else podman (deploy/podman-install.sh: Debian's podman with what the
+# stack needs, this host's engine settings in /etc/containers/containers.conf when that file is
+# absent, podman-compose 1.6 in build/podman-compose), installed when we are root and it is missing.
+container-engine:
+	@if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] || command -v podman >/dev/null 2>&1; then PYTHON=$(PYTHON) deploy/podman-install.sh; \
+	else echo "no container engine (no Docker engine answers, podman is missing and we are not root):" \
+		"the container test is skipped; sudo make podman installs podman" >&2; fi
+
+podman:
+	PYTHON=$(PYTHON) deploy/podman-install.sh
+
+# Builds the images and runs the compose stack with two renderers (tests/containers; part of make test).
+container-test: venv container-engine
+	$(PY) -m pytest tests/containers -m containers -s -p no:cacheprovider $(PYTEST_ARGS)
+
+# plotfarm-app and plotfarm-renderer (and plotfarm-rabbitmq with podman), with layer caching.
+images: container-engine
 	deploy/build-images.sh
 
 clean:

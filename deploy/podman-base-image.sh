@@ -1,27 +1,26 @@
 #!/bin/sh
-# Make the base image `debian:bookworm-slim` locally, for machines that cannot
-# pull images from a registry (only needed there: everywhere else `docker build`
-# or `podman build` pulls the official image by itself).
+# Make the base image locally, for machines that cannot pull images from a
+# registry (deploy/build-images.sh runs it there by itself when it is root;
+# everywhere else the builds pull the pinned official debian:bookworm-slim).
 #
 #   sudo deploy/podman-base-image.sh          # needs root, debootstrap and podman
 #
 # It bootstraps a minimal Debian 12 (debootstrap --variant=minbase) from the
 # Debian mirror apt already uses on this host, trims it like the official slim
-# image, and imports it as `debian:bookworm-slim`, also tagged
-# `docker.io/library/debian:bookworm-slim`, so an unmodified
-# `FROM debian:bookworm-slim` resolves to it.
+# image, and imports it as localhost/plotfarm-base:bookworm-slim, which
+# build-images.sh passes to the Dockerfiles as BASE_IMAGE. It is not the
+# official image and is not tagged as one.
 #
-# HTTPS from inside builds may go through a TLS-intercepting proxy. So the
-# host's CA bundle (/etc/ssl/certs/ca-certificates.crt) and its local CAs
-# (/usr/local/share/ca-certificates/*.crt) are copied into the image at build
-# time. They come from this host only and are never written into the repository.
+# No certificate goes into it: where HTTPS from inside builds goes through a
+# TLS-intercepting proxy, build-images.sh hands the host's CA bundle to the
+# build stages as a build secret, which no image layer keeps.
 #
 # Environment: DEBIAN_MIRROR, DEBIAN_SECURITY_MIRROR (default: what apt uses
-# here), SUITE (bookworm), IMAGE (debian:bookworm-slim), PODMAN (podman).
+# here), SUITE (bookworm), IMAGE (localhost/plotfarm-base:bookworm-slim), PODMAN (podman).
 set -eu
 
 SUITE=${SUITE:-bookworm}
-IMAGE=${IMAGE:-debian:$SUITE-slim}
+IMAGE=${IMAGE:-localhost/plotfarm-base:$SUITE-slim}
 PODMAN=${PODMAN:-podman}
 
 # The first Debian mirror in apt's sources (deb822 or one-line format).
@@ -37,7 +36,6 @@ DEBIAN_SECURITY_MIRROR=${DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-se
 
 [ "$(id -u)" = 0 ] || { echo "run as root (debootstrap needs it)" >&2; exit 1; }
 command -v debootstrap >/dev/null || { echo "install debootstrap: apt-get install -y debootstrap" >&2; exit 1; }
-[ -s /etc/ssl/certs/ca-certificates.crt ] || { echo "no /etc/ssl/certs/ca-certificates.crt on this host" >&2; exit 1; }
 
 ROOTFS=$(mktemp -d /var/tmp/plotfarm-rootfs.XXXXXX)
 trap 'rm -rf "$ROOTFS"' EXIT INT TERM
@@ -86,20 +84,10 @@ printf 'APT::Install-Recommends "false";\n' >"$ROOTFS/etc/apt/apt.conf.d/docker-
 rm -rf "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/apt/archives/*.deb \
        "$ROOTFS"/usr/share/doc/* "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/info/*
 
-# This host's CAs, so TLS through an intercepting proxy verifies inside builds.
-# The local .crt files also survive `apt-get install ca-certificates`, which
-# rebuilds the bundle from /usr/local/share/ca-certificates.
-mkdir -p "$ROOTFS/etc/ssl/certs" "$ROOTFS/usr/local/share/ca-certificates"
-cp /etc/ssl/certs/ca-certificates.crt "$ROOTFS/etc/ssl/certs/ca-certificates.crt"
-for crt in /usr/local/share/ca-certificates/*.crt; do
-    if [ -e "$crt" ]; then cp "$crt" "$ROOTFS/usr/local/share/ca-certificates/"; fi
-done
-
 echo "importing as $IMAGE"
 tar --numeric-owner -C "$ROOTFS" -c . | "$PODMAN" import --quiet \
     --change 'CMD ["bash"]' \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    --change 'LABEL org.opencontainers.image.description=local-debootstrap-with-host-CAs' \
+    --change "LABEL org.opencontainers.image.description=\"Debian $SUITE minbase by debootstrap from $DEBIAN_MIRROR (plotfarm deploy/podman-base-image.sh)\"" \
     - "$IMAGE" >/dev/null
-"$PODMAN" tag "$IMAGE" "docker.io/library/$IMAGE"
-"$PODMAN" images --filter "reference=*debian:$SUITE-slim"
+"$PODMAN" images --filter "reference=$IMAGE"

@@ -1,5 +1,6 @@
 """What docker-compose.yml and the k8s manifests give each service, beyond what test_k8s_manifests checks."""
 
+import re
 from pathlib import Path
 
 import yaml
@@ -64,3 +65,75 @@ def test_the_renderers_memory_limit_holds_its_jobs_at_their_caps():
     compose = COMPOSE["services"]["renderer"]
     settings = {k.removeprefix("PLOTFARM_").lower(): v for k, v in compose["environment"].items()}
     assert _bytes(compose["mem_limit"]) >= renderer_memory_mb(Settings(_env_file=None, **settings)) * 10**6
+
+
+DOCKERFILE = (ROOT / "deploy" / "Dockerfile").read_text()
+
+
+def _pinned_base(dockerfile: str) -> str:
+    (line,) = [line for line in dockerfile.splitlines() if line.startswith("ARG BASE_IMAGE=")]
+    return line.split("=", 1)[1]
+
+
+def test_the_images_start_from_one_pinned_base():
+    """Both Dockerfiles build on the same debian:bookworm-slim, pinned by digest (a tag can move)."""
+    base = _pinned_base(DOCKERFILE)
+    assert re.fullmatch(r"docker\.io/library/debian:bookworm-slim@sha256:[0-9a-f]{64}", base), base
+    assert _pinned_base((ROOT / "deploy" / "rabbitmq.Dockerfile").read_text()) == base
+
+
+def _stage(name: str) -> str:
+    """The instructions of one stage of deploy/Dockerfile, continuation lines joined."""
+    text = DOCKERFILE.replace("\\\n", " ")
+    stages = re.split(r"^FROM ", text, flags=re.M)
+    (stage,) = [s for s in stages if re.match(rf"\S+ AS {name}\s", s)]
+    return stage
+
+
+def test_runtime_images_hold_no_build_tools():
+    """The app and renderer stages start from the base and install no compiler, npm, make or pip."""
+    for name in ("app", "renderer"):
+        stage = _stage(name)
+        assert stage.startswith("base AS"), name
+        assert not re.search(r"\b(make|nodejs|npm|gcc|g\+\+|build-essential|python3-venv|python3-pip)\b", stage), name
+        assert "requirements/dev.txt" not in stage
+    base = _stage("base")
+    assert not re.search(r"\b(make|nodejs|npm|gcc|build-essential)\b", base)
+    assert "--require-hashes -r requirements/app.txt" in _stage("venv")
+
+
+def test_the_renderer_image_has_the_makefiles_fonts():
+    """Figures look the same in a container as on a host: the image installs `make fonts`'s list."""
+    makefile = (ROOT / "Makefile").read_text()
+    fonts = re.search(r"^FONTS := (.+)$", makefile, flags=re.M).group(1).split()
+    installed = re.search(r"apt-get install -y --no-install-recommends ([^&]+)&&", _stage("renderer")).group(1).split()
+    assert set(fonts) <= set(installed), set(fonts) - set(installed)
+    assert "chromium" in installed
+
+
+def test_compose_hardens_every_plotfarm_service_as_k8s_does():
+    for service in ("gateway", "viewer", "mcp", "renderer"):
+        compose = COMPOSE["services"][service]
+        k8s = k8s_container(service)["securityContext"]
+        assert k8s["readOnlyRootFilesystem"] and compose["read_only"] is True, service
+        assert k8s["capabilities"]["drop"] == ["ALL"] and compose["cap_drop"] == ["ALL"], service
+        assert not compose.get("cap_add"), service
+        assert k8s["allowPrivilegeEscalation"] is False and "no-new-privileges:true" in compose["security_opt"], service
+        assert any(mount.split(":")[0] == "/tmp" for mount in compose["tmpfs"]), service
+    renderer = COMPOSE["services"]["renderer"]
+    assert "seccomp=${RENDERER_SECCOMP:-./deploy/seccomp-renderer.json}" in renderer["security_opt"]
+    assert not any("unconfined" in option for option in renderer["security_opt"])
+    assert (
+        renderer["environment"]["PLOTFARM_NETWORK_NAMESPACE"]
+        == k8s_env("renderer")["PLOTFARM_NETWORK_NAMESPACE"]["value"]
+    )
+
+
+def test_the_podman_override_moves_every_published_port():
+    """deploy/compose.podman.yml leaves 3000, 8000 and 3001 to a `make run` on the same machine."""
+    override = (ROOT / "deploy" / "compose.podman.yml").read_text()
+    published = re.findall(r'ports: !override \["(\d+):(\d+)"\]', override)
+    moved = {container: host for host, container in published}
+    for service in ("gateway", "viewer", "mcp"):
+        (port,) = [p.split(":")[1] for p in COMPOSE["services"][service]["ports"]]
+        assert port in moved and moved[port] != port, service
