@@ -323,10 +323,11 @@ def test_both_renderers_draw_plain_and_px_figures(stack):
 
 
 def test_the_documented_client_needs_only_python3(stack, tmp_path):
-    """deploy/README.md's `python3 client.py --gateway ... --file examples/scatter.py`: stdlib only (-I -S)."""
+    """deploy/README.md's `python3 client.py --gateway ... --file examples/scatter.py`: the standard library
+    only (-E -s -S: no environment, no site-packages), with the checkout's own shared/ beside the script."""
     python3 = shutil.which("python3") or "/usr/bin/python3"
     done = subprocess.run(
-        [python3, "-I", "-S", "client.py", "--gateway", stack.url("gateway", ""), "--file", "examples/scatter.py"]
+        [python3, "-E", "-s", "-S", "client.py", "--gateway", stack.url("gateway", ""), "--file", "examples/scatter.py"]
         + ["--out", str(tmp_path), "--api-key", API_KEY],
         cwd=ROOT,
         capture_output=True,
