@@ -134,6 +134,13 @@ class Settings(BaseSettings):
 
     # Jobs and their limits
     max_code_bytes: int = Field(64 * 1024, ge=1, description="Largest `code`, in UTF-8 bytes.")
+    max_input_bytes: int = Field(
+        20_000_000,
+        ge=1,
+        description="A job's input files and variables together, in bytes (text as UTF-8, variables as JSON); "
+        "they travel inside the job's message, so keep it well under RabbitMQ's max_message_size (128 MiB).",
+    )
+    max_input_files: int = Field(100, ge=1, description="Input files one job may carry.")
     default_timeout_s: float = Field(10.0, gt=0, description="A job's time limit when it asks for none.")
     max_timeout_s: float = Field(60.0, gt=0, description="The longest time limit a job may ask for.")
     default_width: int = Field(700, ge=50, description="Figure width when neither the job nor the figure sets one.")
