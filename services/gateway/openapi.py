@@ -339,7 +339,10 @@ def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
         "info": _info(keys_enabled),
         "servers": [{"url": settings.public_gateway_url}],
         "tags": [
-            {"name": "jobs", "description": "Submit code with its data, or a figure; get its status, result and figures."},
+            {
+                "name": "jobs",
+                "description": "Submit code with its data, or a figure; get its status, result and figures.",
+            },
             {"name": "health", "description": "For load balancers and orchestrators."},
             {"name": "pages", "description": "The client-side page and its files."},
             {"name": "meta", "description": "This document."},

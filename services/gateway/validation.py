@@ -162,8 +162,10 @@ FRIENDLIER = {
         "file {name} needs its content",
         "give exactly one of `text` and `base64`",
     ),
-    ("files.*.*", "extra_forbidden"): ("file {name} has an unknown field", "a file is `{{\"text\": ...}}` or "
-                                     "`{{\"base64\": ...}}`"),
+    ("files.*.*", "extra_forbidden"): (
+        "file {name} has an unknown field",
+        'a file is `{{"text": ...}}` or `{{"base64": ...}}`',
+    ),
     ("files.*.[key]", "string_pattern_mismatch"): (
         "invalid file name {name}",
         "a file name is one plain name: no `/` or `\\`, no control characters, not only dots (`.`, `..`)",

@@ -90,7 +90,7 @@ def tool_parameters(settings: Settings, fields: dict[str, Any] = TOOL_FIELDS) ->
                 field,
                 Field(
                     description=f"Input files by name, each its text (CSV, JSON, ...), for `code` to read from its "
-                    f"working directory (`pd.read_csv(\"sales.csv\")`). At most {settings.max_input_files} files "
+                    f'working directory (`pd.read_csv("sales.csv")`). At most {settings.max_input_files} files '
                     f"and {settings.max_input_bytes} bytes of UTF-8 with `variables`; a name is one plain file name."
                 ),
             )
@@ -113,7 +113,10 @@ def _signature(settings: Settings, fields: dict[str, Any]) -> inspect.Signature:
     """What the SDK reads a tool's parameters from: the job request's own (shared/vocabulary.py), with this
     service's limits."""
     return inspect.Signature(
-        [*tool_parameters(settings, fields), inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)],
+        [
+            *tool_parameters(settings, fields),
+            inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context),
+        ],
         return_annotation=CallToolResult,
     )
 

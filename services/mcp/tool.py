@@ -171,11 +171,11 @@ class RenderTool:
         progress: Progress | None = None,
     ) -> CallToolResult:
         """``render_figure``: a figure's JSON (or a list of them), drawn with no Python."""
-        return await self._run({"figure": figure}, {"width": width, "height": height, "scale": scale}, api_key, progress)
+        return await self._run(
+            {"figure": figure}, {"width": width, "height": height, "scale": scale}, api_key, progress
+        )
 
-    async def _run(
-        self, body: dict, options: dict, api_key: str | None, progress: Progress | None
-    ) -> CallToolResult:
+    async def _run(self, body: dict, options: dict, api_key: str | None, progress: Progress | None) -> CallToolResult:
         started = time.monotonic()
         body = {**body, "formats": list(FORMATS)}
         body.update({name: value for name, value in options.items() if value is not None})

@@ -94,8 +94,10 @@ def test_file_count_and_input_bytes_are_limited():
     small = Settings(_env_file=None, **SMALL)
     error = refused({"code": "x", "files": {f"f{i}": {"text": ""} for i in range(4)}}, small)
     assert error.status == 400 and "PLOTFARM_MAX_INPUT_FILES" in str(error.details)
-    parse({"code": "x", "files": {"a": {"text": "a" * 600}, "b": {"base64": base64.b64encode(b"b" * 400).decode()}}},
-          small)
+    parse(
+        {"code": "x", "files": {"a": {"text": "a" * 600}, "b": {"base64": base64.b64encode(b"b" * 400).decode()}}},
+        small,
+    )
     over = refused({"code": "x", "files": {"a": {"text": "a" * 600}, "b": {"text": "b" * 401}}}, small)
     assert over.status == 413 and "1000" in over.message and "PLOTFARM_MAX_INPUT_BYTES" in over.message
     utf8 = refused({"code": "x", "files": {"a": {"text": "é" * 501}}}, small)  # 501 characters, 1002 bytes
@@ -293,8 +295,11 @@ async def test_a_multipart_job_part_is_the_json_body(gateway):
         ([("code", "x"), ("f", b"a" * 600, "a"), ("g", b"b" * 401, "b")], 413, "PLOTFARM_MAX_INPUT_BYTES"),
         ([("code", "x"), *[(f"f{i}", b"", f"f{i}") for i in range(4)]], 400, "too many files"),
         ([("code", "x"), *[(f"f{i}", b"", f"f{i}") for i in range(6)]], 413, "PLOTFARM_MAX_INPUT_FILES"),
-        ([("code", "x"), ("f", b"a", "a"), ("job", '{"variables": {"v": "' + "x" * 999 + '"}}')], 413,
-         "PLOTFARM_MAX_INPUT_BYTES"),
+        (
+            [("code", "x"), ("f", b"a", "a"), ("job", '{"variables": {"v": "' + "x" * 999 + '"}}')],
+            413,
+            "PLOTFARM_MAX_INPUT_BYTES",
+        ),
     ],
 )
 async def test_bad_forms_are_clear_4xx(gateway, parts, status, words):
@@ -316,13 +321,15 @@ async def test_a_form_is_read_as_a_stream_and_cut_at_the_limit(gateway):
     limit = request_body_limit(Settings(_env_file=None, **SMALL))
 
     async def chunks():
-        yield b"--b\r\nContent-Disposition: form-data; name=\"code\"\r\n\r\nx\r\n"
-        yield b"--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\n\r\n"
+        yield b'--b\r\nContent-Disposition: form-data; name="code"\r\n\r\nx\r\n'
+        yield b'--b\r\nContent-Disposition: form-data; name="f"; filename="a"\r\n\r\n'
         for _ in range(limit // 1000 + 2):
             yield b"a" * 1000
         yield b"\r\n--b--\r\n"
 
-    response = await client.post("/api/jobs", data=chunks(), headers={"Content-Type": "multipart/form-data; boundary=b"})
+    response = await client.post(
+        "/api/jobs", data=chunks(), headers={"Content-Type": "multipart/form-data; boundary=b"}
+    )
     assert "PLOTFARM_MAX_INPUT_BYTES" in await error_of(response, 413)
     declared = await client.post(
         "/api/jobs",
@@ -338,9 +345,9 @@ async def test_a_form_is_read_as_a_stream_and_cut_at_the_limit(gateway):
     [
         b"not a form",
         b"--b\r\n\r\n",
-        b"--b\r\nContent-Disposition: form-data; name=\"code\"\r\n\r\nx",
-        b"--b\r\nContent-Disposition: form-data; name=\"code\"\r\nContent-Encoding: gzip\r\n\r\nx\r\n--b--\r\n",
-        b"--b\r\nContent-Type: multipart/mixed; boundary=c\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n"
+        b'--b\r\nContent-Disposition: form-data; name="code"\r\n\r\nx',
+        b'--b\r\nContent-Disposition: form-data; name="code"\r\nContent-Encoding: gzip\r\n\r\nx\r\n--b--\r\n',
+        b'--b\r\nContent-Type: multipart/mixed; boundary=c\r\nContent-Disposition: form-data; name="x"\r\n\r\n'
         b"--c\r\n\r\nx\r\n--c--\r\n--b--\r\n",
     ],
 )
@@ -369,7 +376,9 @@ async def test_malformed_forms_are_400_never_500(gateway, body):
 )
 async def test_a_cross_site_form_is_refused_before_it_is_read(gateway, headers):
     client, broker = await gateway()
-    response = await client.post("/api/jobs", data=form(("code", "x"), ("f", b"a", "a.csv")), headers={**FORM, **headers})
+    response = await client.post(
+        "/api/jobs", data=form(("code", "x"), ("f", b"a", "a.csv")), headers={**FORM, **headers}
+    )
     message = await error_of(response, 403)
     assert "another site" in message and "application/json" in message
     assert not broker.jobs
@@ -408,7 +417,9 @@ async def test_json_is_taken_cross_site_as_before(gateway):
 
 async def test_the_415_names_both_media_types(gateway):
     client, _ = await gateway()
-    response = await client.post("/api/jobs", data=b"code=x", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = await client.post(
+        "/api/jobs", data=b"code=x", headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert "multipart/form-data" in await error_of(response, 415)
     assert response.headers["Accept-Post"] == "application/json, multipart/form-data"
 
@@ -417,6 +428,7 @@ async def test_a_json_body_over_the_limit_is_413_with_the_limit_named(gateway):
     client, _ = await gateway(**SMALL)
     limit = request_body_limit(Settings(_env_file=None, **SMALL))
     body = json.dumps({"code": "x", "files": {"a": {"text": "a" * limit}}})
-    message = await error_of(await client.post("/api/jobs", data=body, headers={"Content-Type": "application/json"}),
-                              413)
+    message = await error_of(
+        await client.post("/api/jobs", data=body, headers={"Content-Type": "application/json"}), 413
+    )
     assert str(limit) in message and "PLOTFARM_MAX_INPUT_BYTES" in message
