@@ -346,6 +346,9 @@ async def test_a_form_is_read_as_a_stream_and_cut_at_the_limit(gateway):
         b"not a form",
         b"--b\r\n\r\n",
         b'--b\r\nContent-Disposition: form-data; name="code"\r\n\r\nx',
+        b'--b\r\nContent-Disposition: form-data; name="f"; filename="a\x00b"\r\n\r\nx\r\n--b--\r\n',
+        b'--b\r\nContent-Disposition: form-data; name="f"; filename="a\nb"\r\n\r\nx\r\n--b--\r\n',
+        b"--b\r\n" + b"X-Long: " + b"a" * 100_000 + b"\r\n\r\nx\r\n--b--\r\n",
         b'--b\r\nContent-Disposition: form-data; name="code"\r\nContent-Encoding: gzip\r\n\r\nx\r\n--b--\r\n',
         b'--b\r\nContent-Type: multipart/mixed; boundary=c\r\nContent-Disposition: form-data; name="x"\r\n\r\n'
         b"--c\r\n\r\nx\r\n--c--\r\n--b--\r\n",
