@@ -179,10 +179,13 @@ def test_figure_sizes_and_depth_are_limited():
 
 
 def test_the_body_limit_admits_the_largest_valid_job():
-    small = Settings(_env_file=None, **SMALL)
+    """Code escaped at worst, every input byte as base64, every file with the longest name escaped at worst."""
+    limits = Settings(_env_file=None, max_input_bytes=100_000, max_input_files=100, max_code_bytes=1000)
+    names = [f"{i:03d}" + "é" * 126 for i in range(100)]  # 255 bytes of UTF-8 each, 6 bytes a character escaped
     body = {
-        "code": "\x01" * 100,  # six bytes each, escaped
-        "files": {"é" * 127 + f"{i}": {"base64": base64.b64encode(b"\xff" * 333).decode()} for i in range(3)},
+        "code": "\x01" * 1000,  # six bytes each, escaped
+        "files": {name: {"base64": base64.b64encode(b"\xff" * 1000).decode()} for name in names},
+        "variables": {},
         "width": 5000,
         "height": 5000,
         "timeout_s": 10,
@@ -190,10 +193,10 @@ def test_the_body_limit_admits_the_largest_valid_job():
         "scale": 10,
     }
     raw = json.dumps(body).encode()  # ensure_ascii: the names escaped too
-    assert len(raw) <= request_body_limit(small)
-    parse_job_request(raw, small)
-    figure = {"data": [{"y": "x" * 900}]}
-    assert len(json.dumps({"figure": figure}).encode()) <= request_body_limit(small)
+    assert len(raw) <= request_body_limit(limits)
+    parse_job_request(raw, limits)
+    figure = {"data": [{"y": "x" * 99_000}]}
+    assert len(json.dumps({"figure": figure}).encode()) <= request_body_limit(limits)
 
 
 # ---- over HTTP: JSON and multipart ------------------------------------------------------------------
