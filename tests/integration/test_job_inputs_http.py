@@ -64,7 +64,8 @@ async def test_a_path_for_a_file_name_is_400_naming_it(stack, name):
     assert status == 400 and repr(name) in body["error"], body
     data, headers = form(("code", "print(1)"), ("file", b"a", name))
     status, body, _ = await post(f"{stack.gateway_url}/api/jobs", data=data, headers=headers)
-    assert status == 400 and "file name" in body["error"], body
+    # A NUL in a part's header is refused by the HTTP parser itself, before the name is read.
+    assert status == 400 and ("file name" in body["error"] or "Invalid HTTP header" in body["error"]), body
 
 
 async def test_over_the_byte_limit_is_413_with_the_limit_named(stack):
