@@ -67,6 +67,10 @@ def failed_as(answer: PageResult, error_type: str, message: str) -> PageResult:
     )
 
 
+class NotPrintable(Exception):
+    """The page could not show a figure's SVG to print it (the figure's fault, not the page's)."""
+
+
 class InterpreterCrashed(Exception):
     """The page or the browser died under a job: not the job's verdict, retry it."""
 
@@ -196,6 +200,8 @@ class RendererPage:
                 return failed_as(answer, ErrorType.UNSAFE_SVG, str(exc))
             try:
                 pdf = await asyncio.wait_for(self._print(page, svg), self.settings.export_timeout_s)
+            except NotPrintable as exc:
+                return failed_as(answer, ErrorType.RENDER_ERROR, f"figure {n} could not be printed to PDF: {exc}")
             except TimeoutError:
                 self._lost(page, "hung while printing a figure to PDF")
                 return failed_as(answer, ErrorType.TIMEOUT, f"printing figure {n} to PDF took too long")
@@ -211,6 +217,8 @@ class RendererPage:
     async def _print(self, page: Page, svg: str) -> str:
         """One SVG printed to a one-page PDF the SVG's size: base64."""
         size = await page.evaluate("job => plotfarm.printSvg(job)", {"svg": svg})
+        if "error" in size:
+            raise NotPrintable(str(size["error"])[:500])
         try:
             printed = await self.cdp.send(
                 "Page.printToPDF",

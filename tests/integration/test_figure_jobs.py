@@ -13,10 +13,12 @@ import json
 import aiohttp
 import pytest
 from aiohttp import web
+from playwright.async_api import async_playwright
 
 from shared.broker import Broker
 from shared.messages import JobQueued, RenderJob, new_job_id, utcnow
 from shared.settings import Settings
+from tests.e2e.conftest import CHROMIUM, chromium_args
 from tests.integration.image_files import jpeg_size, pdf_facts, png_size, webp_size
 
 pytestmark = pytest.mark.integration
@@ -187,9 +189,14 @@ async def test_too_big_a_figure_fails_with_output_limit_exceeded(api, stack):
     assert result["error"]["type"] == "OutputLimitExceeded" and "bytes of JSON" in result["error"]["message"]
 
 
-@pytest.mark.parametrize(("scale", "pixels"), [(0.5, (200, 150)), (2.5, (1000, 750)), (0.001, (1, 1))])
+@pytest.mark.parametrize(
+    ("scale", "pixels"), [(0.5, (200, 150)), (2.5, (1000, 750)), (0.5, (201, 151)), (0.001, (1, 1))]
+)
 async def test_raster_formats_at_any_scale(api, stack, scale, pixels):
-    result = await figure_job(api, stack, seed_figure(), formats=["png", "jpeg", "webp"], scale=scale)
+    figure = seed_figure()
+    if pixels == (201, 151):  # 401x301 at 0.5 is 200.5x150.5: rounded (up), not cut
+        figure["layout"].update(width=401, height=301)
+    result = await figure_job(api, stack, figure, formats=["png", "jpeg", "webp"], scale=scale)
     assert result["status"] == "done", result.get("error")
     files = result["figures"][0]["files"]
     sizes = {}
@@ -200,13 +207,41 @@ async def test_raster_formats_at_any_scale(api, stack, scale, pixels):
     assert sizes == {"png": pixels, "jpeg": pixels, "webp": pixels}
 
 
-async def test_jpeg_has_an_opaque_background(api, stack):
+async def corner_pixel(image: bytes, content_type: str) -> list[int]:
+    """The top-left pixel of an image, as a browser decodes it: [r, g, b, a]."""
+    url = f"data:{content_type};base64,{base64.b64encode(image).decode()}"
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=chromium_args())
+        try:
+            page = await browser.new_page()
+            return await page.evaluate(CORNER_PIXEL, url)
+        finally:
+            await browser.close()
+
+
+CORNER_PIXEL = """async (url) => {
+  const image = new Image();
+  image.src = url;
+  await image.decode();
+  const canvas = document.createElement("canvas");
+  canvas.width = image.width;
+  canvas.height = image.height;
+  const context = canvas.getContext("2d");
+  context.drawImage(image, 0, 0);
+  return Array.from(context.getImageData(0, 0, 1, 1).data);
+}"""
+
+
+async def test_jpeg_is_drawn_on_white_as_kaleido_does(api, stack):
     figure = seed_figure()
-    figure["layout"]["paper_bgcolor"] = "rgba(0,0,0,0)"  # transparent: JPEG draws it on white, as Kaleido
-    result = await figure_job(api, stack, figure, formats=["jpeg"])
+    figure["layout"]["paper_bgcolor"] = "rgba(0,0,0,0)"  # transparent: JPEG has no alpha, white shows through
+    result = await figure_job(api, stack, figure, formats=["jpeg", "png"])
     assert result["status"] == "done", result.get("error")
-    _, _, body, _ = await get(result["figures"][0]["files"]["jpeg"]["url"])
-    assert body[:3] == b"\xff\xd8\xff"
+    files = result["figures"][0]["files"]
+    jpeg = await corner_pixel((await get(files["jpeg"]["url"]))[2], "image/jpeg")
+    png = await corner_pixel((await get(files["png"]["url"]))[2], "image/png")
+    assert all(channel >= 250 for channel in jpeg), jpeg
+    assert png[3] == 0, png  # the PNG keeps its transparency
 
 
 @pytest.mark.parametrize("fmt", ["png", "jpeg", "webp"])

@@ -328,11 +328,17 @@ let printing = null;
  * CSS pixels on a page of that size with no margins, for the service to
  * print it to a vector PDF (CDP Page.printToPDF, services/renderer/page.py);
  * endPrint() puts the page back. As Kaleido prints its PDFs. An SVG shown as
- * an image runs nothing and loads nothing. Resolves with its intrinsic size.
+ * an image runs nothing and loads nothing. Resolves with its intrinsic size,
+ * or {error} when it cannot be shown.
  */
 async function printSvg({ svg }) {
   endPrint();
-  const image = await loadSvg(svg);
+  let image;
+  try {
+    image = await loadSvg(svg);
+  } catch (err) {
+    return { error: String(err.message || err) }; // the figure's fault, not the page's
+  }
   const width = image.naturalWidth;
   const height = image.naturalHeight;
   const style = document.createElement("style");
