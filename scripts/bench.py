@@ -149,8 +149,12 @@ async def figure_job(session: aiohttp.ClientSession, gateway_url: str, figure: d
             return view
 
 
-async def measure_figure_jobs(gateway_url: str, args) -> dict[str, dict[str, float]]:
-    """Figure jobs (figure JSON in, no Python): sequential latency and a burst's throughput, per workload."""
+async def measure_figure_jobs(
+    gateway_url: str, args, processes: dict[str, int] | None = None
+) -> dict[str, dict[str, float]]:
+    """Figure jobs (figure JSON in, no Python): sequential latency and a burst's throughput, per workload.
+
+    With ``processes`` (name -> pid of a service this run started), also the CPU per job of the burst."""
     headline = {}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1800)) as session:
         for name in args.workloads:
@@ -168,6 +172,7 @@ async def measure_figure_jobs(gateway_url: str, args) -> dict[str, dict[str, flo
             print(summary("client submit -> result", client))
             print(summary("server total (accept -> result)", server))
             print(summary("drawing on the page", svg))
+            cpu_before = cpu_seconds(processes or {})
             started = time.perf_counter()
             await asyncio.gather(
                 *(figure_job(session, gateway_url, figure, args.figure_formats) for _ in range(args.burst))
@@ -175,6 +180,9 @@ async def measure_figure_jobs(gateway_url: str, args) -> dict[str, dict[str, flo
             elapsed = time.perf_counter() - started
             rate = args.burst / elapsed
             print(f"{name + ': figure-in burst of ' + str(args.burst):<34} {rate:.1f} jobs/s ({elapsed:.1f} s)")
+            if processes:
+                print(f"-- {name}: CPU per figure job in the burst")
+                print("\n".join(per_job_report(cpu_before, cpu_seconds(processes), args.burst)))
             headline[name] = {"p50": statistics.median(client), "p95": percentile(client, 95), "rate": rate}
     return headline
 
@@ -277,7 +285,7 @@ def bench_isolation(isolation: str, amqp_url: str, args) -> dict[str, float]:
         headline = {} if args.figures_only else asyncio.run(measure(gateway.url, args, services))
         if not args.no_figure_jobs:
             print(f"\n-- figure jobs (isolation={isolation}: it does not apply, no interpreter is involved)")
-            headline["figure jobs"] = asyncio.run(measure_figure_jobs(gateway.url, args))
+            headline["figure jobs"] = asyncio.run(measure_figure_jobs(gateway.url, args, services))
         print_pool_stats(stack)
         return headline
     finally:
