@@ -151,9 +151,14 @@ class Settings(BaseSettings):
         16_000_000, description="One rendered SVG; a world map at 50 m resolution with its countries is ~9.4 MB."
     )
     max_png_pixels: int = Field(
-        40_000_000, ge=10_000, description="Pixels of one PNG (width x height x scale²); beyond it the job fails."
+        40_000_000,
+        ge=10_000,
+        description="Pixels of one PNG, JPEG or WebP (width x height x scale²); beyond it the job fails.",
     )
-    max_png_bytes: int = Field(8_000_000, description="One PNG file.")
+    max_png_bytes: int = Field(8_000_000, description="One PNG file; one JPEG or WebP file too.")
+    max_pdf_bytes: int = Field(
+        8_000_000, ge=1, description="One PDF file (printed from the figure's SVG: about the SVG's size or less)."
+    )
     max_result_bytes: int = Field(32_000_000, description="A whole result message; RabbitMQ's own limit is 128 MiB.")
     max_output_chars: int = Field(64_000, description="Captured stdout and stderr, each.")
     max_error_chars: int = Field(

@@ -3,8 +3,8 @@
 ``POST /api/jobs``                  submit (JSON, or a multipart form with files: multipart.py); 202 once
                                     RabbitMQ confirmed the job
 ``GET  /api/jobs/{id}[?wait=S]``    status and result; long-polls up to S seconds
-``GET  /api/jobs/{id}/figures/{n}.{svg,png,json,html}``   one figure (n counts from 0), in a format
-                                    the job asked for (shared/figure_files.py)
+``GET  /api/jobs/{id}/figures/{n}.{svg,png,jpeg,webp,pdf,json,html}``   one figure (n counts from 0), in a
+                                    format the job asked for (``.jpg`` too; shared/figure_files.py)
 ``POST /execute``                   the original demo's call: submit and wait
 ``GET  /healthz``, ``/readyz``      liveness, readiness
 ``GET  /metrics``                   Prometheus metrics (shared/metrics.py): submissions, queue depths
@@ -54,6 +54,7 @@ from shared.metrics import GatewayMetrics
 from shared.proxies import TrustedProxies, forwarded_middleware
 from shared.settings import Settings
 from shared.topology import Names
+from shared.vocabulary import FORMAT_BY_EXTENSION
 
 log = structlog.get_logger(__name__)
 
@@ -262,6 +263,10 @@ async def get_job(request: web.Request) -> web.Response:
     return json_body(JobView.model_validate(job_view(record, request.app[SETTINGS], include=include)))
 
 
+# A figure file's extension: every format's, and the other names of some (jpg), longest first.
+FIGURE_EXTENSIONS = "|".join(sorted(FORMAT_BY_EXTENSION, key=lambda ext: (-len(ext), ext)))
+
+
 async def get_figure(request: web.Request) -> web.Response:
     record = await _find(request)
     if record.result is None:
@@ -332,7 +337,7 @@ def create_app(
     app.router.add_get("/", index_page)
     app.router.add_post("/api/jobs", submit_job)
     app.router.add_get("/api/jobs/{job_id}", get_job)
-    app.router.add_get(r"/api/jobs/{job_id}/figures/{index:\d+}.{format:svg|png|json|html}", get_figure)
+    app.router.add_get(rf"/api/jobs/{{job_id}}/figures/{{index:\d+}}.{{format:{FIGURE_EXTENSIONS}}}", get_figure)
     app.router.add_post("/execute", execute)
     add_page_routes(app, settings, assets)
     add_docs_routes(app, settings, keys_enabled=keys.enabled)
