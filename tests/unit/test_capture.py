@@ -23,6 +23,7 @@ LIMITS = OutputLimits(
     max_output_chars=100,
     max_figure_depth=64,
     max_png_bytes=10**6,
+    max_pdf_bytes=10**6,
     max_error_chars=10_000,
     max_answer_chars=10**6,
 ).model_dump()
