@@ -191,7 +191,9 @@ class RendererPage:
         The SVG is shown alone on the page as an image of its own size, and the page is
         printed on paper of that size with no margins (CDP ``Page.printToPDF``): text
         stays text, paths stay paths. The page is put back after each figure. The SVG
-        stays in the result only when the job asked for it too."""
+        stays in the result only when the job asked for it too. Printing counts as drawing
+        (``svg_ms``)."""
+        started = time.perf_counter()
         figures = []
         for n, figure in enumerate(answer.figures, 1):
             try:
@@ -212,7 +214,9 @@ class RendererPage:
                 message = f"figure {n} is {size} bytes of PDF; the limit is {self.limits.max_pdf_bytes}"
                 return failed_as(answer, ErrorType.OUTPUT_LIMIT_EXCEEDED, message)
             figures.append(figure.model_copy(update={"pdf": pdf, "svg": svg if Format.SVG in job.formats else None}))
-        return answer.model_copy(update={"figures": figures})
+        timings = answer.timings.model_copy()
+        timings.svg_ms += (time.perf_counter() - started) * 1000
+        return answer.model_copy(update={"figures": figures, "timings": timings})
 
     async def _print(self, page: Page, svg: str) -> str:
         """One SVG printed to a one-page PDF the SVG's size: base64."""

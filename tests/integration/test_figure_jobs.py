@@ -164,6 +164,11 @@ async def test_more_figures_than_the_limit_keeps_the_first_and_says_so(api, stac
     assert f"{limit + 1} figures were shown; the first {limit} were kept (the limit per job)" in result["warnings"]
 
 
+async def test_a_figure_job_without_figures_fails_with_no_figure_error(api, stack):
+    result = await api.result(await publish(stack, figures=[]))
+    assert result["status"] == "failed" and result["error"]["type"] == "NoFigureError", result["error"]
+
+
 def nested(depth: int) -> dict:
     value: dict = {"leaf": 1}
     for _ in range(depth):
@@ -260,4 +265,4 @@ async def test_pdf_only_keeps_no_svg(api, stack):
     assert set(result["figures"][0]["files"]) == {"pdf"}
     status, kind, body, _ = await get(result["figures"][0]["files"]["pdf"]["url"])
     assert status == 200 and kind == "application/pdf" and body.startswith(b"%PDF-")
-    assert base64.b64encode(body)  # a real body, served whole
+    assert body.rstrip().endswith(b"%%EOF")  # served whole

@@ -30,6 +30,7 @@
 import { Interpreter } from "../runtime/interpreter.mjs";
 import { RASTER_FORMATS, exportFigure, loadSvg } from "../runtime/export.mjs";
 import { boundedOutput } from "../runtime/bounds.mjs";
+import { failedRun } from "../runtime/contract.mjs";
 import { configure, prepareFigure } from "../runtime/fidelity.mjs";
 import { storableSnapshot } from "../runtime/stored-snapshot.mjs";
 import { ERROR, SPOILING_ERRORS } from "../runtime/vocabulary.mjs";
@@ -266,7 +267,8 @@ async function exportFigures({ jobId, width, height, formats, scale }) {
 async function drawFigures({ jobId, output, width, height, formats, scale, limits }) {
   if (ran) throw new Error(`this page still holds job ${ran.jobId}, which was never exported`);
   const started = performance.now();
-  const bounded = boundedOutput(output, limits);
+  let bounded = boundedOutput(output, limits);
+  if (!bounded.error && !bounded.figures.length) bounded = failedRun(ERROR.NO_FIGURE, "the job brought no figure to draw");
   const parsed = performance.now();
   const drawn = await drawAll(bounded, { width, height, formats, scale }, limits);
   return {
