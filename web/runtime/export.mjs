@@ -10,10 +10,9 @@
 // the *sanitised* SVG by the renderer service (services/renderer/page.py,
 // with printSvg below), so it is not made here: a PDF asks for the SVG.
 
-import { CONTENT_TYPES, ERROR, FORMAT } from "./vocabulary.mjs";
+import { CONTENT_TYPES, ERROR, FORMAT, RASTER_FORMATS } from "./vocabulary.mjs";
 
-// Drawn as pixels: `scale` times the figure's size, held to the pixel cap (shared/vocabulary.py RASTER_FORMATS).
-export const RASTER_FORMATS = Object.freeze([FORMAT.PNG, FORMAT.JPEG, FORMAT.WEBP]);
+export { RASTER_FORMATS };
 
 export class PngTooLarge extends Error {
   get type() {

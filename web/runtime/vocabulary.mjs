@@ -26,6 +26,10 @@ export const CONTENT_TYPES = Object.freeze({
   "json": "application/json",
   "html": "text/html"
 });
+/** Drawn as pixels: `scale` times the figure's size, held to the pixel cap; in this order. */
+export const RASTER_FORMATS = Object.freeze(["png", "jpeg", "webp"]);
+/** Bytes, not text: carried in a result as base64. */
+export const BINARY_FORMATS = Object.freeze(["png", "jpeg", "webp", "pdf"]);
 /** plotfarm's error types (a job's Python exceptions keep their class names). */
 export const ERROR = Object.freeze({
   "TIMEOUT": "TimeoutError",
