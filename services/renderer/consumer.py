@@ -39,7 +39,7 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
-from services.renderer.page import InterpreterCrashed
+from services.renderer.page import InterpreterCrashed, input_transfer_s
 from services.renderer.pages import PagePool
 from services.renderer.sanitize import UnsafeSvg, sanitize_svg
 from shared.broker import Broker, BrokerUnavailable, Subscription
@@ -387,13 +387,15 @@ class JobConsumer:
             await self._publish_and_ack(result, message, ran=False)
 
     def verdict_delay_s(self, job: RenderJob) -> float:
-        """How long a run of ``job`` elsewhere may still take to publish its result: its time limit, drawing its
-        figures, and every try at publishing (RESULT_PUBLISH_BACKOFF, each waiting for its confirm)."""
+        """How long a run of ``job`` elsewhere may still take to publish its result: carrying its input files to
+        the page, its time limit, drawing its figures, and every try at publishing (RESULT_PUBLISH_BACKOFF, each
+        waiting for its confirm)."""
         s = self.settings
         publishing = s.result_publish_attempts * s.publish_timeout_s + sum(
             RESULT_PUBLISH_BACKOFF.longest(n) for n in range(1, s.result_publish_attempts)
         )
-        return job.timeout_s + s.interrupt_grace_s + s.page_allowance_s + s.export_timeout_s + publishing
+        run = job.timeout_s + s.interrupt_grace_s + s.page_allowance_s + input_transfer_s(job)
+        return run + s.export_timeout_s + publishing
 
     async def _ran_here_after_all(self, job_id: str) -> bool:
         """Whether this renderer, running the job when RabbitMQ gave up on it, published its result.
