@@ -34,7 +34,6 @@ import { failedRun } from "../runtime/contract.mjs";
 import { configure, prepareFigure } from "../runtime/fidelity.mjs";
 import { storableSnapshot } from "../runtime/stored-snapshot.mjs";
 import { ERROR, SPOILING_ERRORS } from "../runtime/vocabulary.mjs";
-import { failedRun } from "../runtime/contract.mjs";
 import { scopeMathJax } from "../runtime/mathjax-scope.mjs";
 
 const assetBase = new URL("../", import.meta.url).href;
