@@ -6,6 +6,9 @@ profile with a disk cache, as a visitor's would be) serves most tests, and a
 second page in the same profile measures the repeat visit.
 """
 
+import base64
+import hashlib
+import json
 import re
 import tempfile
 from urllib.parse import urlsplit
@@ -13,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import expect
 
-from services.gateway.pages import CONTENT_SECURITY_POLICY, PAGE_POLICY
+from services.gateway.pages import CONTENT_SECURITY_POLICY, page_policy
 from tests.e2e.conftest import CHROMIUM, RECORDER, VIEWPORT, chromium_args, csp_violations, record, screenshot
 from tests.px_cases import CASES_BY_NAME
 
@@ -73,16 +76,26 @@ def client_page(first_visit):
     return first_visit[0]
 
 
+CODE = "#editor .cm-content"  # CodeMirror's editable area, inside the editor's shadow root
+
+
+def set_code(page, code: str) -> None:
+    """Type-in (select all, insert) ``code`` in the page's code editor, as a paste would."""
+    expect(page.locator(CODE)).to_be_visible(timeout=RUN)
+    page.locator(CODE).fill(code)
+    assert page.evaluate("() => window.plotfarmClient.code()") == code
+
+
 def run_local(page, code: str | None = None, example: str | None = None, *, keyboard: bool = False):
     """Run code (or an example) in the page; the run's record from window.plotfarmClient."""
     count = page.evaluate("() => window.plotfarmClient.runs().length")
     if example:
         page.select_option("#examples", example)
     if code is not None:
-        page.fill("#code", code)
+        set_code(page, code)
     expect(page.locator("#engine")).to_have_attribute("data-state", "ready", timeout=BOOT)
     if keyboard:
-        page.locator("#code").press("Control+Enter")
+        page.locator(CODE).press("Control+Enter")
     else:
         page.click("#run")
     page.wait_for_function("(n) => window.plotfarmClient.runs().length > n", arg=count, timeout=RUN)
@@ -95,10 +108,15 @@ def test_client_page_headers_and_cached_versioned_assets(e2e, playwright):
         response = request.get(f"{e2e.gateway_url}/client-plot")
         assert response.status == 200
         headers = response.headers
-        assert headers["content-security-policy"] == PAGE_POLICY
-        directives = dict(d.strip().split(" ", 1) for d in PAGE_POLICY.split(";"))
+        html = response.text()
+        # One inline script, the code editor's import map, allowed by its hash; nothing else inline.
+        (import_map,) = re.findall(r'<script type="importmap">(.*?)</script>', html, re.DOTALL)
+        assert headers["content-security-policy"] == page_policy(import_map)
+        directives = dict(d.strip().split(" ", 1) for d in headers["content-security-policy"].split(";"))
         assert directives["default-src"] == "'none'"
-        assert directives["script-src"] == "'self' 'wasm-unsafe-eval'"  # no 'unsafe-eval', no 'unsafe-inline'
+        digest = base64.b64encode(hashlib.sha256(import_map.encode()).digest()).decode()
+        # No 'unsafe-eval', no 'unsafe-inline'.
+        assert directives["script-src"] == f"'self' 'wasm-unsafe-eval' 'sha256-{digest}'"
         # The page may start blob: workers (plotly.js's maps); the interpreter's worker script may not.
         assert directives["connect-src"] == "'self'" and directives["worker-src"] == "'self' blob:"
         assert "worker-src 'self';" in CONTENT_SECURITY_POLICY
@@ -108,15 +126,18 @@ def test_client_page_headers_and_cached_versioned_assets(e2e, playwright):
         assert headers["cross-origin-embedder-policy"] == "require-corp"
         assert headers["cache-control"] == "no-cache"
 
-        html = response.text()
         urls = sorted(set(re.findall(r'(?:src|href)="(/assets/[0-9a-f]{12}/[^"]+)"', html)))
         assert any(u.endswith("/plotly/plotly.min.js") for u in urls) and any(
             u.endswith("/client/client.mjs") for u in urls
         )
         assert "http://" not in html.replace(e2e.viewer_url, "") and "https://" not in html  # no CDN
         build = urls[0].split("/")[2]
+        editor_urls = json.loads(import_map)["imports"].values()
+        assert all(url.startswith(f"/assets/{build}/editor/") for url in editor_urls)
         for path in (
             "client/client.mjs",
+            "client/editor.mjs",
+            "editor/codemirror/view/dist/index.js",
             "runtime/interpreter-worker.mjs",
             "pyodide/pyodide.asm.wasm",
             "manifest.json",
@@ -135,6 +156,8 @@ def test_client_page_headers_and_cached_versioned_assets(e2e, playwright):
             f"assets/{build}/renderer/index.html",
             f"assets/{build}/client/..%2F..%2Fshared%2Fsettings.py",
             f"assets/{build}/pyodide/package.json",
+            f"assets/{build}/editor/codemirror/view/package.json",  # an editor package's entry file only
+            f"assets/{build}/editor/codemirror/view/dist/index.cjs",
         ):
             assert request.get(f"{e2e.gateway_url}/{missing}").status == 404, missing
     finally:
@@ -269,22 +292,62 @@ def test_maps_latex_and_top_level_await_in_the_browser(client_page):
     assert page.foreign_requests == []
 
 
-def test_editor_tab_indents_and_dedents(client_page):
+def test_code_editor_loads_offline_with_python_highlighting(client_page, e2e):
+    """CodeMirror replaces the text box: from this server alone, Python highlighted, inside the page's CSP."""
     page = client_page
-    page.fill("#code", "")
-    editor = page.locator("#code")
+    page.wait_for_function("() => window.plotfarmClient.editor() !== 'loading'", timeout=RUN)
+    assert page.evaluate("() => window.plotfarmClient.editor()") == "ready"
+    expect(page.locator("#code")).to_be_hidden()  # the fallback text box
+    expect(page.locator("#editor .cm-editor")).to_have_count(1)
+    set_code(page, "import numpy as np\nfor x in range(3):\n    print('hi', x)  # note\n")
+    # Highlighting: the keywords, the string and the comment each in a colour of their own, unlike plain names.
+    colour = "(e) => getComputedStyle(e).color"
+    line = page.locator("#editor .cm-line")
+    keyword = line.nth(0).locator("span", has_text="import").evaluate(colour)
+    string = line.nth(2).locator("span", has_text="'hi'").evaluate(colour)
+    comment = line.nth(2).locator("span", has_text="# note").evaluate(colour)
+    plain = line.nth(1).evaluate(colour)
+    assert len({keyword, string, comment, plain}) == 4, (keyword, string, comment, plain)
+    # Its files came from this gateway's build, and no request left the origin.
+    loaded = page.evaluate("() => performance.getEntriesByType('resource').map((e) => e.name)")
+    assert any("/editor/codemirror/lang-python/dist/index.js" in url for url in loaded), loaded
+    assert all(url.startswith(e2e.gateway_url + "/") for url in loaded if "/editor/" in url)
+    assert page.foreign_requests == [] and csp_violations(page) == [] and page.errors == []
+
+
+def test_editor_indents_matches_brackets_and_undoes(client_page):
+    page = client_page
+    set_code(page, "")
+    editor = page.locator(CODE)
     editor.focus()
-    page.keyboard.type("for x in range(3):")
-    page.keyboard.press("Enter")  # keeps the block's indentation
+    code = "() => window.plotfarmClient.code()"
+    page.keyboard.type("for x in range(3):")  # "(" closes itself; ")" steps over it
+    page.keyboard.press("Enter")  # indents the block
     page.keyboard.type("print(x)")
     page.keyboard.press("Enter")
-    page.keyboard.press("Shift+Tab")
-    page.keyboard.type("y = 1")
+    page.keyboard.press("Shift+Tab")  # dedents
+    page.keyboard.type("y = [1]")
+    assert page.evaluate(code) == "for x in range(3):\n    print(x)\ny = [1]"
+    page.keyboard.press("Tab")  # indents the line
+    assert page.evaluate(code) == "for x in range(3):\n    print(x)\n    y = [1]"
+    page.keyboard.press("ArrowLeft")  # the caret beside "]": both brackets marked as a pair
+    expect(page.locator("#editor .cm-matchingBracket")).to_have_count(2)
+    page.keyboard.press("Control+z")  # history: the Tab undone
+    assert page.evaluate(code) == "for x in range(3):\n    print(x)\ny = [1]"
     page.keyboard.press("Tab")
-    assert editor.input_value() == "for x in range(3):\n    print(x)\ny = 1    "
+    assert page.evaluate("() => document.activeElement.id") == "editor"  # Tab stayed in the editor
     page.keyboard.press("Escape")
     page.keyboard.press("Tab")  # Esc, then Tab, leaves the editor
-    assert page.evaluate("() => document.activeElement.id") != "code"
+    assert page.evaluate("() => document.activeElement.id") not in ("editor", "code")
+
+
+def test_ctrl_enter_in_the_editor_runs_the_code(client_page):
+    page = client_page
+    code = "import plotly.graph_objects as go\ngo.Figure(go.Bar(y=[3, 1, 2])).update_layout(title='keyboard').show()\n"
+    run = run_local(page, code=code, keyboard=True)
+    assert run["error"] is None and run["figures"] == 1, run
+    expect(page.locator("#local-plots .js-plotly-plot .gtitle")).to_have_text("keyboard")
+    assert page.evaluate("() => window.plotfarmClient.code()") == code  # no blank line inserted
 
 
 def test_run_on_server_shows_the_server_result_beside_the_local_one(client_page, e2e):
@@ -321,7 +384,7 @@ def test_run_on_server_shows_the_server_result_beside_the_local_one(client_page,
 
 def test_stop_recovers_from_a_runaway_loop(client_page):
     page = client_page
-    page.fill("#code", "while True:\n    pass\n")
+    set_code(page, "while True:\n    pass\n")
     page.click("#run")
     expect(page.locator("#engine")).to_have_attribute("data-state", "running")
     expect(page.locator("#stop")).to_be_enabled()
