@@ -1,6 +1,7 @@
 """The gateway's HTTP API.
 
-``POST /api/jobs``                  submit; 202 once RabbitMQ confirmed the job
+``POST /api/jobs``                  submit (JSON, or a multipart form with files: multipart.py); 202 once
+                                    RabbitMQ confirmed the job
 ``GET  /api/jobs/{id}[?wait=S]``    status and result; long-polls up to S seconds
 ``GET  /api/jobs/{id}/figures/{n}.{svg,png,json,html}``   one figure (n counts from 0), in a format
                                     the job asked for (shared/figure_files.py)
@@ -23,7 +24,16 @@ from services.gateway.access import CALLER, ApiKeys, RateLimiter, access_middlew
 from services.gateway.openapi import DOCS_PATH, OPENAPI_PATH, PUBLIC_PATHS, PUBLIC_PREFIXES, add_docs_routes
 from services.gateway.pages import AssetStore, add_page_routes
 from services.gateway.quota import StreamShare
-from services.gateway.validation import InvalidRequest, parse_job_request, request_body_limit, require_json
+from services.gateway.multipart import read_form, refuse_cross_site
+from services.gateway.validation import (
+    MULTIPART_MEDIA_TYPE,
+    InvalidRequest,
+    job_from_request,
+    media_type,
+    parse_job_request,
+    request_body_limit,
+    require_json,
+)
 from shared.api_models import ErrorBody, ExecuteResult, JobAccepted, JobView, ServiceIndex
 from shared.broker import Broker, BrokerUnavailable
 from shared.events import EventFollower
@@ -149,7 +159,13 @@ async def _accept(request: web.Request, job: RenderJob) -> None:
             raise
         index.apply(queued)
         request.app[METRICS].jobs_accepted.inc()
-        log.info("job accepted", code_bytes=len(job.code.encode()), timeout_s=job.timeout_s)
+        log.info(
+            "job accepted",
+            code_bytes=len(job.code.encode()),
+            files=len(job.files),
+            figures=len(job.figures or []),
+            timeout_s=job.timeout_s,
+        )
         try:
             await broker.publish_event(queued)
         except BrokerUnavailable as exc:  # the job itself is safe in its queue
@@ -157,15 +173,30 @@ async def _accept(request: web.Request, job: RenderJob) -> None:
 
 
 async def _read_job(request: web.Request) -> RenderJob:
+    """The job a POST asks for: a JSON body, or a multipart form that is not another site's (multipart.py)."""
     settings = request.app[SETTINGS]
     limit = request_body_limit(settings)
+    content_types = request.headers.getall(hdrs.CONTENT_TYPE, [])
+    if media_type(content_types) == MULTIPART_MEDIA_TYPE:
+        refuse_cross_site(request, settings)  # before anything of it is read
     if request.content_length is not None and request.content_length > limit:
-        raise InvalidRequest(413, f"the request body is {request.content_length} bytes; the limit is {limit}")
-    require_json(request.headers.getall(hdrs.CONTENT_TYPE, []))
+        raise InvalidRequest(
+            413,
+            f"the request body is {request.content_length} bytes; the limit is {limit} (made of "
+            "PLOTFARM_MAX_CODE_BYTES and PLOTFARM_MAX_INPUT_BYTES)",
+        )
+    if media_type(content_types) == MULTIPART_MEDIA_TYPE:
+        data, files = await read_form(request, settings)
+        return job_from_request(data, settings, tenant=request[CALLER].tenant, uploads=files)
+    require_json(content_types)
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
-        raise InvalidRequest(413, f"the request body is larger than {limit} bytes") from exc
+        raise InvalidRequest(
+            413,
+            f"the request body is larger than {limit} bytes (made of PLOTFARM_MAX_CODE_BYTES and "
+            "PLOTFARM_MAX_INPUT_BYTES)",
+        ) from exc
     return parse_job_request(raw, settings, tenant=request[CALLER].tenant)
 
 
