@@ -350,6 +350,108 @@ def test_ctrl_enter_in_the_editor_runs_the_code(client_page):
     assert page.evaluate("() => window.plotfarmClient.code()") == code  # no blank line inserted
 
 
+SALES_CSV = "region,sales\nnorth,12\nsouth,7\neast,30\n"
+READ_SALES = (
+    "import pandas as pd\nimport plotly.express as px\n"
+    "df = pd.read_csv('sales.csv')\n"
+    "px.bar(df, x='region', y='sales', title=f'{len(df)} regions from sales.csv').show()\n"
+)
+
+
+def drop_files(page, target: str, files: str) -> None:
+    """Drop files made in the page (``files``: a JS expression giving File objects) onto ``target``."""
+    transfer = page.evaluate_handle(
+        f"() => {{ const t = new DataTransfer(); for (const f of {files}) t.items.add(f); return t; }}"
+    )
+    page.locator(target).dispatch_event("drop", {"dataTransfer": transfer})
+
+
+def remove_all_files(page) -> None:
+    for button in reversed(page.locator("#file-list .remove-file").all()):
+        button.click()
+    expect(page.locator("#file-list .file")).to_have_count(0)
+
+
+def test_a_chosen_csv_file_is_read_by_pandas_in_the_local_run(client_page):
+    page = client_page
+    page.set_input_files(
+        "#file-input", files=[{"name": "sales.csv", "mimeType": "text/csv", "buffer": SALES_CSV.encode()}]
+    )
+    expect(page.locator("#file-list .file-name")).to_have_text(["sales.csv"])
+    expect(page.locator("#file-list .file-size")).to_have_text([f"{len(SALES_CSV)} B"])
+    run = run_local(page, code=READ_SALES)
+    assert run["error"] is None and run["figures"] == 1 and run["files"] == ["sales.csv"], run
+    plot = page.locator("#local-plots .js-plotly-plot")
+    expect(plot.locator(".gtitle")).to_have_text("3 regions from sales.csv")
+    expect(plot.locator(".xtick text")).to_have_text(["north", "south", "east"])
+    assert plot.evaluate("(div) => Array.from(div._fullData[0].y)") == [12, 7, 30]
+
+    # Removed, it is gone from the next run's working directory.
+    page.locator("#file-list .remove-file").click()
+    expect(page.locator("#file-list .file")).to_have_count(0)
+    run = run_local(page, code="import os\nprint(sorted(os.listdir('.')))\nopen('sales.csv')\n")
+    assert run["error"] == "FileNotFoundError" and run["files"] == [], run
+    expect(page.locator("#local-stdout pre")).not_to_contain_text("sales.csv")
+    assert csp_violations(page) == [] and page.errors == [] and page.foreign_requests == []
+
+
+def test_files_dropped_on_the_editor_are_added_not_pasted(client_page):
+    page = client_page
+    set_code(page, "print('unchanged')\n")
+    drop_files(
+        page,
+        CODE,
+        "[new File(['a,b\\n1,2\\n'], 'dropped.csv', {type: 'text/csv'}), new File([new Uint8Array(1500)], 'zeros.bin')]",
+    )
+    expect(page.locator("#file-list .file-name")).to_have_text(["dropped.csv", "zeros.bin"])
+    expect(page.locator("#file-list .file-size")).to_have_text(["8 B", "1.5 kB"])
+    expect(page.locator("#files-total")).to_contain_text("2 files, 1.5 kB of ")
+    assert page.evaluate("() => window.plotfarmClient.code()") == "print('unchanged')\n"  # not pasted in
+    run = run_local(page, code="print(open('dropped.csv').read().split()[1], len(open('zeros.bin', 'rb').read()))\n")
+    assert run["error"] is None and run["files"] == ["dropped.csv", "zeros.bin"], run
+    expect(page.locator("#local-stdout pre")).to_have_text("1,2 1500\n")
+    page.click("#clear-files")
+    expect(page.locator("#file-list .file")).to_have_count(0)
+
+
+def test_files_the_gateway_would_refuse_are_refused_on_the_page_with_the_limit_named(client_page):
+    page = client_page
+    inputs = page.evaluate("() => JSON.parse(document.getElementById('plotfarm-config').textContent).inputs")
+    message = page.locator("#files-message")
+    # Names: no path, not only dots, no control character, at most maxNameBytes of UTF-8.
+    long_name = "é" * (inputs["maxNameBytes"] // 2) + ".csv"
+    drop_files(
+        page,
+        "#local",
+        f"[new File(['x'], '..'), new File(['x'], 'a\\\\b.csv'), new File(['x'], 'bell\\u0007.csv'), "
+        f"new File(['x'], {json.dumps(long_name)}), new File(['x'], 'fine.csv')]",
+    )
+    expect(page.locator("#file-list .file-name")).to_have_text(["fine.csv"])
+    for refused in (
+        "“..” was not added",
+        "a\\b.csv” was not added",
+        "bell",
+        f"longer than {inputs['maxNameBytes']} bytes",
+    ):
+        expect(message).to_contain_text(refused)
+    # Bytes: one byte over the gateway's limit for the job's files together.
+    drop_files(page, "#local", f"[new File([new Uint8Array({inputs['maxBytes']})], 'big.bin')]")
+    expect(message).to_contain_text("“big.bin”")
+    expect(message).to_contain_text(f"({inputs['maxBytes']} bytes, PLOTFARM_MAX_INPUT_BYTES)")
+    expect(page.locator("#file-list .file-name")).to_have_text(["fine.csv"])
+    # Count: one file more than the limit.
+    drop_files(
+        page, "#local", f"Array.from({{length: {inputs['maxFiles']}}}, (_, n) => new File(['x'], `f${{n}}.txt`))"
+    )
+    expect(page.locator("#file-list .file")).to_have_count(inputs["maxFiles"])
+    expect(message).to_contain_text(
+        f"“f{inputs['maxFiles'] - 1}.txt” was not added: a job takes at most {inputs['maxFiles']} files (PLOTFARM_MAX_INPUT_FILES)"
+    )
+    page.click("#clear-files")
+    expect(page.locator("#file-list .file")).to_have_count(0)
+    assert page.errors == []
+
+
 def test_run_on_server_shows_the_server_result_beside_the_local_one(client_page, e2e):
     page = client_page
     run = run_local(page, example="subplots")
@@ -402,6 +504,29 @@ def test_stop_recovers_from_a_runaway_loop(client_page):
     expect(page.locator("#local-plots .js-plotly-plot .gtitle")).to_have_text("Example scatter")
     how = "restored from the snapshot" if restart["restored"] else "started from scratch: the snapshot was not made yet"
     record(f"client page: a fresh interpreter after Stop was ready in {restart['initMs'] / 1000:.2f} s ({how})")
+
+
+def test_without_the_editor_the_text_box_stays_and_the_page_works(new_page, e2e):
+    """If CodeMirror cannot load (here: its files refused), the plain text box does the job: Tab, Ctrl+Enter."""
+    page = new_page()
+    page.route("**/editor/**", lambda route: route.abort())
+    page.goto(f"{e2e.gateway_url}/client-plot")
+    page.wait_for_function("() => window.plotfarmClient.editor() !== 'loading'", timeout=RUN)
+    assert page.evaluate("() => window.plotfarmClient.editor()").startswith("failed")
+    expect(page.locator("#editor")).to_be_hidden()
+    expect(page.locator("#code")).to_be_visible()
+    assert page.locator("#code").input_value().startswith("import plotly")  # the first example
+    page.fill("#code", "import plotly.graph_objects as go\nfig = go.Figure(go.Bar(y=[1]))\n")
+    page.locator("#code").press("End")
+    page.keyboard.press("Tab")
+    assert page.locator("#code").input_value().endswith("\n    ")  # the text box's own indentation
+    page.fill(
+        "#code", "import plotly.graph_objects as go\ngo.Figure(go.Bar(y=[1])).update_layout(title='plain').show()\n"
+    )
+    expect(page.locator("#engine")).to_have_attribute("data-state", "ready", timeout=BOOT)
+    page.locator("#code").press("Control+Enter")
+    expect(page.locator("#local-plots .js-plotly-plot .gtitle")).to_have_text("plain", timeout=RUN)
+    assert page.errors == []
 
 
 def test_repeat_visit_restores_the_interpreter_this_browser_saved(profile, e2e, first_visit):

@@ -576,14 +576,15 @@ async function addFiles(list, refusedEarlier = []) {
     }
     const next = new Map(sizes).set(file.name, file.size);
     if (inputLimits && next.size > inputLimits.maxFiles) {
-      problems.push(`“${file.name}” was not added: a job takes at most ${plural(inputLimits.maxFiles, "file")} (max_input_files).`);
+      problems.push(`“${file.name}” was not added: a job takes at most ${plural(inputLimits.maxFiles, "file")} (PLOTFARM_MAX_INPUT_FILES).`);
       continue;
     }
     const total = [...next.values()].reduce((a, b) => a + b, 0);
     if (inputLimits && total > inputLimits.maxBytes) {
       problems.push(
         `“${file.name}” (${formatBytes(file.size)}) was not added: a job's files may hold ` +
-          `${formatBytes(inputLimits.maxBytes)} in all (max_input_bytes), and this would make ${formatBytes(total)}.`,
+          `${formatBytes(inputLimits.maxBytes)} in all (${inputLimits.maxBytes} bytes, PLOTFARM_MAX_INPUT_BYTES); ` +
+          `with it they would hold ${formatBytes(total)}.`,
       );
       continue;
     }
@@ -627,6 +628,7 @@ function renderFiles() {
     }),
   );
   const total = inputBytes();
+  $("clear-files").hidden = inputFiles.size < 2;
   $("files-total").textContent = inputFiles.size
     ? `${plural(inputFiles.size, "file")}, ${formatBytes(total)}` + (inputLimits ? ` of ${formatBytes(inputLimits.maxBytes)}` : "")
     : "";
@@ -649,6 +651,12 @@ function toBase64(bytes) {
 function serverFiles() {
   return Object.fromEntries([...inputFiles].map(([name, bytes]) => [name, { base64: toBase64(bytes) }]));
 }
+
+$("clear-files").addEventListener("click", () => {
+  inputFiles.clear();
+  showFilesMessage([]);
+  renderFiles();
+});
 
 $("file-input").addEventListener("change", async (event) => {
   const input = event.target;
