@@ -484,6 +484,26 @@ def test_run_on_server_shows_the_server_result_beside_the_local_one(client_page,
     )
 
 
+def test_run_on_server_sends_the_chosen_files(client_page, gateway):
+    """The same CSV, sent with the code as files: {name: {base64}}, read by pandas on a renderer."""
+    page = client_page
+    page.set_input_files(
+        "#file-input", files=[{"name": "sales.csv", "mimeType": "text/csv", "buffer": SALES_CSV.encode()}]
+    )
+    expect(page.locator("#file-list .file-name")).to_have_text(["sales.csv"])
+    set_code(page, READ_SALES)
+    count = page.evaluate("() => window.plotfarmClient.server().length")
+    page.click("#run-server")
+    page.wait_for_function("(n) => window.plotfarmClient.server().length > n", arg=count, timeout=RUN)
+    server = page.evaluate("() => window.plotfarmClient.server().at(-1)")
+    assert server.get("status") == "done" and server["files"] == ["sales.csv"], server
+    expect(page.locator("#server-plots img.svg")).to_have_count(1)
+    svg = gateway.wait(server["jobId"], include_svg=True)["figures"][0]["svg"]
+    assert "3 regions from sales.csv" in svg and all(region in svg for region in ("north", "south", "east"))
+    remove_all_files(page)
+    assert csp_violations(page) == [] and page.errors == []
+
+
 def test_stop_recovers_from_a_runaway_loop(client_page):
     page = client_page
     set_code(page, "while True:\n    pass\n")
