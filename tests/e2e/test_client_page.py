@@ -313,6 +313,15 @@ def test_code_editor_loads_offline_with_python_highlighting(client_page, e2e):
     assert any("/editor/codemirror/lang-python/dist/index.js" in url for url in loaded), loaded
     assert all(url.startswith(e2e.gateway_url + "/") for url in loaded if "/editor/" in url)
     assert page.foreign_requests == [] and csp_violations(page) == [] and page.errors == []
+    files = page.evaluate(
+        "() => performance.getEntriesByType('resource').filter((e) => /[/]editor([/]|[.]mjs)/.test(e.name))"
+        ".map((e) => [e.transferSize, e.decodedBodySize])"
+    )
+    record(
+        f"client page: the code editor (CodeMirror, {len(files)} files, {sum(f[1] for f in files) / 1e3:.0f} kB, "
+        f"{sum(f[0] for f in files) / 1e3:.0f} kB over the network) replaced the text box "
+        f"{page.evaluate('() => window.plotfarmClient.editorReadyAt()') / 1000:.2f} s after navigation"
+    )
 
 
 def test_editor_indents_matches_brackets_and_undoes(client_page):

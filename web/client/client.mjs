@@ -409,6 +409,7 @@ async function runServer() {
 // Shift+Tab and Python's indentation, and the run keys.
 let codeEditor = null;
 let editorState = "loading"; // loading | ready | failed: why
+let editorAt = null; // ms after navigation when it was ready
 
 function codeText() {
   return codeEditor ? codeEditor.get() : editor.value;
@@ -428,6 +429,7 @@ async function loadEditor() {
     editor.hidden = true;
     if (focused) codeEditor.focus();
     editorState = "ready";
+    editorAt = performance.now();
   } catch (error) {
     codeEditor = null;
     editorState = `failed: ${error.message || error}`;
@@ -748,6 +750,7 @@ window.plotfarmClient = Object.freeze({
   snapshot: () => snapshotState,
   plotlyReadyAt: () => plotlyAt, // ms after navigation; null until plotly.js has run
   editor: () => editorState,
+  editorReadyAt: () => editorAt, // ms after navigation; null until CodeMirror has replaced the text box
   code: () => codeText(),
   files: () => [...inputFiles].map(([name, bytes]) => ({ name, size: bytes.length })),
 });
