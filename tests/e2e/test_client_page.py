@@ -357,6 +357,13 @@ def test_ctrl_enter_in_the_editor_runs_the_code(client_page):
     assert run["error"] is None and run["figures"] == 1, run
     expect(page.locator("#local-plots .js-plotly-plot .gtitle")).to_have_text("keyboard")
     assert page.evaluate("() => window.plotfarmClient.code()") == code  # no blank line inserted
+    # Cmd+Enter (Meta) too, as on a Mac.
+    count = page.evaluate("() => window.plotfarmClient.runs().length")
+    expect(page.locator("#engine")).to_have_attribute("data-state", "ready", timeout=BOOT)
+    page.locator(CODE).press("Meta+Enter")
+    page.wait_for_function("(n) => window.plotfarmClient.runs().length > n", arg=count, timeout=RUN)
+    assert page.evaluate("() => window.plotfarmClient.runs().at(-1)")["error"] is None
+    assert page.evaluate("() => window.plotfarmClient.code()") == code
 
 
 SALES_CSV = "region,sales\nnorth,12\nsouth,7\neast,30\n"
