@@ -21,10 +21,10 @@ from aiohttp import hdrs, web
 from pydantic import BaseModel
 
 from services.gateway.access import CALLER, ApiKeys, RateLimiter, access_middleware
+from services.gateway.multipart import read_form, refuse_cross_site
 from services.gateway.openapi import DOCS_PATH, OPENAPI_PATH, PUBLIC_PATHS, PUBLIC_PREFIXES, add_docs_routes
 from services.gateway.pages import AssetStore, add_page_routes
 from services.gateway.quota import StreamShare
-from services.gateway.multipart import read_form, refuse_cross_site
 from services.gateway.validation import (
     MULTIPART_MEDIA_TYPE,
     InvalidRequest,

@@ -22,6 +22,7 @@ held to request_body_limit, ``code`` to ``max_code_bytes``, the files together t
 """
 
 from aiohttp import BodyPartReader, hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 from yarl import URL
 
 from services.gateway.validation import (
@@ -147,8 +148,9 @@ async def read_form(request: web.Request, settings: Settings) -> tuple[dict, dic
                     400,
                     f"the form part {str(part.name)[:100]!r} is neither code, job, nor a file (a part with a filename)",
                 )
-    except ValueError as exc:  # a malformed form: aiohttp's reader says why
-        raise InvalidRequest(400, f"the body is not a valid multipart/form-data form: {str(exc)[:200]}") from None
+    except (ValueError, HttpProcessingError) as exc:  # a malformed form (a NUL in a part's header, ...)
+        reason = exc.message if isinstance(exc, HttpProcessingError) else str(exc)
+        raise InvalidRequest(400, f"the body is not a valid multipart/form-data form: {str(reason)[:200]}") from None
     data = dict(job or {})
     if code is not None:
         if data.get("code") is not None:

@@ -64,13 +64,14 @@ def request_body_limit(settings: Settings) -> int:
     """Largest body worth reading: the largest valid job, with every input sent as base64.
 
     That is the code, JSON-escaped at worst (\\uXXXX: 6 bytes a byte), plus ``max_input_bytes``
-    as base64 (4 bytes for 3), plus each file's name escaped at worst and its JSON around it,
-    plus room for the other fields. A figure job's figures count toward ``max_input_bytes`` too,
+    as base64 (4 bytes for 3), plus each file's name escaped at worst (no control characters in a
+    name: 3 bytes a byte, as \\u00e9 for the 2 bytes of é) and its JSON around it, plus room for
+    the other fields. A figure job's figures count toward ``max_input_bytes`` too,
     so a figure of that size as compact JSON fits. Text that needs many escapes may not: such a
     file fits as base64 (or in a multipart form, where a file's bytes travel as they are).
     """
     base64_inputs = 4 * -(-settings.max_input_bytes // 3)
-    names = settings.max_input_files * (MAX_FILE_NAME_BYTES * 6 + 32)
+    names = settings.max_input_files * (MAX_FILE_NAME_BYTES * 3 + 32)
     return settings.max_code_bytes * 6 + base64_inputs + names + 16 * 1024
 
 
@@ -162,8 +163,10 @@ FRIENDLIER = {
         "file {name} needs its content",
         "give exactly one of `text` and `base64`",
     ),
-    ("files.*.*", "extra_forbidden"): ("file {name} has an unknown field", "a file is `{{\"text\": ...}}` or "
-                                     "`{{\"base64\": ...}}`"),
+    ("files.*.*", "extra_forbidden"): (
+        "file {name} has an unknown field",
+        'a file is `{{"text": ...}}` or `{{"base64": ...}}`',
+    ),
     ("files.*.[key]", "string_pattern_mismatch"): (
         "invalid file name {name}",
         "a file name is one plain name: no `/` or `\\`, no control characters, not only dots (`.`, `..`)",

@@ -94,8 +94,10 @@ def test_file_count_and_input_bytes_are_limited():
     small = Settings(_env_file=None, **SMALL)
     error = refused({"code": "x", "files": {f"f{i}": {"text": ""} for i in range(4)}}, small)
     assert error.status == 400 and "PLOTFARM_MAX_INPUT_FILES" in str(error.details)
-    parse({"code": "x", "files": {"a": {"text": "a" * 600}, "b": {"base64": base64.b64encode(b"b" * 400).decode()}}},
-          small)
+    parse(
+        {"code": "x", "files": {"a": {"text": "a" * 600}, "b": {"base64": base64.b64encode(b"b" * 400).decode()}}},
+        small,
+    )
     over = refused({"code": "x", "files": {"a": {"text": "a" * 600}, "b": {"text": "b" * 401}}}, small)
     assert over.status == 413 and "1000" in over.message and "PLOTFARM_MAX_INPUT_BYTES" in over.message
     utf8 = refused({"code": "x", "files": {"a": {"text": "é" * 501}}}, small)  # 501 characters, 1002 bytes
@@ -177,10 +179,13 @@ def test_figure_sizes_and_depth_are_limited():
 
 
 def test_the_body_limit_admits_the_largest_valid_job():
-    small = Settings(_env_file=None, **SMALL)
+    """Code escaped at worst, every input byte as base64, every file with the longest name escaped at worst."""
+    limits = Settings(_env_file=None, max_input_bytes=100_000, max_input_files=100, max_code_bytes=1000)
+    names = [f"{i:03d}" + "é" * 126 for i in range(100)]  # 255 bytes of UTF-8 each, 6 bytes a character escaped
     body = {
-        "code": "\x01" * 100,  # six bytes each, escaped
-        "files": {"é" * 127 + f"{i}": {"base64": base64.b64encode(b"\xff" * 333).decode()} for i in range(3)},
+        "code": "\x01" * 1000,  # six bytes each, escaped
+        "files": {name: {"base64": base64.b64encode(b"\xff" * 1000).decode()} for name in names},
+        "variables": {},
         "width": 5000,
         "height": 5000,
         "timeout_s": 10,
@@ -188,10 +193,10 @@ def test_the_body_limit_admits_the_largest_valid_job():
         "scale": 10,
     }
     raw = json.dumps(body).encode()  # ensure_ascii: the names escaped too
-    assert len(raw) <= request_body_limit(small)
-    parse_job_request(raw, small)
-    figure = {"data": [{"y": "x" * 900}]}
-    assert len(json.dumps({"figure": figure}).encode()) <= request_body_limit(small)
+    assert len(raw) <= request_body_limit(limits)
+    parse_job_request(raw, limits)
+    figure = {"data": [{"y": "x" * 99_000}]}
+    assert len(json.dumps({"figure": figure}).encode()) <= request_body_limit(limits)
 
 
 # ---- over HTTP: JSON and multipart ------------------------------------------------------------------
@@ -293,8 +298,11 @@ async def test_a_multipart_job_part_is_the_json_body(gateway):
         ([("code", "x"), ("f", b"a" * 600, "a"), ("g", b"b" * 401, "b")], 413, "PLOTFARM_MAX_INPUT_BYTES"),
         ([("code", "x"), *[(f"f{i}", b"", f"f{i}") for i in range(4)]], 400, "too many files"),
         ([("code", "x"), *[(f"f{i}", b"", f"f{i}") for i in range(6)]], 413, "PLOTFARM_MAX_INPUT_FILES"),
-        ([("code", "x"), ("f", b"a", "a"), ("job", '{"variables": {"v": "' + "x" * 999 + '"}}')], 413,
-         "PLOTFARM_MAX_INPUT_BYTES"),
+        (
+            [("code", "x"), ("f", b"a", "a"), ("job", '{"variables": {"v": "' + "x" * 999 + '"}}')],
+            413,
+            "PLOTFARM_MAX_INPUT_BYTES",
+        ),
     ],
 )
 async def test_bad_forms_are_clear_4xx(gateway, parts, status, words):
@@ -316,13 +324,15 @@ async def test_a_form_is_read_as_a_stream_and_cut_at_the_limit(gateway):
     limit = request_body_limit(Settings(_env_file=None, **SMALL))
 
     async def chunks():
-        yield b"--b\r\nContent-Disposition: form-data; name=\"code\"\r\n\r\nx\r\n"
-        yield b"--b\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\n\r\n"
+        yield b'--b\r\nContent-Disposition: form-data; name="code"\r\n\r\nx\r\n'
+        yield b'--b\r\nContent-Disposition: form-data; name="f"; filename="a"\r\n\r\n'
         for _ in range(limit // 1000 + 2):
             yield b"a" * 1000
         yield b"\r\n--b--\r\n"
 
-    response = await client.post("/api/jobs", data=chunks(), headers={"Content-Type": "multipart/form-data; boundary=b"})
+    response = await client.post(
+        "/api/jobs", data=chunks(), headers={"Content-Type": "multipart/form-data; boundary=b"}
+    )
     assert "PLOTFARM_MAX_INPUT_BYTES" in await error_of(response, 413)
     declared = await client.post(
         "/api/jobs",
@@ -338,9 +348,12 @@ async def test_a_form_is_read_as_a_stream_and_cut_at_the_limit(gateway):
     [
         b"not a form",
         b"--b\r\n\r\n",
-        b"--b\r\nContent-Disposition: form-data; name=\"code\"\r\n\r\nx",
-        b"--b\r\nContent-Disposition: form-data; name=\"code\"\r\nContent-Encoding: gzip\r\n\r\nx\r\n--b--\r\n",
-        b"--b\r\nContent-Type: multipart/mixed; boundary=c\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n"
+        b'--b\r\nContent-Disposition: form-data; name="code"\r\n\r\nx',
+        b'--b\r\nContent-Disposition: form-data; name="f"; filename="a\x00b"\r\n\r\nx\r\n--b--\r\n',
+        b'--b\r\nContent-Disposition: form-data; name="f"; filename="a\nb"\r\n\r\nx\r\n--b--\r\n',
+        b"--b\r\n" + b"X-Long: " + b"a" * 100_000 + b"\r\n\r\nx\r\n--b--\r\n",
+        b'--b\r\nContent-Disposition: form-data; name="code"\r\nContent-Encoding: gzip\r\n\r\nx\r\n--b--\r\n',
+        b'--b\r\nContent-Type: multipart/mixed; boundary=c\r\nContent-Disposition: form-data; name="x"\r\n\r\n'
         b"--c\r\n\r\nx\r\n--c--\r\n--b--\r\n",
     ],
 )
@@ -369,7 +382,9 @@ async def test_malformed_forms_are_400_never_500(gateway, body):
 )
 async def test_a_cross_site_form_is_refused_before_it_is_read(gateway, headers):
     client, broker = await gateway()
-    response = await client.post("/api/jobs", data=form(("code", "x"), ("f", b"a", "a.csv")), headers={**FORM, **headers})
+    response = await client.post(
+        "/api/jobs", data=form(("code", "x"), ("f", b"a", "a.csv")), headers={**FORM, **headers}
+    )
     message = await error_of(response, 403)
     assert "another site" in message and "application/json" in message
     assert not broker.jobs
@@ -408,7 +423,9 @@ async def test_json_is_taken_cross_site_as_before(gateway):
 
 async def test_the_415_names_both_media_types(gateway):
     client, _ = await gateway()
-    response = await client.post("/api/jobs", data=b"code=x", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = await client.post(
+        "/api/jobs", data=b"code=x", headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert "multipart/form-data" in await error_of(response, 415)
     assert response.headers["Accept-Post"] == "application/json, multipart/form-data"
 
@@ -417,6 +434,7 @@ async def test_a_json_body_over_the_limit_is_413_with_the_limit_named(gateway):
     client, _ = await gateway(**SMALL)
     limit = request_body_limit(Settings(_env_file=None, **SMALL))
     body = json.dumps({"code": "x", "files": {"a": {"text": "a" * limit}}})
-    message = await error_of(await client.post("/api/jobs", data=body, headers={"Content-Type": "application/json"}),
-                              413)
+    message = await error_of(
+        await client.post("/api/jobs", data=body, headers={"Content-Type": "application/json"}), 413
+    )
     assert str(limit) in message and "PLOTFARM_MAX_INPUT_BYTES" in message
