@@ -15,6 +15,7 @@ through its model in shared/api_models.py, the same models the OpenAPI document 
 """
 
 import asyncio
+import functools
 
 import structlog
 from aiohttp import hdrs, web
@@ -26,6 +27,7 @@ from services.gateway.openapi import DOCS_PATH, OPENAPI_PATH, PUBLIC_PATHS, PUBL
 from services.gateway.pages import AssetStore, add_page_routes
 from services.gateway.quota import StreamShare
 from services.gateway.validation import (
+    CHECK_IN_THREAD_BYTES,
     MULTIPART_MEDIA_TYPE,
     InvalidRequest,
     job_from_request,
@@ -172,6 +174,13 @@ async def _accept(request: web.Request, job: RenderJob) -> None:
             log.warning("queued event not published", error=str(exc))
 
 
+async def _checked(size: int, check, *args, **kwargs) -> RenderJob:
+    """``check(*args, **kwargs)``, in a thread when the body is large (validation.CHECK_IN_THREAD_BYTES)."""
+    if size > CHECK_IN_THREAD_BYTES:
+        return await asyncio.to_thread(functools.partial(check, *args, **kwargs))
+    return check(*args, **kwargs)
+
+
 async def _read_job(request: web.Request) -> RenderJob:
     """The job a POST asks for: a JSON body, or a multipart form that is not another site's (multipart.py)."""
     settings = request.app[SETTINGS]
@@ -187,7 +196,8 @@ async def _read_job(request: web.Request) -> RenderJob:
         )
     if media_type(content_types) == MULTIPART_MEDIA_TYPE:
         data, files = await read_form(request, settings)
-        return job_from_request(data, settings, tenant=request[CALLER].tenant, uploads=files)
+        size = request.content_length if request.content_length is not None else CHECK_IN_THREAD_BYTES + 1
+        return await _checked(size, job_from_request, data, settings, tenant=request[CALLER].tenant, uploads=files)
     require_json(content_types)
     try:
         raw = await request.read()
@@ -197,7 +207,7 @@ async def _read_job(request: web.Request) -> RenderJob:
             f"the request body is larger than {limit} bytes (made of PLOTFARM_MAX_CODE_BYTES and "
             "PLOTFARM_MAX_INPUT_BYTES)",
         ) from exc
-    return parse_job_request(raw, settings, tenant=request[CALLER].tenant)
+    return await _checked(len(raw), parse_job_request, raw, settings, tenant=request[CALLER].tenant)
 
 
 async def submit_job(request: web.Request) -> web.Response:

@@ -21,11 +21,14 @@ held to request_body_limit, ``code`` to ``max_code_bytes``, the files together t
 ``max_input_bytes``, and the number of parts to the number of files allowed (plus two).
 """
 
+import asyncio
+
 from aiohttp import BodyPartReader, hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from yarl import URL
 
 from services.gateway.validation import (
+    CHECK_IN_THREAD_BYTES,
     InvalidRequest,
     check_file_name,
     parse_json_body,
@@ -140,7 +143,11 @@ async def read_form(request: web.Request, settings: Settings) -> tuple[dict, dic
                 if job is not None:
                     raise InvalidRequest(400, "the form has two job parts")
                 raw = await _read_part(part, budget, budget.limit, "the job part is too large")
-                job = parse_json_body(raw)
+                job = (
+                    await asyncio.to_thread(parse_json_body, raw)
+                    if len(raw) > CHECK_IN_THREAD_BYTES
+                    else parse_json_body(raw)
+                )
                 if not isinstance(job, dict):
                     raise InvalidRequest(400, 'the job part must be a JSON object such as {"formats": ["png"]}')
             else:

@@ -32,6 +32,9 @@ class InvalidRequest(Exception):
 
 
 JSON_MEDIA_TYPE = "application/json"
+# A body this large takes long enough to check (about 10 ms a MB: JSON, base64, the model) to stall
+# every other request on the gateway's loop, so it is checked in a thread.
+CHECK_IN_THREAD_BYTES = 256 * 1024
 MULTIPART_MEDIA_TYPE = "multipart/form-data"
 ACCEPT_POST = f"{JSON_MEDIA_TYPE}, {MULTIPART_MEDIA_TYPE}"
 

@@ -61,6 +61,8 @@ async def json_error(response, status: int) -> dict:
     [
         DEEP,
         b"[" * 100_000,
+        b"[" * 1_000_000,  # large enough to be checked in a thread (app.CHECK_IN_THREAD_BYTES)
+        b'{"code": "x", "variables": {"v": ' + b"[" * 500_000 + b"]" * 500_000 + b"}}",
         b'{"code": "x", "width": ' + HUGE.encode() + b"}",
         b'{"code": "x", "timeout_s": -' + HUGE.encode() + b"}",
         b'{"code": "x", "width": 1' + b"0" * 400 + b".0}",  # a float beyond int range after _json_number
