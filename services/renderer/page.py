@@ -7,8 +7,9 @@ deadline kept here, out of the job's reach:
 
 1. ``plotfarm.run``: the code runs in a worker; the page interrupts and then
    terminates it at the job's limit, so this step ends by itself unless the
-   page's own thread hangs (deadline: the job's limit, the grace and
-   ``page_allowance_s`` to get an interpreter);
+   page's own thread hangs (deadline: the job's limit, the grace,
+   ``page_allowance_s`` to get an interpreter, and time to carry the job's
+   input files there, :func:`input_transfer_s`);
 2. ``plotfarm.exportFigures``: plotly.js draws the figures on the page's
    thread, which nothing can interrupt; past ``export_timeout_s`` the job
    fails with ``TimeoutError``.
@@ -42,6 +43,19 @@ log = structlog.get_logger(__name__)
 # Closing a page, or emptying its storage, waits this long at most: DevTools calls for a page
 # whose process crashed or hangs may never be answered.
 CLOSE_TIMEOUT_S = 10.0
+
+
+# Input files reach the page inside page.evaluate's argument, through Playwright's driver and
+# DevTools as JSON: measured here 4.5-9.5 s for 27 MB of base64 (20 MB of files, the default
+# limit) on two busy cores. The run step's deadline grows by this much per MB of base64, so a
+# big upload on a busy machine is not taken for a hung page.
+INPUT_TRANSFER_S_PER_MB = 1.0
+
+
+def input_transfer_s(job: RenderJob) -> float:
+    """The extra time the run step may take to carry ``job``'s input files to its page."""
+    base64_bytes = sum(len(name) + len(data) for name, data in job.files.items())
+    return INPUT_TRANSFER_S_PER_MB * base64_bytes / 1e6
 
 
 class InterpreterCrashed(Exception):
@@ -128,8 +142,12 @@ class RendererPage:
             "graceMs": settings.interrupt_grace_s * 1000,
             "limits": self.limits.model_dump(),
             "tenant": job.tenant,
+            # Input files as the job message carries them (base64: the page decodes them), and the
+            # code's globals; both for this job's interpreter only (interpreter-worker.mjs).
+            "files": job.files,
+            "variables": job.variables,
         }
-        run_deadline = job.timeout_s + settings.interrupt_grace_s + settings.page_allowance_s
+        run_deadline = job.timeout_s + settings.interrupt_grace_s + settings.page_allowance_s + input_transfer_s(job)
         draw = {
             "jobId": job.job_id,
             "width": job.width,

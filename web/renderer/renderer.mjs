@@ -27,6 +27,7 @@ import { exportFigure } from "../runtime/export.mjs";
 import { configure, prepareFigure } from "../runtime/fidelity.mjs";
 import { storableSnapshot } from "../runtime/stored-snapshot.mjs";
 import { ERROR, SPOILING_ERRORS } from "../runtime/vocabulary.mjs";
+import { failedRun } from "../runtime/contract.mjs";
 import { scopeMathJax } from "../runtime/mathjax-scope.mjs";
 
 const assetBase = new URL("../", import.meta.url).href;
@@ -211,22 +212,40 @@ function release(interpreter, key, outcome) {
 /**
  * Run one job's code; resolves with a summary once the run is over. The
  * output stays on the page for exportFigures(jobId). One job at a time.
+ * `files` (name -> base64) are the job's input files, `variables` its globals
+ * (interpreter.mjs, run).
  */
-async function run({ jobId, code, timeoutMs, graceMs, limits, tenant }) {
+async function run({ jobId, code, timeoutMs, graceMs, limits, tenant, files, variables }) {
   if (ran) throw new Error(`this page still holds job ${ran.jobId}, which was never exported`);
   const started = performance.now();
+  let inputs;
+  try {
+    inputs = decodeFiles(files);
+  } catch (err) {
+    // The gateway sends valid base64; anything else fails this job alone, not the page.
+    const output = failedRun("ValueError", `the job's input files could not be read: ${err.message}`);
+    ran = { jobId, outcome: { output, timings: { load_ms: 0, run_ms: 0 }, packages: [] }, waitMs: 0, limits };
+    return { figures: 0, error: output.error.type };
+  }
   const key = isolationKey(tenant);
   const interpreter = await acquire(key);
   const waitMs = performance.now() - started;
   let outcome;
   try {
-    outcome = await interpreter.run(code, { timeoutMs, graceMs, limits });
+    outcome = await interpreter.run(code, { timeoutMs, graceMs, limits, files: inputs, variables });
   } finally {
     release(interpreter, key, outcome || { output: { error: null }, terminated: true });
   }
   ran = { jobId, outcome, waitMs, limits };
   const { error, figures } = outcome.output;
   return { figures: figures.length, error: error ? error.type : null };
+}
+
+/** The job's input files, name -> base64 (the job message's form), as name -> bytes. */
+function decodeFiles(files) {
+  const decoded = {};
+  for (const [name, text] of Object.entries(files || {})) decoded[name] = Uint8Array.fromBase64(text);
+  return decoded;
 }
 
 /**
