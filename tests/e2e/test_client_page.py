@@ -423,9 +423,14 @@ def test_files_dropped_on_the_editor_are_added_not_pasted(client_page):
     expect(page.locator("#file-list .file-size")).to_have_text(["8 B", "1.5 kB"])
     expect(page.locator("#files-total")).to_contain_text("2 files, 1.5 kB of ")
     assert page.evaluate("() => window.plotfarmClient.code()") == "print('unchanged')\n"  # not pasted in
-    run = run_local(page, code="print(open('dropped.csv').read().split()[1], len(open('zeros.bin', 'rb').read()))\n")
+    code = (
+        "import plotly.graph_objects as go\n"
+        "row, n = open('dropped.csv').read().split()[1], len(open('zeros.bin', 'rb').read())\n"
+        "go.Figure(go.Bar(y=[n])).update_layout(title=f'{row} {n}').show()\n"
+    )
+    run = run_local(page, code=code)
     assert run["error"] is None and run["files"] == ["dropped.csv", "zeros.bin"], run
-    expect(page.locator("#local-stdout pre")).to_have_text("1,2 1500\n")
+    expect(page.locator("#local-plots .js-plotly-plot .gtitle")).to_have_text("1,2 1500")
     page.click("#clear-files")
     expect(page.locator("#file-list .file")).to_have_count(0)
 
@@ -503,6 +508,7 @@ def test_run_on_server_shows_the_server_result_beside_the_local_one(client_page,
 def test_run_on_server_sends_the_chosen_files(client_page, gateway):
     """The same CSV, sent with the code as files: {name: {base64}}, read by pandas on a renderer."""
     page = client_page
+    remove_all_files(page)
     page.set_input_files(
         "#file-input", files=[{"name": "sales.csv", "mimeType": "text/csv", "buffer": SALES_CSV.encode()}]
     )
