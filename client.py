@@ -9,6 +9,16 @@
     python client.py scripts/ --out plots/        # a batch: every *.py in scripts/
     python client.py a.py b.py "more/*.py" --concurrency 8 --format svg --format png --scale 2
 
+    python client.py --file plot.py --data sales.csv --data inputs/ --var 'n=3' -o plot.png
+    python client.py --figure fig.json -o fig.pdf   # a figure's JSON (fig.to_json()), drawn with no Python
+
+--data FILE gives the job an input file it reads by name from its working directory
+(``pd.read_csv("sales.csv")``); a directory adds the files directly in it (not its
+subdirectories or hidden files). --var name=JSON binds a Python global before the code runs. In a batch
+every job gets the same files and variables. -o FILE writes the first figure to FILE in
+the format its extension names (.svg .png .jpg/.jpeg .webp .pdf .json .html), as
+``fig.write_image`` does; that format is added to the ones asked for.
+
 One job (--code, stdin, or a single --file) writes <job id>.svg (<job id>-2.svg for
 a second figure, ...). A batch (files, directories, globs, or several --file)
 writes files named after each input: b1.py -> OUT/b1.svg, OUT/b1-2.svg, OUT/b1.png.
@@ -26,6 +36,7 @@ jobs' outcomes: 3, then 4, then 2, then 1 (any job failed), else 0.
 """
 
 import argparse
+import base64
 import glob
 import json
 import os
@@ -42,7 +53,11 @@ from shared.gateway_policy import Busy, GatewayError, Patience, Refused, Resubmi
 DEFAULT_GATEWAY = os.environ.get("PLOTFARM_GATEWAY", "http://localhost:3000")
 EXIT_DONE, EXIT_FAILED, EXIT_REFUSED, EXIT_UNAVAILABLE, EXIT_TIMEOUT = 0, 1, 2, 3, 4
 POLL_S = 25.0
-FORMATS = ("svg", "png", "json", "html")
+# The vocabulary's formats and file extensions (shared/vocabulary.py, which needs pydantic: a unit test
+# keeps these equal to it).
+FORMATS = ("svg", "png", "jpeg", "webp", "pdf", "json", "html")
+FORMAT_BY_EXTENSION = {**{fmt: fmt for fmt in FORMATS}, "jpg": "jpeg"}
+MAX_SCALE = 10
 # One job says at once what went wrong. A batch waits out a busy gateway for as long as it stays busy
 # (so a large batch finishes at the gateway's rate limit), retries a refused connection a few times,
 # and polls its jobs through a gateway briefly away until --timeout.
@@ -89,16 +104,71 @@ def read_code(args):
     raise SystemExit("give the code with --code, --file, or - (stdin)")
 
 
+def read_inputs(args):
+    """``--data`` files (a directory: the files directly in it) as name -> base64, ``--var`` as name -> value.
+
+    Raises ValueError with a message for the user."""
+    files = {}
+    for item in args.data or []:
+        if os.path.isdir(item):
+            paths = sorted(p for p in glob.glob(os.path.join(glob.escape(item), "*")) if os.path.isfile(p))
+            if not paths:
+                raise ValueError(
+                    f"--data {item}: the directory has no files (subdirectories and hidden files are not read)"
+                )
+        elif os.path.isfile(item):
+            paths = [item]
+        else:
+            raise ValueError(f"--data {item}: no such file or directory")
+        for path in paths:
+            name = os.path.basename(path)
+            if name in files:
+                raise ValueError(f"--data: two files are named {name!r}; a job sees files by name only")
+            try:
+                with open(path, "rb") as handle:
+                    files[name] = base64.b64encode(handle.read()).decode("ascii")
+            except OSError as exc:
+                raise ValueError(f"--data {path}: cannot read: {exc}") from None
+    variables = {}
+    for item in args.var or []:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--var {item!r}: write it as name=JSON, e.g. --var 'n=3' or --var 'title=\"Sales\"'")
+        try:
+            variables[name] = json.loads(text)
+        except ValueError:
+            raise ValueError(
+                f"--var {name}: {text[:60]!r} is not JSON (a string needs its quotes: --var '{name}=\"...\"')"
+            ) from None
+    return files, variables
+
+
+def read_figure(path):
+    """The figure (or list of figures) in a JSON file, as ``fig.write_json`` writes it."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            figure = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--figure {path}: cannot read a figure's JSON: {exc}") from None
+    if not isinstance(figure, (dict, list)):
+        raise ValueError(f'--figure {path}: a figure is a JSON object ({{"data": [...], "layout": {{...}}}})')
+    return figure
+
+
 def job_body(args, code):
-    body = {"code": code}
+    body = {"figure": args.figure_json} if getattr(args, "figure_json", None) is not None else {"code": code}
+    if getattr(args, "files", None):
+        body["files"] = {name: {"base64": content} for name, content in args.files.items()}
+    if getattr(args, "variables", None):
+        body["variables"] = args.variables
     for field in ("width", "height"):
         if getattr(args, field):
             body[field] = getattr(args, field)
     if args.job_timeout:
         body["timeout_s"] = args.job_timeout
     # Sent only when asked for: the gateway's default is ["svg"], and older gateways know no `formats`.
-    if args.format:
-        body["formats"] = args.format
+    if formats_asked(args):
+        body["formats"] = formats_asked(args)
     if args.scale is not None:
         body["scale"] = args.scale
     return body
@@ -131,7 +201,18 @@ def wait_for(args, job_id, patience):
             return status
 
 
+def formats_asked(args):
+    """--format's formats, and -o's (last): what the job asks for, or None for the gateway's default."""
+    asked = list(args.format or [])
+    if getattr(args, "output_format", None):
+        asked.append(args.output_format)
+    return list(dict.fromkeys(asked)) or None
+
+
 def formats_of(args):
+    """The formats written to --out: --format's; with -o and no --format, none (-o is the one file)."""
+    if getattr(args, "output_format", None):
+        return list(args.format or [])
     return args.format or ["svg"]
 
 
@@ -158,12 +239,20 @@ def figure_bytes(args, status, figure, fmt):
 
 
 def write_figures(args, status, stem=None):
-    """Write every figure in every asked-for format; ``stem`` names them (default: the job id)."""
-    os.makedirs(args.out, exist_ok=True)
+    """Write every figure in every asked-for format; ``stem`` names them (default: the job id); -o the first."""
     stem = stem or status["job_id"]
     paths = []
-    for n, figure in enumerate(status.get("figures", [])):
+    figures = status.get("figures", [])
+    for n, figure in enumerate(figures):
         figure.setdefault("index", n)
+    if getattr(args, "output", None) and figures:
+        data = figure_bytes(args, status, figures[0], args.output_format)
+        with open(args.output, "wb") as handle:
+            handle.write(data)
+        paths.append(args.output)
+    if formats_of(args):
+        os.makedirs(args.out, exist_ok=True)
+    for n, figure in enumerate(figures):
         for fmt in formats_of(args):
             data = figure_bytes(args, status, figure, fmt)
             path = os.path.join(args.out, figure_name(stem, n, fmt))
@@ -200,7 +289,7 @@ def exit_code_for(exc):
 
 
 def run_single(args):
-    code = read_code(args)
+    code = None if args.figure_json is not None else read_code(args)
     try:
         accepted = submit(args, code)
         if args.no_wait:
@@ -510,7 +599,31 @@ def main(argv=None):
         choices=FORMATS,
         help="output format, repeatable (default svg); sent to the gateway as `formats`",
     )
-    parser.add_argument("--scale", type=float, help="PNG pixel scale, 1 to 4 (default 1)")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        help=f"pixels per figure pixel for png, jpeg and webp, above 0 up to {MAX_SCALE} (default 1)",
+    )
+    parser.add_argument(
+        "--data",
+        action="append",
+        metavar="FILE",
+        help="an input file the job reads by name (repeatable); a directory adds the files directly in it, "
+        "not its subdirectories or hidden files",
+    )
+    parser.add_argument(
+        "--var", action="append", metavar="NAME=JSON", help="a Python global bound before the code runs (repeatable)"
+    )
+    parser.add_argument(
+        "--figure", metavar="FIG.json", help="draw this figure's JSON (fig.write_json's) instead of running code"
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write the first figure to FILE, in the format its extension names: "
+        + " ".join(f".{ext}" for ext in FORMAT_BY_EXTENSION),
+    )
     parser.add_argument(
         "--concurrency", type=int, default=4, help="jobs of a batch in flight at once (threads; default %(default)s)"
     )
@@ -526,17 +639,36 @@ def main(argv=None):
         args.format = list(dict.fromkeys(args.format))
     if args.concurrency < 1:
         parser.error("--concurrency must be at least 1")
-    if args.scale is not None and not 1 <= args.scale <= 4:
-        parser.error("--scale must be between 1 and 4")
+    if args.scale is not None and not 0 < args.scale <= MAX_SCALE:
+        parser.error(f"--scale must be above 0 and at most {MAX_SCALE}")
+    args.output_format = None
+    if args.output:
+        extension = os.path.splitext(args.output)[1].lstrip(".").lower()
+        if extension not in FORMAT_BY_EXTENSION:
+            known = " ".join(f".{ext}" for ext in FORMAT_BY_EXTENSION)
+            parser.error(f"-o {args.output}: the extension must name a format ({known})")
+        args.output_format = FORMAT_BY_EXTENSION[extension]
+    try:
+        args.files, args.variables = read_inputs(args)
+        args.figure_json = read_figure(args.figure) if args.figure else None
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
 
     files = args.file or []
+    if args.figure and (files or args.inputs or args.code is not None):
+        parser.error("--figure is instead of code: it cannot be combined with --code, --file or paths")
+    if args.figure and (args.files or args.variables):
+        parser.error("--data and --var are for code; a figure runs no Python")
     if "-" in args.inputs and (len(args.inputs) > 1 or files or args.code is not None):
         parser.error('"-" (stdin) cannot be combined with other inputs')
     if args.code is not None and (files or args.inputs):
         parser.error("--code cannot be combined with files")
-    single = args.code is not None or args.inputs == ["-"] or (len(files) == 1 and not args.inputs)
+    single = args.figure or args.code is not None or args.inputs == ["-"] or (len(files) == 1 and not args.inputs)
     if single or not (files or args.inputs):
         return run_single(args)
+    if args.output:
+        parser.error("-o names one file: it is for one job, not a batch (use --out DIR and --format)")
     try:
         paths = expand_inputs([*files, *args.inputs])
     except ValueError as exc:

@@ -13,7 +13,11 @@ broker (or measures an existing gateway with ``--gateway``), then:
    - back-to-back latency: N sequential jobs with no pause, the way an agent
      works (submit, wait, submit);
    - throughput: M jobs submitted at once, jobs per second until the last result;
-3. Kaleido (plotly's own exporter, a persistent server on Debian's Chromium)
+3. figure in (the Kaleido use case, no Python at all): the same figures, made
+   in CPython and exported to JSON, posted as figure jobs (``"figure"``) over
+   HTTP: latency of sequential jobs (client submit -> result in hand, p50 and
+   p95) and the throughput of a burst, beside Kaleido on the same figures;
+4. Kaleido (plotly's own exporter, a persistent server on Debian's Chromium)
    rendering the same figures in the same run: per-figure latency and
    figures per second, the baseline the ratios are against.
 
@@ -124,6 +128,81 @@ async def measure(gateway_url: str, args, processes: dict[str, int] | None = Non
     return headline
 
 
+def workload_figure(name: str) -> dict:
+    """The workload's figure as JSON, made in CPython (what ``fig.to_json()`` gives a user)."""
+    from tests.oracle import run_user_code  # dev-only dependency
+
+    return run_user_code(WORKLOADS[name])[0]
+
+
+async def figure_job(session: aiohttp.ClientSession, gateway_url: str, figure: dict, formats: list[str]) -> dict:
+    """One figure job end to end over HTTP: submit, then long-poll its result."""
+    async with session.post(f"{gateway_url}/api/jobs", json={"figure": figure, "formats": formats}) as response:
+        assert response.status == 202, f"{response.status}: {await response.text()}"
+        job_id = (await response.json())["job_id"]
+    while True:
+        async with session.get(f"{gateway_url}/api/jobs/{job_id}", params={"wait": "20"}) as response:
+            assert response.status == 200, f"{response.status}: {await response.text()}"
+            view = await response.json()
+        if view["status"] in ("done", "failed"):
+            assert view["status"] == "done", view.get("error")
+            return view
+
+
+async def measure_figure_jobs(
+    gateway_url: str, args, processes: dict[str, int] | None = None
+) -> dict[str, dict[str, float]]:
+    """Figure jobs (figure JSON in, no Python): sequential latency and a burst's throughput, per workload.
+
+    With ``processes`` (name -> pid of a service this run started), also the CPU per job of the burst."""
+    headline = {}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1800)) as session:
+        for name in args.workloads:
+            figure = workload_figure(name)
+            for _ in range(5):  # every page draws once
+                await figure_job(session, gateway_url, figure, args.figure_formats)
+            client, server, svg = [], [], []
+            for _ in range(args.jobs):
+                started = time.perf_counter()
+                view = await figure_job(session, gateway_url, figure, args.figure_formats)
+                client.append((time.perf_counter() - started) * 1000)
+                server.append(view["timings"]["total_ms"])
+                svg.append(view["timings"]["svg_ms"])
+            print(f"-- {name}: figure in ({', '.join(args.figure_formats)}), {args.jobs} jobs back to back")
+            print(summary("client submit -> result", client))
+            print(summary("server total (accept -> result)", server))
+            print(summary("drawing on the page", svg))
+            cpu_before = cpu_seconds(processes or {})
+            started = time.perf_counter()
+            await asyncio.gather(
+                *(figure_job(session, gateway_url, figure, args.figure_formats) for _ in range(args.burst))
+            )
+            elapsed = time.perf_counter() - started
+            rate = args.burst / elapsed
+            print(f"{name + ': figure-in burst of ' + str(args.burst):<34} {rate:.1f} jobs/s ({elapsed:.1f} s)")
+            if processes:
+                print(f"-- {name}: CPU per figure job in the burst")
+                print("\n".join(per_job_report(cpu_before, cpu_seconds(processes), args.burst)))
+            headline[name] = {"p50": statistics.median(client), "p95": percentile(client, 95), "rate": rate}
+    return headline
+
+
+def print_figure_ratios(figures: dict[str, dict[str, float]], kaleido: dict[str, dict[str, float]], label: str) -> None:
+    """The issue's goal, from numbers of this one run: throughput >= 5x Kaleido's, p50 <= 60 ms."""
+    for name, ours in figures.items():
+        line = (
+            f"{name} figure in ({label}): p50 {ours['p50']:.0f} ms, p95 {ours['p95']:.0f} ms, {ours['rate']:.1f} jobs/s"
+        )
+        if name in kaleido:
+            k = kaleido[name]
+            line += (
+                f"; Kaleido p50 {k['p50']:.0f} ms, p95 {k['p95']:.0f} ms, {k['rate']:.1f}/s: "
+                f"throughput {ours['rate'] / k['rate']:.1f}x (goal >= 5x), latency {ours['p50'] / k['p50']:.2f}x"
+            )
+        line += f"; p50 goal <= 60 ms {'met' if ours['p50'] <= 60 else 'MISSED'}"
+        print(line)
+
+
 def bench_kaleido(args) -> dict[str, dict[str, float]]:
     """Kaleido's persistent server on the same figures (built in CPython), in this run."""
     from tests.oracle import KaleidoOracle, run_user_code  # dev-only dependency
@@ -203,7 +282,10 @@ def bench_isolation(isolation: str, amqp_url: str, args) -> dict[str, float]:
             print(f"{'renderer cold start, ' + label:<34} {ms:8.1f} ms")
         print(summary("renderer cold start, snapshot stored", cold))
         services = {name: process.proc.pid for name, process in stack.processes.items()}
-        headline = asyncio.run(measure(gateway.url, args, services))
+        headline = {} if args.figures_only else asyncio.run(measure(gateway.url, args, services))
+        if not args.no_figure_jobs:
+            print(f"\n-- figure jobs (isolation={isolation}: it does not apply, no interpreter is involved)")
+            headline["figure jobs"] = asyncio.run(measure_figure_jobs(gateway.url, args, services))
         print_pool_stats(stack)
         return headline
     finally:
@@ -222,15 +304,22 @@ def main() -> None:
     parser.add_argument("--no-kaleido", action="store_true", help="skip the Kaleido baseline")
     parser.add_argument("--parallel-restores", type=int, default=2)
     parser.add_argument("--spares", type=int, default=0, help="fresh interpreters kept ready (0: = concurrency)")
+    parser.add_argument("--no-figure-jobs", action="store_true", help="skip the figure-in section")
+    parser.add_argument("--figures-only", action="store_true", help="only the figure-in section (and Kaleido)")
+    parser.add_argument("--figure-formats", default="svg", help="comma-separated formats the figure jobs ask for")
     parser.add_argument(
         "--pause", type=float, default=1.5, help="seconds between paced sequential jobs (lets the pool refill)"
     )
     args = parser.parse_args()
     args.workloads = [name.strip() for name in args.workloads.split(",") if name.strip()]
+    args.figure_formats = [fmt.strip() for fmt in args.figure_formats.split(",") if fmt.strip()]
     if unknown := set(args.workloads) - set(WORKLOADS):
         parser.error(f"unknown workload(s): {', '.join(sorted(unknown))}")
     if args.gateway:
-        asyncio.run(measure(args.gateway, args))
+        if not args.figures_only:
+            asyncio.run(measure(args.gateway, args))
+        if not args.no_figure_jobs:
+            asyncio.run(measure_figure_jobs(args.gateway, args))
         return
 
     modes = [mode.strip() for mode in args.isolation.split(",") if mode.strip()]
@@ -240,6 +329,11 @@ def main() -> None:
     kaleido = {} if args.no_kaleido else bench_kaleido(args)
     results = {mode: bench_isolation(mode, amqp_url, args) for mode in modes}
     print()
+    figure_modes = {mode: numbers.pop("figure jobs") for mode, numbers in results.items() if "figure jobs" in numbers}
+    for mode, figures in figure_modes.items():
+        print_figure_ratios(figures, kaleido, f"isolation={mode}")
+    if args.figures_only:
+        return
     for name in args.workloads:
         for mode, numbers in results.items():
             line = (

@@ -200,13 +200,17 @@ def limits_table() -> str:
         ("time", f"{s(d['default_timeout_s'])} s by default, at most {s(d['max_timeout_s'])} s (`timeout_s`); then "
          f"{s(d['export_timeout_s'])} s to draw the figures", _env("default_timeout_s", "max_timeout_s", "export_timeout_s")),
         ("code", f"{_bytes(d['max_code_bytes'])} of UTF-8", _env("max_code_bytes")),
+        ("input files", f"{d['max_input_files']} per job, {_bytes(d['max_input_bytes'])} with the variables",
+         _env("max_input_files", "max_input_bytes")),
         ("figures", f"{d['max_figures']} per job", _env("max_figures")),
         ("figure JSON", f"{_bytes(d['max_figure_bytes'])} per figure, nested at most {d['max_figure_depth']} levels",
          _env("max_figure_bytes", "max_figure_depth")),
         ("SVG", f"{_bytes(d['max_svg_bytes'])} per figure", _env("max_svg_bytes")),
-        ("PNG", f"{_bytes(d['max_png_bytes'])} and {d['max_png_pixels']:,} pixels per figure "
-         f"(`scale` {s(vocabulary.SCALE.minimum)}–{s(vocabulary.SCALE.maximum)})",
+        ("PNG, JPEG, WebP", f"{_bytes(d['max_png_bytes'])} and {d['max_png_pixels']:,} pixels per figure "
+         f"(`scale` {'above' if vocabulary.SCALE.exclusive_minimum else 'from'} {s(vocabulary.SCALE.minimum)}, "
+         f"at most {s(vocabulary.SCALE.maximum)})",
          _env("max_png_bytes", "max_png_pixels")),
+        ("PDF", f"{_bytes(d['max_pdf_bytes'])} per figure", _env("max_pdf_bytes")),
         ("result", f"{_bytes(d['max_result_bytes'])} in all", _env("max_result_bytes")),
         ("output", f"{d['max_output_chars']:,} characters of stdout and of stderr; {d['max_error_chars']:,} of an "
          "error's message and of its traceback", _env("max_output_chars", "max_error_chars")),

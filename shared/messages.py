@@ -14,7 +14,7 @@ silently ignored option.
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, TypeAdapter, field_validator
 
@@ -37,7 +37,17 @@ class RenderJob(BaseModel):
     """One unit of work on the jobs queue."""
 
     job_id: str
-    code: str
+    code: str = Field("", description="Python code to run; empty when the job brings figures instead.")
+    figures: list[dict] | None = Field(
+        None, description="Figures to draw as they are, with no Python (a figure job); None for a code job."
+    )
+    files: dict[str, str] = Field(
+        default_factory=dict,
+        description="Input files for the code, name -> bytes as base64 (checked by the gateway: names, sizes).",
+    )
+    variables: dict[str, Any] = Field(
+        default_factory=dict, description="JSON values bound as the code's globals before it runs."
+    )
     width: int
     height: int
     timeout_s: float
@@ -52,6 +62,9 @@ class Figure(BaseModel):
 
     svg: str | None = Field(None, description="The SVG document.")
     png: str | None = Field(None, description="The PNG image, base64.")
+    jpeg: str | None = Field(None, description="The JPEG image, base64.")
+    webp: str | None = Field(None, description="The WebP image, base64.")
+    pdf: str | None = Field(None, description="The vector PDF, base64.")
     spec: dict | None = Field(None, description="The figure as plotly.js received it: data, layout, frames.")
 
 

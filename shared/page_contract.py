@@ -9,8 +9,14 @@ A job crosses three hands before it becomes a :class:`~shared.messages.RenderRes
    the document once, or makes a :class:`RunOutput` itself when the run timed
    out or its worker died (``web/runtime/contract.mjs``);
 3. the renderer page (``web/renderer/renderer.mjs``) turns the figures into
-   SVG and PNG, keeps their JSON when asked, and answers
-   ``plotfarm.render(job)`` with a :class:`PageResult`.
+   SVG and raster images, keeps their JSON when asked, and answers
+   ``plotfarm.exportFigures(job)`` with a :class:`PageResult` (the service then
+   prints any PDF from the sanitised SVG: services/renderer/page.py).
+
+A figure job (a :class:`~shared.messages.RenderJob` with ``figures``) skips
+steps 1 and 2: the service hands the page its figures as one JSON document
+shaped like a :class:`RunOutput`, which the page bounds exactly as it bounds
+a worker's (``plotfarm.drawFigures``).
 
 The renderer validates every answer against :class:`PageResult` (unknown
 fields are an error), so the two sides cannot drift apart silently;
@@ -36,7 +42,7 @@ from pydantic.json_schema import models_json_schema
 
 from shared.messages import Figure, JobError
 from shared.settings import PROJECT_ROOT, Settings
-from shared.vocabulary import ErrorType
+from shared.vocabulary import RASTER_FORMATS, ErrorType
 
 # Warnings one result may carry, and characters of each (as web/runtime/bounds.mjs).
 MAX_WARNINGS = 50
@@ -60,8 +66,11 @@ class OutputLimits(Strict):
     max_total_figure_bytes: int = Field(description="JSON of all of a job's figures together.")
     max_figure_depth: int = Field(description="Levels of nested arrays and objects in one figure's JSON.")
     max_svg_bytes: int = Field(description="One rendered SVG.")
-    max_png_pixels: int = Field(description="Pixels of one PNG (width x height x scale²), checked before rendering it.")
-    max_png_bytes: int = Field(description="One PNG file.")
+    max_png_pixels: int = Field(
+        description="Pixels of one PNG, JPEG or WebP (width x height x scale²), checked before drawing it."
+    )
+    max_png_bytes: int = Field(description="One PNG file; one JPEG or WebP file too.")
+    max_pdf_bytes: int = Field(description="One PDF file.")
     max_output_chars: int = Field(description="Captured stdout, and stderr, each; the rest is cut with a marker.")
     max_error_chars: int = Field(
         description="An error's message, and its traceback, each; the rest is cut with a marker."
@@ -83,6 +92,7 @@ class OutputLimits(Strict):
             max_svg_bytes=settings.max_svg_bytes,
             max_png_pixels=settings.max_png_pixels,
             max_png_bytes=settings.max_png_bytes,
+            max_pdf_bytes=settings.max_pdf_bytes,
             max_output_chars=settings.max_output_chars,
             max_error_chars=settings.max_error_chars,
             # JSON writes a character as at most 12 ("\ud83d\ude00"), and a limit cut adds a marker.
@@ -157,9 +167,14 @@ class PageResult(Strict):
         for n, figure in enumerate(self.figures, 1):
             if figure.svg is not None and len(figure.svg) > limits.max_svg_bytes:
                 return f"figure {n} is {len(figure.svg)} bytes of SVG; the limit is {limits.max_svg_bytes}"
-            png_bytes = len(figure.png) * 3 // 4 if figure.png is not None else 0
-            if png_bytes > limits.max_png_bytes:
-                return f"figure {n} is {png_bytes} bytes of PNG; the limit is {limits.max_png_bytes}"
+            for fmt in sorted(RASTER_FORMATS):
+                encoded = getattr(figure, fmt)
+                size = len(encoded) * 3 // 4 if encoded is not None else 0
+                if size > limits.max_png_bytes:
+                    return f"figure {n} is {size} bytes of {fmt.upper()}; the limit is {limits.max_png_bytes}"
+            pdf_bytes = len(figure.pdf) * 3 // 4 if figure.pdf is not None else 0
+            if pdf_bytes > limits.max_pdf_bytes:
+                return f"figure {n} is {pdf_bytes} bytes of PDF; the limit is {limits.max_pdf_bytes}"
             spec_bytes = len(json.dumps(figure.spec)) if figure.spec is not None else 0
             if spec_bytes > limits.max_figure_bytes + SPEC_ALLOWANCE:
                 return f"figure {n} is {spec_bytes} bytes of JSON; the limit is {limits.max_figure_bytes}"

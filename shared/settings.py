@@ -134,6 +134,13 @@ class Settings(BaseSettings):
 
     # Jobs and their limits
     max_code_bytes: int = Field(64 * 1024, ge=1, description="Largest `code`, in UTF-8 bytes.")
+    max_input_bytes: int = Field(
+        20_000_000,
+        ge=1,
+        description="A job's input files and variables together, in bytes (text as UTF-8, variables as JSON); "
+        "they travel inside the job's message, so keep it well under RabbitMQ's max_message_size (128 MiB).",
+    )
+    max_input_files: int = Field(100, ge=1, description="Input files one job may carry.")
     default_timeout_s: float = Field(10.0, gt=0, description="A job's time limit when it asks for none.")
     max_timeout_s: float = Field(60.0, gt=0, description="The longest time limit a job may ask for.")
     default_width: int = Field(700, ge=50, description="Figure width when neither the job nor the figure sets one.")
@@ -144,9 +151,14 @@ class Settings(BaseSettings):
         16_000_000, description="One rendered SVG; a world map at 50 m resolution with its countries is ~9.4 MB."
     )
     max_png_pixels: int = Field(
-        40_000_000, ge=10_000, description="Pixels of one PNG (width x height x scale²); beyond it the job fails."
+        40_000_000,
+        ge=10_000,
+        description="Pixels of one PNG, JPEG or WebP (width x height x scale²); beyond it the job fails.",
     )
-    max_png_bytes: int = Field(8_000_000, description="One PNG file.")
+    max_png_bytes: int = Field(8_000_000, description="One PNG file; one JPEG or WebP file too.")
+    max_pdf_bytes: int = Field(
+        8_000_000, ge=1, description="One PDF file (printed from the figure's SVG: about the SVG's size or less)."
+    )
     max_result_bytes: int = Field(32_000_000, description="A whole result message; RabbitMQ's own limit is 128 MiB.")
     max_output_chars: int = Field(64_000, description="Captured stdout and stderr, each.")
     max_error_chars: int = Field(

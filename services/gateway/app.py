@@ -1,9 +1,10 @@
 """The gateway's HTTP API.
 
-``POST /api/jobs``                  submit; 202 once RabbitMQ confirmed the job
+``POST /api/jobs``                  submit (JSON, or a multipart form with files: multipart.py); 202 once
+                                    RabbitMQ confirmed the job
 ``GET  /api/jobs/{id}[?wait=S]``    status and result; long-polls up to S seconds
-``GET  /api/jobs/{id}/figures/{n}.{svg,png,json,html}``   one figure (n counts from 0), in a format
-                                    the job asked for (shared/figure_files.py)
+``GET  /api/jobs/{id}/figures/{n}.{svg,png,jpeg,webp,pdf,json,html}``   one figure (n counts from 0), in a
+                                    format the job asked for (``.jpg`` too; shared/figure_files.py)
 ``POST /execute``                   the original demo's call: submit and wait
 ``GET  /healthz``, ``/readyz``      liveness, readiness
 ``GET  /metrics``                   Prometheus metrics (shared/metrics.py): submissions, queue depths
@@ -14,16 +15,27 @@ through its model in shared/api_models.py, the same models the OpenAPI document 
 """
 
 import asyncio
+import functools
 
 import structlog
 from aiohttp import hdrs, web
 from pydantic import BaseModel
 
 from services.gateway.access import CALLER, ApiKeys, RateLimiter, access_middleware
+from services.gateway.multipart import read_form, refuse_cross_site
 from services.gateway.openapi import DOCS_PATH, OPENAPI_PATH, PUBLIC_PATHS, PUBLIC_PREFIXES, add_docs_routes
 from services.gateway.pages import AssetStore, add_page_routes
 from services.gateway.quota import StreamShare
-from services.gateway.validation import InvalidRequest, parse_job_request, request_body_limit, require_json
+from services.gateway.validation import (
+    CHECK_IN_THREAD_BYTES,
+    MULTIPART_MEDIA_TYPE,
+    InvalidRequest,
+    job_from_request,
+    media_type,
+    parse_job_request,
+    request_body_limit,
+    require_json,
+)
 from shared.api_models import ErrorBody, ExecuteResult, JobAccepted, JobView, ServiceIndex
 from shared.broker import Broker, BrokerUnavailable
 from shared.events import EventFollower
@@ -42,6 +54,7 @@ from shared.metrics import GatewayMetrics
 from shared.proxies import TrustedProxies, forwarded_middleware
 from shared.settings import Settings
 from shared.topology import Names
+from shared.vocabulary import FORMAT_BY_EXTENSION
 
 log = structlog.get_logger(__name__)
 
@@ -149,24 +162,53 @@ async def _accept(request: web.Request, job: RenderJob) -> None:
             raise
         index.apply(queued)
         request.app[METRICS].jobs_accepted.inc()
-        log.info("job accepted", code_bytes=len(job.code.encode()), timeout_s=job.timeout_s)
+        log.info(
+            "job accepted",
+            code_bytes=len(job.code.encode()),
+            files=len(job.files),
+            figures=len(job.figures or []),
+            timeout_s=job.timeout_s,
+        )
         try:
             await broker.publish_event(queued)
         except BrokerUnavailable as exc:  # the job itself is safe in its queue
             log.warning("queued event not published", error=str(exc))
 
 
+async def _checked(size: int, check, *args, **kwargs) -> RenderJob:
+    """``check(*args, **kwargs)``, in a thread when the body is large (validation.CHECK_IN_THREAD_BYTES)."""
+    if size > CHECK_IN_THREAD_BYTES:
+        return await asyncio.to_thread(functools.partial(check, *args, **kwargs))
+    return check(*args, **kwargs)
+
+
 async def _read_job(request: web.Request) -> RenderJob:
+    """The job a POST asks for: a JSON body, or a multipart form that is not another site's (multipart.py)."""
     settings = request.app[SETTINGS]
     limit = request_body_limit(settings)
+    content_types = request.headers.getall(hdrs.CONTENT_TYPE, [])
+    if media_type(content_types) == MULTIPART_MEDIA_TYPE:
+        refuse_cross_site(request, settings)  # before anything of it is read
     if request.content_length is not None and request.content_length > limit:
-        raise InvalidRequest(413, f"the request body is {request.content_length} bytes; the limit is {limit}")
-    require_json(request.headers.getall(hdrs.CONTENT_TYPE, []))
+        raise InvalidRequest(
+            413,
+            f"the request body is {request.content_length} bytes; the limit is {limit} (made of "
+            "PLOTFARM_MAX_CODE_BYTES and PLOTFARM_MAX_INPUT_BYTES)",
+        )
+    if media_type(content_types) == MULTIPART_MEDIA_TYPE:
+        data, files = await read_form(request, settings)
+        size = request.content_length if request.content_length is not None else CHECK_IN_THREAD_BYTES + 1
+        return await _checked(size, job_from_request, data, settings, tenant=request[CALLER].tenant, uploads=files)
+    require_json(content_types)
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
-        raise InvalidRequest(413, f"the request body is larger than {limit} bytes") from exc
-    return parse_job_request(raw, settings, tenant=request[CALLER].tenant)
+        raise InvalidRequest(
+            413,
+            f"the request body is larger than {limit} bytes (made of PLOTFARM_MAX_CODE_BYTES and "
+            "PLOTFARM_MAX_INPUT_BYTES)",
+        ) from exc
+    return await _checked(len(raw), parse_job_request, raw, settings, tenant=request[CALLER].tenant)
 
 
 async def submit_job(request: web.Request) -> web.Response:
@@ -219,6 +261,10 @@ async def get_job(request: web.Request) -> web.Response:
     include, wait = _include(request), _wait_seconds(request)  # both checked before any wait
     record = await _find(request, wait)
     return json_body(JobView.model_validate(job_view(record, request.app[SETTINGS], include=include)))
+
+
+# A figure file's extension: every format's, and the other names of some (jpg), longest first.
+FIGURE_EXTENSIONS = "|".join(sorted(FORMAT_BY_EXTENSION, key=lambda ext: (-len(ext), ext)))
 
 
 async def get_figure(request: web.Request) -> web.Response:
@@ -291,7 +337,7 @@ def create_app(
     app.router.add_get("/", index_page)
     app.router.add_post("/api/jobs", submit_job)
     app.router.add_get("/api/jobs/{job_id}", get_job)
-    app.router.add_get(r"/api/jobs/{job_id}/figures/{index:\d+}.{format:svg|png|json|html}", get_figure)
+    app.router.add_get(rf"/api/jobs/{{job_id}}/figures/{{index:\d+}}.{{format:{FIGURE_EXTENSIONS}}}", get_figure)
     app.router.add_post("/execute", execute)
     add_page_routes(app, settings, assets)
     add_docs_routes(app, settings, keys_enabled=keys.enabled)

@@ -15,7 +15,9 @@ which model and answers which statuses, and it is checked against the router
 (tests/integration/test_openapi.py).
 """
 
+import copy
 import json
+import keyword
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +26,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field, create_model
 from pydantic.json_schema import models_json_schema
 
+from services.gateway.validation import ACCEPT_POST
 from shared.api_models import (
     ErrorBody,
     ExecuteResult,
@@ -34,7 +37,14 @@ from shared.api_models import (
     ServiceIndex,
 )
 from shared.settings import Settings
-from shared.vocabulary import CONTENT_TYPES, Format, job_request_model
+from shared.vocabulary import (
+    BINARY_FORMATS,
+    CONTENT_TYPES,
+    FORMAT_MEANINGS,
+    MAX_FILE_NAME_BYTES,
+    Format,
+    job_request_model,
+)
 from shared.web_security import LOCKED_DOWN, content_security_policy, security_headers
 
 OPENAPI_PATH = "/api/openapi.json"
@@ -97,6 +107,103 @@ def _component_schemas(models: list[tuple[type[BaseModel], str]]) -> dict:
     return _json_schema_bounds(top.get("$defs", {}))
 
 
+# Strict base64 as the gateway decodes it (binascii strict_mode): the standard alphabet, padded, nothing else.
+BASE64_PATTERN = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+
+
+def _object_branch(prop: dict) -> dict:
+    return next(branch for branch in prop["anyOf"] if branch.get("type") == "object")
+
+
+def _exact_request(schemas: dict, settings: Settings) -> None:
+    """Say in JSON Schema what the request model's validators check and pydantic's schema leaves out.
+
+    The model's own validators (code or figure, text or base64) become ``oneOf``; a dict's key
+    pattern becomes ``propertyNames`` (pydantic writes ``patternProperties``, which leaves other
+    names allowed); Python keywords are not variable names; base64 has its pattern; a figure list
+    has its count. What JSON Schema cannot say is in the descriptions: sizes in bytes (413), and a
+    figure's depth.
+    """
+    request, properties = schemas["JobRequest"], schemas["JobRequest"]["properties"]
+    names = {"files": {"maxLength": MAX_FILE_NAME_BYTES}, "variables": {"not": {"enum": sorted(keyword.kwlist)}}}
+    for field, extra in names.items():
+        branch = _object_branch(properties[field])
+        ((pattern, value),) = branch.pop("patternProperties").items()
+        branch["propertyNames"] = {"pattern": pattern, **extra}
+        branch["additionalProperties"] = value
+    figures = next(branch for branch in properties["figure"]["anyOf"] if branch.get("type") == "array")
+    figures.update(minItems=1, maxItems=settings.max_figures)
+    properties["figure"]["description"] += (
+        f" At most {settings.max_figures} figures of at most {settings.max_figure_bytes} bytes of JSON each "
+        f"and {settings.max_input_bytes} together (more is refused with 413), nested at most "
+        f"{settings.max_figure_depth} levels."
+    )
+    request["oneOf"] = [
+        {"required": ["code"], "properties": {"code": {"type": "string"}}},
+        {
+            "required": ["figure"],
+            "properties": {
+                "figure": {"type": ["object", "array"]},
+                "files": {"maxProperties": 0},
+                "variables": {"maxProperties": 0},
+            },
+        },
+    ]
+    input_file = schemas["InputFile"]
+    encoded = next(branch for branch in input_file["properties"]["base64"]["anyOf"] if branch.get("type") == "string")
+    encoded.update(pattern=BASE64_PATTERN, contentEncoding="base64")
+    input_file["oneOf"] = [
+        {"required": ["text"], "properties": {"text": {"type": "string"}, "base64": {"type": "null"}}},
+        {"required": ["base64"], "properties": {"base64": {"type": "string"}, "text": {"type": "null"}}},
+    ]
+    # A form's `job` part: the same object, whose code may come in the form's `code` part instead.
+    part = {key: value for key, value in copy.deepcopy(request).items() if key != "oneOf"}
+    schemas["JobPart"] = {
+        **part,
+        "title": "JobPart",
+        "description": "A form's `job` part: the JSON body's object, where `code` may come as the form's `code` part.",
+    }
+
+
+def _form_body(job_request: type[BaseModel]) -> dict:
+    """``multipart/form-data``: what services/gateway/multipart.py reads."""
+    return {
+        "schema": {
+            "type": "object",
+            "description": "A form: a `code` part, or a `job` part (the JSON body's object), or both (then `job` "
+            "brings no `code`), and a part per input file, named by its filename (`curl -F code=@plot.py -F "
+            "file=@sales.csv`). Taken only from programs and the gateway's own pages, never from another site's "
+            "page (403): a browser posts a form anywhere without asking.",
+            "properties": {
+                "code": {"type": "string", "pattern": r"\S", "description": "The Python code, as UTF-8 text."},
+                "job": {
+                    "$ref": SCHEMA_REF.format(model="JobPart"),
+                    "description": "The JSON body's object, sent with `Content-Type: application/json`.",
+                },
+                "file": {
+                    "type": "string",
+                    "contentMediaType": "application/octet-stream",
+                    "description": "An input file: the part's `filename` is its name (the file-name rules apply). "
+                    "Any number of file parts may be sent, whatever their field names, each with its own filename.",
+                },
+            },
+            "additionalProperties": False,
+            "oneOf": [
+                {
+                    "required": ["code"],
+                    "properties": {"job": {"properties": {"code": {"type": "null"}, "figure": {"type": "null"}}}},
+                },
+                {"required": ["job"], "not": {"required": ["code"]}, "properties": {"job": _ref(job_request)}},
+            ],
+        },
+        "encoding": {
+            "job": {"contentType": "application/json"},
+            "code": {"contentType": "text/plain"},
+            "file": {"contentType": "application/octet-stream"},
+        },
+    }
+
+
 def _ref(model: type[BaseModel]) -> dict:
     return {"$ref": SCHEMA_REF.format(model=model.__name__)}
 
@@ -119,21 +226,32 @@ def _responses(*statuses: int, **custom: dict) -> dict:
     """The usual error answers by status, plus the operation's own ones (keyword ``s200=...``)."""
     common = {
         400: _error(
-            "The request is invalid: not JSON, a missing or empty `code`, a wrong type, an unknown field "
-            "or a value out of range; `details` names each field."
+            "The request is invalid: not JSON (or not a form), neither or both of `code` and `figure`, an empty "
+            "`code`, a file name that is not one plain name, base64 that does not decode, a variable named by a "
+            "Python keyword, a wrong type, an unknown field or a value out of range; `details` names each field."
+        ),
+        403: _error(
+            "A `multipart/form-data` job from another site's page (`Sec-Fetch-Site` cross-site or same-site, or "
+            "an `Origin` that is not the gateway's): any page can make a browser post a form, so forms are taken "
+            "only from programs and the gateway's own pages. JSON is not refused so: it needs a CORS preflight."
         ),
         401: {"$ref": "#/components/responses/Unauthorized"},
         404: _error("No such job (unknown, another tenant's, or older than the gateway keeps), or no such file."),
-        413: _error("`code` is larger than the gateway takes, or the body is too large to read."),
+        413: _error(
+            "Over a size limit; the message names it and its setting: `code` (`PLOTFARM_MAX_CODE_BYTES`), input "
+            "files and variables, or figures, together (`PLOTFARM_MAX_INPUT_BYTES`), one figure's JSON "
+            "(`PLOTFARM_MAX_FIGURE_BYTES`), a form's parts (`PLOTFARM_MAX_INPUT_FILES`), or the whole body."
+        ),
         415: {
             **_error(
-                "The body was not sent as `Content-Type: application/json` (parameters such as `charset` may follow)."
+                "The body was sent neither as `Content-Type: application/json` nor as `multipart/form-data` "
+                "(parameters such as `charset` may follow)."
             ),
             "headers": {
                 "Accept-Post": {
-                    "description": "The one media type a job is accepted in.",
+                    "description": "The media types a job is accepted in.",
                     "required": True,
-                    "schema": {"type": "string", "const": "application/json"},
+                    "schema": {"type": "string", "const": ACCEPT_POST},
                 }
             },
         },
@@ -155,20 +273,18 @@ def _responses(*statuses: int, **custom: dict) -> dict:
 
 
 def _figure_operation(fmt: str) -> dict:
-    descriptions = {
-        "svg": "The figure's SVG (plotly.js's, sanitised).",
-        "png": "The figure's PNG (plotly.js's, at the job's `scale`).",
-        "json": "The figure as plotly.js received it: `data`, `layout`, `frames`.",
-        "html": "A standalone interactive page with plotly.js inlined: works offline, connects nowhere.",
-    }
-    schema = {"type": "object"} if fmt == "json" else {"type": "string"}
-    if fmt == "png":
-        schema["contentMediaType"] = "image/png"
+    """``GET /api/jobs/{id}/figures/{n}.{fmt}``, described from the vocabulary's words for the format (so a
+    format added there is documented here with no edit)."""
+    meaning = FORMAT_MEANINGS[fmt]
+    description = meaning[0].upper() + meaning[1:] + "."
+    schema: dict = {"type": "object"} if fmt == Format.JSON else {"type": "string"}
+    if fmt in BINARY_FORMATS:
+        schema["contentMediaType"] = CONTENT_TYPES[fmt]
     return {
         "operationId": f"getFigure{fmt.capitalize()}",
         "tags": ["jobs"],
         "summary": f"One figure of a job as {fmt}",
-        "description": f"{descriptions[fmt]} Only in the formats the job asked for (`formats`); sent with a "
+        "description": f"{description} Only in the formats the job asked for (`formats`); sent with a "
         "`Content-Security-Policy` that sandboxes it.",
         "parameters": [
             {"$ref": "#/components/parameters/JobId"},
@@ -178,7 +294,7 @@ def _figure_operation(fmt: str) -> dict:
             401,
             404,
             503,
-            s200={"description": descriptions[fmt], "content": {CONTENT_TYPES[fmt]: {"schema": schema}}},
+            s200={"description": description, "content": {CONTENT_TYPES[fmt]: {"schema": schema}}},
         ),
     }
 
@@ -211,6 +327,7 @@ def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
             (ServiceIndex, "serialization"),
         ]
     )
+    _exact_request(schemas, settings)
     # With keys on, every API call needs one; without, none is asked for (a key sent is ignored).
     security = [{"bearerAuth": []}, {"apiKeyHeader": []}] if keys_enabled else [{}]
     jobs = {
@@ -222,7 +339,10 @@ def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
         "info": _info(keys_enabled),
         "servers": [{"url": settings.public_gateway_url}],
         "tags": [
-            {"name": "jobs", "description": "Submit code, get its status, result and figures."},
+            {
+                "name": "jobs",
+                "description": "Submit code with its data, or a figure; get its status, result and figures.",
+            },
             {"name": "health", "description": "For load balancers and orchestrators."},
             {"name": "pages", "description": "The client-side page and its files."},
             {"name": "meta", "description": "This document."},
@@ -234,7 +354,10 @@ def openapi_document(settings: Settings, *, keys_enabled: bool) -> dict:
 
 def _job_paths(settings: Settings, job_request: type[BaseModel]) -> dict:
     """The API proper: submit, status, figures, the demo's call (each needs a key when keys are on)."""
-    job_body = {"required": True, "content": {"application/json": {"schema": _ref(job_request)}}}
+    job_body = {
+        "required": True,
+        "content": {"application/json": {"schema": _ref(job_request)}, "multipart/form-data": _form_body(job_request)},
+    }
     return {
         "/api/jobs": {
             "post": (
@@ -242,12 +365,15 @@ def _job_paths(settings: Settings, job_request: type[BaseModel]) -> dict:
                     "operationId": "submitJob",
                     "tags": ["jobs"],
                     "summary": "Submit a job",
-                    "description": "Queues the code for a renderer. Answers 202 only after RabbitMQ confirmed the "
+                    "description": "Queues the code (with its input files and variables), or a figure's JSON, for a "
+                    "renderer. Send JSON, or a `multipart/form-data` form whose file parts are the input files. "
+                    "Answers 202 only after RabbitMQ confirmed the "
                     f"job, or 503 within {settings.publish_timeout_s:g} s (never a hang).",
                     "requestBody": job_body,
                     "responses": _responses(
                         400,
                         401,
+                        403,
                         413,
                         415,
                         429,
@@ -295,6 +421,7 @@ def _job_paths(settings: Settings, job_request: type[BaseModel]) -> dict:
                     "responses": _responses(
                         400,
                         401,
+                        403,
                         413,
                         415,
                         429,

@@ -3,8 +3,9 @@
 ``GET /client-plot``                 the page (web/client/index.html); never cached
 ``GET /assets/{build}/{path}``       what the page and its Web Worker load: our
                                      runtime and page scripts, Pyodide, plotly.js,
-                                     the wheels. ``build`` is a hash of the pinned
-                                     versions and of our own files, so these URLs
+                                     the wheels, the code editor. ``build`` is a
+                                     hash of the pinned versions and of our own
+                                     files, so these URLs
                                      are cached for a year as ``immutable`` and a
                                      second visit loads nothing over the network;
                                      gzipped where it pays, from the first request
@@ -21,7 +22,9 @@ response, so the worker is held to the same rules as the page.
 """
 
 import asyncio
+import base64
 import hashlib
+import json
 from pathlib import Path
 
 import structlog
@@ -31,6 +34,7 @@ from services.gateway.compression import CompressedAssets, compressible, gzipped
 from shared.assets import AssetStore
 from shared.page_contract import OutputLimits
 from shared.settings import PROJECT_ROOT, Settings
+from shared.vocabulary import FILE_NAME_PATTERN, MAX_FILE_NAME_BYTES
 from shared.web_security import LOCKED_DOWN, content_security_policy, json_for_html, security_headers
 
 log = structlog.get_logger(__name__)
@@ -45,15 +49,19 @@ log = structlog.get_logger(__name__)
 #   (its hash, for the pinned plotly.js-strict-dist-min), and sets style attributes
 #   (d3's .attr("style")), which only 'unsafe-inline' for attributes allows;
 #   inline <style> elements with any other content stay blocked;
+# - the code editor (CodeMirror 6, ES modules with bare specifiers): one inline import map,
+#   allowed by its hash (page_policy; Chrome has no external import maps), and the editor's
+#   styles as constructed stylesheets of its shadow root, which no style-src governs;
 # - Trusted Types, so every HTML-from-string sink throws; the page's one policy
 #   ("default", in client.mjs) only lets same-origin URLs become worker scripts.
 PLOTLY_STYLE_HASHES = (
     "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='",  # "" (plotly.js-style-global, filled via insertRule)
     "'sha256-ji27qzEtxXZW+7dun6UwjHXJ18e6WAin1VvNtkzIE/o='",  # maplibre-gl's CSS in plotly.js-strict-dist-min 4.1.1
 )
+SCRIPT_SRC = "script-src 'self' 'wasm-unsafe-eval'"
 CONTENT_SECURITY_POLICY = content_security_policy(
     "default-src 'none'",
-    "script-src 'self' 'wasm-unsafe-eval'",
+    SCRIPT_SRC,
     "worker-src 'self'",
     "connect-src 'self'",
     "img-src 'self' blob: data:",
@@ -66,9 +74,23 @@ CONTENT_SECURITY_POLICY = content_security_policy(
 )
 COMMON_HEADERS = security_headers(CONTENT_SECURITY_POLICY, cross_origin_isolated=True)
 # The page itself also lets plotly.js's map library start its blob: Web Workers
-# (tile maps); the interpreter's worker script keeps the policy above.
+# (tile maps); the interpreter's worker script keeps the policy above. page_policy adds the
+# hash of the page's import map.
 PAGE_POLICY = CONTENT_SECURITY_POLICY.replace("worker-src 'self'", "worker-src 'self' blob:")
 PAGE_HEADERS = {**COMMON_HEADERS, "Content-Security-Policy": PAGE_POLICY}
+
+
+def page_policy(import_map: str) -> str:
+    """The page's CSP with its one inline script, the import map, allowed by its sha256 (no other inline script runs)."""
+    digest = base64.b64encode(hashlib.sha256(import_map.encode()).digest()).decode()
+    return PAGE_POLICY.replace(SCRIPT_SRC, f"{SCRIPT_SRC} 'sha256-{digest}'", 1)
+
+
+def import_map(asset_base: str, modules: dict[str, str]) -> str:
+    """The page's import map: each editor package's bare specifier -> its file in this build."""
+    return json_for_html({"imports": {name: asset_base + path for name, path in sorted(modules.items())}})
+
+
 IMMUTABLE = "public, max-age=31536000, immutable"
 
 # What the page may load under /assets/{build}/: whatever the AssetStore serves
@@ -112,6 +134,7 @@ class ClientPages:
         self.assets = assets
         self._build: str | None = None
         self._page: bytes | None = None
+        self._policy = PAGE_POLICY
         self.compressed = CompressedAssets(settings.compressed_assets_dir)
         self._gzipped: dict[str, bytes] = {}  # NOT_WORTH_IT: send it plain
         self._compressing: dict[str, asyncio.Task] = {}
@@ -121,6 +144,9 @@ class ClientPages:
         """Computed on first use: the files are read once, and unit tests without assets never get here."""
         if self._build is None:
             hasher = hashlib.sha256(self.assets.digest(*OWN_DIRS).encode())
+            # The editor's pinned packages (not in the runtime's manifest: only this page loads them).
+            editor_versions = getattr(self.assets, "editor_versions", dict)()
+            hasher.update(json.dumps(editor_versions, sort_keys=True).encode())
             # Files `make assets` generates keep their names from build to build: hash their bytes.
             generated = getattr(self.assets, "precompiled_dir", None)
             for file in sorted(generated.glob("*")) if generated and generated.is_dir() else []:
@@ -147,9 +173,23 @@ class ClientPages:
                 "graceMs": int(settings.interrupt_grace_s * 1000),
                 "limits": OutputLimits.from_settings(settings).model_dump(),
                 "serverWaitS": min(30, settings.max_wait_s),
+                # What POST /api/jobs accepts as input files: the page refuses more before sending
+                # (and before a local run, so both runs see the same files).
+                "inputs": {
+                    "maxBytes": settings.max_input_bytes,
+                    "maxFiles": settings.max_input_files,
+                    "namePattern": FILE_NAME_PATTERN,
+                    "maxNameBytes": MAX_FILE_NAME_BYTES,
+                },
             }
+            modules = import_map(self.asset_base, self.assets.editor_modules)
             html = template.body.decode()
-            html = html.replace("{{assets}}", self.asset_base).replace("{{config}}", json_for_html(config))
+            html = (
+                html.replace("{{assets}}", self.asset_base)
+                .replace("{{importmap}}", modules)
+                .replace("{{config}}", json_for_html(config))  # last: the examples' code stays as written
+            )
+            self._policy = page_policy(modules)
             self._page = html.encode()
         return self._page
 
@@ -159,7 +199,7 @@ class ClientPages:
             body=body,
             content_type="text/html",
             charset="utf-8",
-            headers={**PAGE_HEADERS, "Cache-Control": "no-cache"},
+            headers={**PAGE_HEADERS, "Content-Security-Policy": self._policy, "Cache-Control": "no-cache"},
         )
 
     async def current_build(self) -> str:

@@ -1,4 +1,5 @@
-"""The MCP server: one tool, served with Streamable HTTP at ``/mcp``, plus health routes.
+"""The MCP server: two tools (code in; a figure's JSON in), served with Streamable HTTP at ``/mcp``, plus health
+routes.
 
 SDK pieces used (``mcp`` 2.x): ``MCPServer`` (FastMCP's successor) with
 ``@server.tool`` and ``@server.custom_route``; ``Context.headers`` (the HTTP
@@ -12,7 +13,7 @@ affinity.
 import inspect
 from collections.abc import Mapping
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 from mcp.server.mcpserver import Context, MCPServer
@@ -20,22 +21,24 @@ from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import Field
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from services.mcp.gateway import GatewayClient
-from services.mcp.tool import RenderTool, tool_description
+from services.mcp.tool import RenderTool, figure_tool_description, tool_description
 from shared.settings import Settings
-from shared.vocabulary import job_request_model
+from shared.vocabulary import FILE_NAME_PATTERN, job_request_model
 
 log = structlog.get_logger(__name__)
 
 MCP_PATH = "/mcp"
 INSTRUCTIONS = (
     "plotfarm renders Plotly figures from Python code in a sandbox (no network, no installs). "
-    "Call render_plotly with code that builds a figure and calls fig.show(); you get a PNG to look at "
-    "and the SVG as a resource."
+    "Call render_plotly with code that builds a figure and calls fig.show() (with `files` and `variables` for "
+    "your data); call render_figure with a figure's JSON to draw it as it is. You get a PNG to look at and the "
+    "SVG as a resource."
 )
 
 
@@ -53,23 +56,75 @@ def caller_key(headers: Mapping[str, str] | None) -> str | None:
 # The job request's fields the tool takes (formats: it always asks for a PNG and the SVG), as plain
 # JSON types: the request's strict unions (a float or an int) would put their bounds where JSON
 # Schema does not look, and agents read this schema.
-TOOL_FIELDS = {"code": str, "width": int | None, "height": int | None, "scale": float | None, "timeout_s": float | None}
+# `files` differ on purpose: an agent holds text (CSV, JSON), so a file is its text, not {"text": ...}.
+FileName = Annotated[str, Field(pattern=FILE_NAME_PATTERN)]
+TOOL_FIELDS = {
+    "code": str,
+    "files": dict[FileName, str] | None,
+    "variables": dict[str, Any] | None,
+    "width": int | None,
+    "height": int | None,
+    "scale": float | None,
+    "timeout_s": float | None,
+}
+FIGURE_TOOL_FIELDS = {
+    "figure": dict[str, Any] | list[dict[str, Any]],
+    "width": int | None,
+    "height": int | None,
+    "scale": float | None,
+}
 
 
-def tool_parameters(settings: Settings) -> list[inspect.Parameter]:
-    """The tool's parameters: the job request's fields, their bounds and descriptions as the gateway has them."""
+def tool_parameters(settings: Settings, fields: dict[str, Any] = TOOL_FIELDS) -> list[inspect.Parameter]:
+    """A tool's parameters: the job request's fields, their bounds and descriptions as the gateway has them."""
     request = job_request_model(settings)
     parameters = []
-    for name, kind in TOOL_FIELDS.items():
+    for name, kind in fields.items():
         field = request.model_fields[name]
-        if name == "code":  # an agent learns the size limit here, in characters (the gateway counts bytes)
-            field = FieldInfo.merge_field_infos(field, Field(min_length=1, max_length=settings.max_code_bytes))
+        if name == "code":  # required here; an agent learns the size limit in characters (the gateway counts bytes)
+            field = FieldInfo.merge_field_infos(
+                field, Field(min_length=1, max_length=settings.max_code_bytes), default=PydanticUndefined
+            )
+        if name == "files":
+            field = FieldInfo.merge_field_infos(
+                field,
+                Field(
+                    description=f"Input files by name, each its text (CSV, JSON, ...), for `code` to read from its "
+                    f'working directory (`pd.read_csv("sales.csv")`). At most {settings.max_input_files} files '
+                    f"and {settings.max_input_bytes} bytes of UTF-8 with `variables`; a name is one plain file name."
+                ),
+            )
+        if name == "variables":
+            kind = field.annotation  # the names' pattern is in the request's own type
+        if name == "figure":  # required here: this tool runs no code
+            field = Field(
+                description="A Plotly figure's JSON (`data`, `layout`, `frames`: what `fig.to_json()` writes), or a "
+                f"list of at most {settings.max_figures} of them.",
+            )
         default = inspect.Parameter.empty if field.is_required() else field.default
         annotation = Annotated[kind, field]
         parameters.append(
             inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
         )
     return parameters
+
+
+def _signature(settings: Settings, fields: dict[str, Any]) -> inspect.Signature:
+    """What the SDK reads a tool's parameters from: the job request's own (shared/vocabulary.py), with this
+    service's limits."""
+    return inspect.Signature(
+        [
+            *tool_parameters(settings, fields),
+            inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context),
+        ],
+        return_annotation=CallToolResult,
+    )
+
+
+def _annotations(title: str) -> ToolAnnotations:
+    return ToolAnnotations(
+        title=title, read_only_hint=True, destructive_hint=False, idempotent_hint=False, open_world_hint=False
+    )
 
 
 def build_server(tool: RenderTool) -> MCPServer:
@@ -87,24 +142,27 @@ def build_server(tool: RenderTool) -> MCPServer:
 
         return await tool.render(**arguments, api_key=caller_key(ctx.headers), progress=progress)
 
-    # The parameters an agent sees are the job request's own (shared/vocabulary.py), with this
-    # service's limits: the SDK reads them from the signature.
-    render_plotly.__signature__ = inspect.Signature(
-        [*tool_parameters(tool.settings), inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=Context)],
-        return_annotation=CallToolResult,
-    )
+    render_plotly.__signature__ = _signature(tool.settings, TOOL_FIELDS)
     server.tool(
         name="render_plotly",
         title="Render Plotly figures",
         description=tool_description(tool.settings),
-        annotations=ToolAnnotations(
-            title="Render Plotly figures",
-            read_only_hint=True,
-            destructive_hint=False,
-            idempotent_hint=False,
-            open_world_hint=False,
-        ),
+        annotations=_annotations("Render Plotly figures"),
     )(render_plotly)
+
+    async def render_figure(ctx: Context, **arguments) -> CallToolResult:
+        async def progress(done: float, total: float, message: str) -> None:
+            await ctx.report_progress(done, total, message)
+
+        return await tool.render_figure(**arguments, api_key=caller_key(ctx.headers), progress=progress)
+
+    render_figure.__signature__ = _signature(tool.settings, FIGURE_TOOL_FIELDS)
+    server.tool(
+        name="render_figure",
+        title="Render a Plotly figure's JSON",
+        description=figure_tool_description(tool.settings),
+        annotations=_annotations("Render a Plotly figure's JSON"),
+    )(render_figure)
 
     @server.custom_route("/healthz", methods=["GET"])
     async def healthz(_request: Request) -> JSONResponse:

@@ -1,4 +1,5 @@
-"""``render_plotly``: submit the code, wait for it, and answer in MCP content blocks.
+"""``render_plotly`` and ``render_figure``: submit the code (or a figure's JSON), wait for it, and answer
+in MCP content blocks.
 
 What an agent gets back, for a job that worked:
 
@@ -55,11 +56,31 @@ width/height (pixels) apply when the figure's layout sets no size; scale multipl
 ({SCALE.minimum:g}-{SCALE.maximum:g}, e.g. 2 for a sharp image). timeout_s is the code's time limit ({timeout}). \
 If the code fails, the result is an error carrying the Python traceback: fix the code and call again.
 
+Your own data: `files` gives the code files by name (text, e.g. CSV or JSON you hold), which it reads \
+from its working directory (pd.read_csv("sales.csv"), open("data.json")); `variables` binds JSON values \
+as Python globals before the code runs ({{"values": [1, 2, 3]}} makes `values` a list). At most \
+{settings.max_input_files} files and {settings.max_input_bytes / 1_000_000:g} MB of files and variables together.
+
 Example code:
 import plotly.express as px
 df = px.data.iris()
 fig = px.scatter(df, x="sepal_width", y="sepal_length", color="species", title="Iris")
 fig.show()"""
+
+
+def figure_tool_description(settings: Settings) -> str:
+    """What an agent reads about ``render_figure``."""
+    return f"""\
+Render a Plotly figure given as its JSON (what fig.to_json() writes: {{"data": [...], "layout": {{...}}}}), or \
+a list of up to {settings.max_figures} of them, with plotly.js and no Python: a PNG per figure to look at, \
+plus the same figure as SVG (an embedded image/svg+xml resource). Faster than render_plotly when you already \
+have the figure. Nothing is fetched from the network: images or tiles by URL are left out, with a warning.
+
+width/height (pixels) apply when the layout sets no size; scale multiplies the PNG's pixels \
+({SCALE.minimum:g}-{SCALE.maximum:g}, e.g. 2 for a sharp image).
+
+Example figure:
+{{"data": [{{"type": "bar", "x": ["a", "b"], "y": [3, 1]}}], "layout": {{"title": {{"text": "Sales"}}}}}}"""
 
 
 def hints(settings: Settings) -> dict[str, str]:
@@ -121,6 +142,8 @@ class RenderTool:
         self,
         code: str,
         *,
+        files: dict[str, str] | None = None,
+        variables: dict | None = None,
         width: int | None = None,
         height: int | None = None,
         scale: float | None = None,
@@ -128,17 +151,46 @@ class RenderTool:
         api_key: str | None = None,
         progress: Progress | None = None,
     ) -> CallToolResult:
+        """``render_plotly``: the code, with its input files (name -> text) and variables."""
+        body: dict = {"code": code}
+        if files:
+            body["files"] = {name: {"text": text} for name, text in files.items()}
+        if variables:
+            body["variables"] = variables
+        sizes = {"width": width, "height": height, "timeout_s": timeout_s, "scale": scale}
+        return await self._run(body, sizes, api_key, progress)
+
+    async def render_figure(
+        self,
+        figure: dict | list,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        scale: float | None = None,
+        api_key: str | None = None,
+        progress: Progress | None = None,
+    ) -> CallToolResult:
+        """``render_figure``: a figure's JSON (or a list of them), drawn with no Python."""
+        return await self._run(
+            {"figure": figure}, {"width": width, "height": height, "scale": scale}, api_key, progress
+        )
+
+    async def _run(self, body: dict, options: dict, api_key: str | None, progress: Progress | None) -> CallToolResult:
         started = time.monotonic()
-        body: dict = {"code": code, "formats": list(FORMATS)}
-        for name, value in (("width", width), ("height", height), ("timeout_s", timeout_s), ("scale", scale)):
-            if value is not None:
-                body[name] = value
+        body = {**body, "formats": list(FORMATS)}
+        body.update({name: value for name, value in options.items() if value is not None})
+        timeout_s = options.get("timeout_s")
         notes: list[str] = []
         try:
             accepted = await self.gateway.submit(body, api_key)
             job_id = accepted["job_id"]
             with structlog.contextvars.bound_contextvars(job_id=job_id):
-                log.info("job submitted", code_bytes=len(code.encode()))
+                log.info(
+                    "job submitted",
+                    code_bytes=len(body.get("code", "").encode()),
+                    files=len(body.get("files") or {}),
+                    figure="figure" in body,
+                )
                 wait_s = (timeout_s or self.settings.default_timeout_s) + self.settings.mcp_wait_margin_s
 
                 async def on_status(status: dict) -> None:
@@ -147,7 +199,7 @@ class RenderTool:
                         await progress(elapsed, wait_s, f"job {job_id} {status.get('status')}")
 
                 status = await self.gateway.wait(job_id, api_key, wait_s, on_status)
-                result = await self._answer(status, accepted, api_key, notes, wait_s)
+                result = await self._answer(status, accepted, api_key, notes, wait_s, "figure" in body)
                 log.info(
                     "tool answered",
                     status=status.get("status"),
@@ -185,7 +237,7 @@ class RenderTool:
         return f"plotfarm refused the job ({exc.status}): {exc.describe()}"
 
     async def _answer(
-        self, status: dict, accepted: dict, api_key: str | None, notes: list[str], wait_s: float
+        self, status: dict, accepted: dict, api_key: str | None, notes: list[str], wait_s: float, figure_job: bool
     ) -> CallToolResult:
         job_id = status.get("job_id") or accepted["job_id"]
         viewer = status.get("viewer_url") or accepted.get("viewer_url")
@@ -193,20 +245,20 @@ class RenderTool:
         if state not in FINAL_STATUSES:
             return _error(
                 f"job {job_id} is still {state} after {wait_s:.0f} s (plotfarm is busy, or the job is slow). "
-                f"Its result will appear at {accepted.get('status_url')} and {viewer}; calling render_plotly "
+                f"Its result will appear at {accepted.get('status_url')} and {viewer}; calling the tool "
                 "again starts a new job."
             )
         if state == "failed":
-            return self._failure(status, viewer)
+            return self._failure(status, viewer, figure_job)
         content, lines = await self._figures(status, api_key, notes)
         content += _output_blocks(status)
         content.append(_text(self._summary(status, viewer, lines, notes)))
         return CallToolResult(content=content)
 
-    def _failure(self, status: dict, viewer: str | None) -> CallToolResult:
+    def _failure(self, status: dict, viewer: str | None, figure_job: bool) -> CallToolResult:
         error = status.get("error") or {}
         kind, message = error.get("type") or "Error", error.get("message") or ""
-        text = f"The code failed: {kind}: {message}"
+        text = f"{'The figure could not be drawn' if figure_job else 'The code failed'}: {kind}: {message}"
         if error.get("traceback"):
             text += "\n\n" + error["traceback"].rstrip("\n")
         if hint := self.hints.get(kind):

@@ -39,7 +39,7 @@ import structlog
 from aio_pika.abc import AbstractIncomingMessage
 from pydantic import ValidationError
 
-from services.renderer.page import InterpreterCrashed
+from services.renderer.page import InterpreterCrashed, input_transfer_s
 from services.renderer.pages import PagePool
 from services.renderer.sanitize import UnsafeSvg, sanitize_svg
 from shared.broker import Broker, BrokerUnavailable, Subscription
@@ -246,12 +246,36 @@ class JobConsumer:
     async def _handle(self, job: RenderJob, message: AbstractIncomingMessage, attempt: int) -> None:
         started = utcnow()
         log.info("job started", queued_ms=ms_between(job.submitted_at, started))
+        announced = JobStarted(
+            job_id=job.job_id, renderer_id=self.settings.renderer_id, attempt=attempt, started_at=started
+        )
+        if job.figures is None:
+            with contextlib.suppress(BrokerUnavailable):
+                await self.broker.publish_event(announced)
+            await self._render_and_publish(job, message, attempt, started)
+            return
+        # A figure job takes tens of milliseconds: its `running` event is confirmed while the figures
+        # are drawn rather than before (the fast path), and always before its result is published.
+        announcing = asyncio.create_task(self._announce(announced))
+        try:
+            await self._render_and_publish(job, message, attempt, started, before_result=announcing)
+        finally:
+            if not announcing.done():
+                announcing.cancel()
+
+    async def _announce(self, event: JobStarted) -> None:
         with contextlib.suppress(BrokerUnavailable):
-            await self.broker.publish_event(
-                JobStarted(
-                    job_id=job.job_id, renderer_id=self.settings.renderer_id, attempt=attempt, started_at=started
-                )
-            )
+            await self.broker.publish_event(event)
+
+    async def _render_and_publish(
+        self,
+        job: RenderJob,
+        message: AbstractIncomingMessage,
+        attempt: int,
+        started,
+        *,
+        before_result: asyncio.Task | None = None,
+    ) -> None:
         try:
             async with self.admission.enter(alone=attempt > 1):
                 output = await self.pages.render(job)
@@ -270,6 +294,8 @@ class JobConsumer:
         except Exception as exc:  # a bug of ours: the job still gets its answer
             log.exception("could not handle the job; it fails with RendererError")
             result = internal_failure(job, self.settings, exc, attempt=attempt)
+        if before_result is not None:
+            await before_result
         await self._publish_and_ack(result, message)
 
     def crash_verdict(self, job: RenderJob, how: str) -> RenderResult:
@@ -361,13 +387,15 @@ class JobConsumer:
             await self._publish_and_ack(result, message, ran=False)
 
     def verdict_delay_s(self, job: RenderJob) -> float:
-        """How long a run of ``job`` elsewhere may still take to publish its result: its time limit, drawing its
-        figures, and every try at publishing (RESULT_PUBLISH_BACKOFF, each waiting for its confirm)."""
+        """How long a run of ``job`` elsewhere may still take to publish its result: carrying its input files to
+        the page, its time limit, drawing its figures, and every try at publishing (RESULT_PUBLISH_BACKOFF, each
+        waiting for its confirm)."""
         s = self.settings
         publishing = s.result_publish_attempts * s.publish_timeout_s + sum(
             RESULT_PUBLISH_BACKOFF.longest(n) for n in range(1, s.result_publish_attempts)
         )
-        return job.timeout_s + s.interrupt_grace_s + s.page_allowance_s + s.export_timeout_s + publishing
+        run = job.timeout_s + s.interrupt_grace_s + s.page_allowance_s + input_transfer_s(job)
+        return run + s.export_timeout_s + publishing
 
     async def _ran_here_after_all(self, job_id: str) -> bool:
         """Whether this renderer, running the job when RabbitMQ gave up on it, published its result.

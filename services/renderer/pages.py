@@ -123,7 +123,7 @@ class PagePool:
         try:
             return await page.render(job)
         finally:
-            self._spawn(self._after_job(page))
+            self._spawn(self._after_job(page, ran_code=job.figures is None))
 
     async def _acquire(self) -> RendererPage:
         async with self._changed:
@@ -140,9 +140,15 @@ class PagePool:
                 self._idle.append(page)
             self._changed.notify()
 
-    async def _after_job(self, page: RendererPage) -> None:
-        """Empty the origin's storage, then the page may take the next job (a lost page is being replaced)."""
+    async def _after_job(self, page: RendererPage, *, ran_code: bool = True) -> None:
+        """Empty the origin's storage, then the page may take the next job (a lost page is being replaced).
+
+        A figure job (``ran_code`` false) ran no code that could have written any: only
+        plotly.js drew its figures, so its page goes straight back (the fast path)."""
         if not page.ready.is_set():
+            return
+        if not ran_code:
+            await self._release(page)
             return
         try:
             await page.clear_storage()

@@ -6,7 +6,7 @@
                      ``job`` message per change, each with its stream offset
 ``GET /api/jobs/ID``  one job as the page shows it (for ``?job=`` links to a
                      result older than the history a page gets)
-``GET /api/jobs/ID/figures/N.{png,svg}``  one figure's file, as the gateway serves it
+``GET /api/jobs/ID/figures/N.{svg,png,jpeg,webp,pdf}``  one figure's file, as the gateway serves it
                      (shared/figure_files.py): the page's PNG downloads, and SVGs too
                      large for its WebSocket messages
 ``GET /healthz``, ``/readyz``
@@ -36,6 +36,7 @@ from shared.http_input import bounded_int
 from shared.metrics import ViewerMetrics
 from shared.proxies import TrustedProxies, forwarded_middleware
 from shared.settings import Settings
+from shared.vocabulary import BINARY_FORMATS, FORMAT_BY_EXTENSION, Format
 from shared.web_security import LOCKED_DOWN, content_security_policy, security_headers
 
 log = structlog.get_logger(__name__)
@@ -118,23 +119,29 @@ def figure_number(request: web.Request) -> int:
     return bounded_int(request.match_info["index"], 0, LARGEST_FIGURE_INDEX)
 
 
-# 404s say what the page asked for: a PNG only exists when the job asked for one.
-NO_SUCH_FILE = {
-    "png": "no such PNG (unknown job, or it asked for no PNG)",
-    "svg": "no such SVG (unknown job or figure)",
-}
+# The files the viewer serves: the SVG, and each binary format (images and the PDF: never pushed
+# over the WebSocket), by extension (.jpg is a JPEG too).
+VIEWER_EXTENSIONS = {ext: fmt for ext, fmt in FORMAT_BY_EXTENSION.items() if fmt == Format.SVG or fmt in BINARY_FORMATS}
+
+
+def no_such_file(fmt: str) -> str:
+    """The 404's sentence: an SVG is missing when the job or figure is; any other file only exists when asked for."""
+    if fmt == Format.SVG:
+        return "no such SVG (unknown job or figure)"
+    return f"no such {fmt.upper()} (unknown job, or it asked for no {fmt.upper()})"
 
 
 async def figure_file(request: web.Request) -> web.Response:
-    """A figure's PNG (the page's download link: PNGs are not pushed over the WebSocket) or SVG
-    (for figures too large to travel inside WebSocket messages: live.py); never cached."""
-    fmt = request.match_info["format"]
+    """A figure's image or PDF (the page's download links: they are not pushed over the WebSocket) or
+    SVG (for figures too large to travel inside WebSocket messages: live.py); never cached."""
+    fmt = VIEWER_EXTENSIONS[request.match_info["format"]]
     figure = _figure(request)
     if figure is None or getattr(figure, fmt) is None:
-        return web.json_response({"error": NO_SUCH_FILE[fmt]}, status=404)
+        return web.json_response({"error": no_such_file(fmt)}, status=404)
     name = f"{request.match_info['job_id']}-{figure_number(request)}"
     files = request.app[FILES]
-    return await asyncio.to_thread(files.response, figure, fmt, name, download=fmt == "png", cache_control="no-store")
+    download = fmt != Format.SVG
+    return await asyncio.to_thread(files.response, figure, fmt, name, download=download, cache_control="no-store")
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:
@@ -208,7 +215,10 @@ def create_app(
     app.router.add_get("/", page)
     app.router.add_get("/ws", websocket)
     app.router.add_get("/api/jobs/{job_id:[0-9a-f]{1,64}}", job)
-    app.router.add_get(r"/api/jobs/{job_id:[0-9a-f]{1,64}}/figures/{index:\d+}.{format:png|svg}", figure_file)
+    extensions = "|".join(sorted(VIEWER_EXTENSIONS, key=lambda ext: (-len(ext), ext)))
+    app.router.add_get(
+        rf"/api/jobs/{{job_id:[0-9a-f]{{1,64}}}}/figures/{{index:\d+}}.{{format:{extensions}}}", figure_file
+    )
     app.router.add_get("/static/{path:[A-Za-z0-9_.-]+}", static)
     add_health_routes(
         app,

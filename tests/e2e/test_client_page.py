@@ -6,6 +6,9 @@ profile with a disk cache, as a visitor's would be) serves most tests, and a
 second page in the same profile measures the repeat visit.
 """
 
+import base64
+import hashlib
+import json
 import re
 import tempfile
 from urllib.parse import urlsplit
@@ -13,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import expect
 
-from services.gateway.pages import CONTENT_SECURITY_POLICY, PAGE_POLICY
+from services.gateway.pages import CONTENT_SECURITY_POLICY, page_policy
 from tests.e2e.conftest import CHROMIUM, RECORDER, VIEWPORT, chromium_args, csp_violations, record, screenshot
 from tests.px_cases import CASES_BY_NAME
 
@@ -73,16 +76,26 @@ def client_page(first_visit):
     return first_visit[0]
 
 
+CODE = "#editor .cm-content"  # CodeMirror's editable area, inside the editor's shadow root
+
+
+def set_code(page, code: str) -> None:
+    """Type-in (select all, insert) ``code`` in the page's code editor, as a paste would."""
+    expect(page.locator(CODE)).to_be_visible(timeout=RUN)
+    page.locator(CODE).fill(code)
+    assert page.evaluate("() => window.plotfarmClient.code()") == code
+
+
 def run_local(page, code: str | None = None, example: str | None = None, *, keyboard: bool = False):
     """Run code (or an example) in the page; the run's record from window.plotfarmClient."""
     count = page.evaluate("() => window.plotfarmClient.runs().length")
     if example:
         page.select_option("#examples", example)
     if code is not None:
-        page.fill("#code", code)
+        set_code(page, code)
     expect(page.locator("#engine")).to_have_attribute("data-state", "ready", timeout=BOOT)
     if keyboard:
-        page.locator("#code").press("Control+Enter")
+        page.locator(CODE).press("Control+Enter")
     else:
         page.click("#run")
     page.wait_for_function("(n) => window.plotfarmClient.runs().length > n", arg=count, timeout=RUN)
@@ -95,10 +108,15 @@ def test_client_page_headers_and_cached_versioned_assets(e2e, playwright):
         response = request.get(f"{e2e.gateway_url}/client-plot")
         assert response.status == 200
         headers = response.headers
-        assert headers["content-security-policy"] == PAGE_POLICY
-        directives = dict(d.strip().split(" ", 1) for d in PAGE_POLICY.split(";"))
+        html = response.text()
+        # One inline script, the code editor's import map, allowed by its hash; nothing else inline.
+        (import_map,) = re.findall(r'<script type="importmap">(.*?)</script>', html, re.DOTALL)
+        assert headers["content-security-policy"] == page_policy(import_map)
+        directives = dict(d.strip().split(" ", 1) for d in headers["content-security-policy"].split(";"))
         assert directives["default-src"] == "'none'"
-        assert directives["script-src"] == "'self' 'wasm-unsafe-eval'"  # no 'unsafe-eval', no 'unsafe-inline'
+        digest = base64.b64encode(hashlib.sha256(import_map.encode()).digest()).decode()
+        # No 'unsafe-eval', no 'unsafe-inline'.
+        assert directives["script-src"] == f"'self' 'wasm-unsafe-eval' 'sha256-{digest}'"
         # The page may start blob: workers (plotly.js's maps); the interpreter's worker script may not.
         assert directives["connect-src"] == "'self'" and directives["worker-src"] == "'self' blob:"
         assert "worker-src 'self';" in CONTENT_SECURITY_POLICY
@@ -108,15 +126,18 @@ def test_client_page_headers_and_cached_versioned_assets(e2e, playwright):
         assert headers["cross-origin-embedder-policy"] == "require-corp"
         assert headers["cache-control"] == "no-cache"
 
-        html = response.text()
         urls = sorted(set(re.findall(r'(?:src|href)="(/assets/[0-9a-f]{12}/[^"]+)"', html)))
         assert any(u.endswith("/plotly/plotly.min.js") for u in urls) and any(
             u.endswith("/client/client.mjs") for u in urls
         )
         assert "http://" not in html.replace(e2e.viewer_url, "") and "https://" not in html  # no CDN
         build = urls[0].split("/")[2]
+        editor_urls = json.loads(import_map)["imports"].values()
+        assert all(url.startswith(f"/assets/{build}/editor/") for url in editor_urls)
         for path in (
             "client/client.mjs",
+            "client/editor.mjs",
+            "editor/codemirror/view/dist/index.js",
             "runtime/interpreter-worker.mjs",
             "pyodide/pyodide.asm.wasm",
             "manifest.json",
@@ -135,6 +156,8 @@ def test_client_page_headers_and_cached_versioned_assets(e2e, playwright):
             f"assets/{build}/renderer/index.html",
             f"assets/{build}/client/..%2F..%2Fshared%2Fsettings.py",
             f"assets/{build}/pyodide/package.json",
+            f"assets/{build}/editor/codemirror/view/package.json",  # an editor package's entry file only
+            f"assets/{build}/editor/codemirror/view/dist/index.cjs",
         ):
             assert request.get(f"{e2e.gateway_url}/{missing}").status == 404, missing
     finally:
@@ -269,22 +292,185 @@ def test_maps_latex_and_top_level_await_in_the_browser(client_page):
     assert page.foreign_requests == []
 
 
-def test_editor_tab_indents_and_dedents(client_page):
+def test_code_editor_loads_offline_with_python_highlighting(client_page, e2e):
+    """CodeMirror replaces the text box: from this server alone, Python highlighted, inside the page's CSP."""
     page = client_page
-    page.fill("#code", "")
-    editor = page.locator("#code")
+    page.wait_for_function("() => window.plotfarmClient.editor() !== 'loading'", timeout=RUN)
+    assert page.evaluate("() => window.plotfarmClient.editor()") == "ready"
+    expect(page.locator("#code")).to_be_hidden()  # the fallback text box
+    expect(page.locator("#editor .cm-editor")).to_have_count(1)
+    set_code(page, "import numpy as np\nfor x in range(3):\n    print('hi', x)  # note\n")
+    # Highlighting: the keywords, the string and the comment each in a colour of their own, unlike plain names.
+    colour = "(e) => getComputedStyle(e).color"
+    line = page.locator("#editor .cm-line")
+    keyword = line.nth(0).locator("span", has_text="import").evaluate(colour)
+    string = line.nth(2).locator("span", has_text="'hi'").evaluate(colour)
+    comment = line.nth(2).locator("span", has_text="# note").evaluate(colour)
+    plain = line.nth(1).evaluate(colour)
+    assert len({keyword, string, comment, plain}) == 4, (keyword, string, comment, plain)
+    # Its files came from this gateway's build, and no request left the origin.
+    loaded = page.evaluate("() => performance.getEntriesByType('resource').map((e) => e.name)")
+    assert any("/editor/codemirror/lang-python/dist/index.js" in url for url in loaded), loaded
+    assert all(url.startswith(e2e.gateway_url + "/") for url in loaded if "/editor/" in url)
+    assert page.foreign_requests == [] and csp_violations(page) == [] and page.errors == []
+    files = page.evaluate(
+        "() => performance.getEntriesByType('resource').filter((e) => /[/]editor([/]|[.]mjs)/.test(e.name))"
+        ".map((e) => [e.transferSize, e.decodedBodySize])"
+    )
+    record(
+        f"client page: the code editor (CodeMirror, {len(files)} files, {sum(f[1] for f in files) / 1e3:.0f} kB, "
+        f"{sum(f[0] for f in files) / 1e3:.0f} kB over the network) replaced the text box "
+        f"{page.evaluate('() => window.plotfarmClient.editorReadyAt()') / 1000:.2f} s after navigation"
+    )
+
+
+def test_editor_indents_matches_brackets_and_undoes(client_page):
+    page = client_page
+    set_code(page, "")
+    editor = page.locator(CODE)
     editor.focus()
-    page.keyboard.type("for x in range(3):")
-    page.keyboard.press("Enter")  # keeps the block's indentation
+    code = "() => window.plotfarmClient.code()"
+    page.keyboard.type("for x in range(3):")  # "(" closes itself; ")" steps over it
+    page.keyboard.press("Enter")  # indents the block
     page.keyboard.type("print(x)")
     page.keyboard.press("Enter")
-    page.keyboard.press("Shift+Tab")
-    page.keyboard.type("y = 1")
+    page.keyboard.press("Shift+Tab")  # dedents
+    page.keyboard.type("y = [1]")
+    assert page.evaluate(code) == "for x in range(3):\n    print(x)\ny = [1]"
+    page.keyboard.press("Tab")  # indents the line
+    assert page.evaluate(code) == "for x in range(3):\n    print(x)\n    y = [1]"
+    page.keyboard.press("ArrowLeft")  # the caret beside "]": both brackets marked as a pair
+    expect(page.locator("#editor .cm-matchingBracket")).to_have_count(2)
+    page.keyboard.press("Control+z")  # history: the Tab undone
+    assert page.evaluate(code) == "for x in range(3):\n    print(x)\ny = [1]"
     page.keyboard.press("Tab")
-    assert editor.input_value() == "for x in range(3):\n    print(x)\ny = 1    "
+    assert page.evaluate("() => document.activeElement.id") == "editor"  # Tab stayed in the editor
     page.keyboard.press("Escape")
     page.keyboard.press("Tab")  # Esc, then Tab, leaves the editor
-    assert page.evaluate("() => document.activeElement.id") != "code"
+    assert page.evaluate("() => document.activeElement.id") not in ("editor", "code")
+
+
+def test_ctrl_enter_in_the_editor_runs_the_code(client_page):
+    page = client_page
+    code = "import plotly.graph_objects as go\ngo.Figure(go.Bar(y=[3, 1, 2])).update_layout(title='keyboard').show()\n"
+    run = run_local(page, code=code, keyboard=True)
+    assert run["error"] is None and run["figures"] == 1, run
+    expect(page.locator("#local-plots .js-plotly-plot .gtitle")).to_have_text("keyboard")
+    assert page.evaluate("() => window.plotfarmClient.code()") == code  # no blank line inserted
+    # Cmd+Enter (Meta) too, as on a Mac.
+    count = page.evaluate("() => window.plotfarmClient.runs().length")
+    expect(page.locator("#engine")).to_have_attribute("data-state", "ready", timeout=BOOT)
+    page.locator(CODE).press("Meta+Enter")
+    page.wait_for_function("(n) => window.plotfarmClient.runs().length > n", arg=count, timeout=RUN)
+    assert page.evaluate("() => window.plotfarmClient.runs().at(-1)")["error"] is None
+    assert page.evaluate("() => window.plotfarmClient.code()") == code
+
+
+SALES_CSV = "region,sales\nnorth,12\nsouth,7\neast,30\n"
+READ_SALES = (
+    "import pandas as pd\nimport plotly.express as px\n"
+    "df = pd.read_csv('sales.csv')\n"
+    "px.bar(df, x='region', y='sales', title=f'{len(df)} regions from sales.csv').show()\n"
+)
+
+
+def drop_files(page, target: str, files: str) -> None:
+    """Drop files made in the page (``files``: a JS expression giving File objects) onto ``target``."""
+    transfer = page.evaluate_handle(
+        f"() => {{ const t = new DataTransfer(); for (const f of {files}) t.items.add(f); return t; }}"
+    )
+    page.locator(target).dispatch_event("drop", {"dataTransfer": transfer})
+
+
+def remove_all_files(page) -> None:
+    for button in reversed(page.locator("#file-list .remove-file").all()):
+        button.click()
+    expect(page.locator("#file-list .file")).to_have_count(0)
+
+
+def test_a_chosen_csv_file_is_read_by_pandas_in_the_local_run(client_page):
+    page = client_page
+    page.set_input_files(
+        "#file-input", files=[{"name": "sales.csv", "mimeType": "text/csv", "buffer": SALES_CSV.encode()}]
+    )
+    expect(page.locator("#file-list .file-name")).to_have_text(["sales.csv"])
+    expect(page.locator("#file-list .file-size")).to_have_text([f"{len(SALES_CSV)} B"])
+    run = run_local(page, code=READ_SALES)
+    assert run["error"] is None and run["figures"] == 1 and run["files"] == ["sales.csv"], run
+    plot = page.locator("#local-plots .js-plotly-plot")
+    expect(plot.locator(".gtitle")).to_have_text("3 regions from sales.csv")
+    expect(plot.locator(".xtick text")).to_have_text(["north", "south", "east"])
+    assert plot.evaluate("(div) => Array.from(div._fullData[0].y)") == [12, 7, 30]
+
+    # Removed, it is gone from the next run's working directory.
+    page.locator("#file-list .remove-file").click()
+    expect(page.locator("#file-list .file")).to_have_count(0)
+    run = run_local(page, code="import os\nprint(sorted(os.listdir('.')))\nopen('sales.csv')\n")
+    assert run["error"] == "FileNotFoundError" and run["files"] == [], run
+    expect(page.locator("#local-stdout pre")).not_to_contain_text("sales.csv")
+    assert csp_violations(page) == [] and page.errors == [] and page.foreign_requests == []
+
+
+def test_files_dropped_on_the_editor_are_added_not_pasted(client_page):
+    page = client_page
+    set_code(page, "print('unchanged')\n")
+    drop_files(
+        page,
+        CODE,
+        "[new File(['a,b\\n1,2\\n'], 'dropped.csv', {type: 'text/csv'}), new File([new Uint8Array(1500)], 'zeros.bin')]",
+    )
+    expect(page.locator("#file-list .file-name")).to_have_text(["dropped.csv", "zeros.bin"])
+    expect(page.locator("#file-list .file-size")).to_have_text(["8 B", "1.5 kB"])
+    expect(page.locator("#files-total")).to_contain_text("2 files, 1.5 kB of ")
+    assert page.evaluate("() => window.plotfarmClient.code()") == "print('unchanged')\n"  # not pasted in
+    code = (
+        "import plotly.graph_objects as go\n"
+        "row, n = open('dropped.csv').read().split()[1], len(open('zeros.bin', 'rb').read())\n"
+        "go.Figure(go.Bar(y=[n])).update_layout(title=f'{row} {n}').show()\n"
+    )
+    run = run_local(page, code=code)
+    assert run["error"] is None and run["files"] == ["dropped.csv", "zeros.bin"], run
+    expect(page.locator("#local-plots .js-plotly-plot .gtitle")).to_have_text("1,2 1500")
+    page.click("#clear-files")
+    expect(page.locator("#file-list .file")).to_have_count(0)
+
+
+def test_files_the_gateway_would_refuse_are_refused_on_the_page_with_the_limit_named(client_page):
+    page = client_page
+    inputs = page.evaluate("() => JSON.parse(document.getElementById('plotfarm-config').textContent).inputs")
+    message = page.locator("#files-message")
+    # Names: no path, not only dots, no control character, at most maxNameBytes of UTF-8.
+    long_name = "é" * (inputs["maxNameBytes"] // 2) + ".csv"
+    drop_files(
+        page,
+        "#local",
+        f"[new File(['x'], '..'), new File(['x'], 'a\\\\b.csv'), new File(['x'], 'bell\\u0007.csv'), "
+        f"new File(['x'], {json.dumps(long_name)}), new File(['x'], 'fine.csv')]",
+    )
+    expect(page.locator("#file-list .file-name")).to_have_text(["fine.csv"])
+    for refused in (
+        "“..” was not added",
+        "a\\b.csv” was not added",
+        "bell",
+        f"longer than {inputs['maxNameBytes']} bytes",
+    ):
+        expect(message).to_contain_text(refused)
+    # Bytes: one byte over the gateway's limit for the job's files together.
+    drop_files(page, "#local", f"[new File([new Uint8Array({inputs['maxBytes']})], 'big.bin')]")
+    expect(message).to_contain_text("“big.bin”")
+    expect(message).to_contain_text(f"({inputs['maxBytes']} bytes, PLOTFARM_MAX_INPUT_BYTES)")
+    expect(page.locator("#file-list .file-name")).to_have_text(["fine.csv"])
+    # Count: one file more than the limit.
+    drop_files(
+        page, "#local", f"Array.from({{length: {inputs['maxFiles']}}}, (_, n) => new File(['x'], `f${{n}}.txt`))"
+    )
+    expect(page.locator("#file-list .file")).to_have_count(inputs["maxFiles"])
+    expect(message).to_contain_text(
+        f"“f{inputs['maxFiles'] - 1}.txt” was not added: a job takes at most {inputs['maxFiles']} files (PLOTFARM_MAX_INPUT_FILES)"
+    )
+    page.click("#clear-files")
+    expect(page.locator("#file-list .file")).to_have_count(0)
+    assert page.errors == []
 
 
 def test_run_on_server_shows_the_server_result_beside_the_local_one(client_page, e2e):
@@ -319,9 +505,30 @@ def test_run_on_server_shows_the_server_result_beside_the_local_one(client_page,
     )
 
 
+def test_run_on_server_sends_the_chosen_files(client_page, gateway):
+    """The same CSV, sent with the code as files: {name: {base64}}, read by pandas on a renderer."""
+    page = client_page
+    remove_all_files(page)
+    page.set_input_files(
+        "#file-input", files=[{"name": "sales.csv", "mimeType": "text/csv", "buffer": SALES_CSV.encode()}]
+    )
+    expect(page.locator("#file-list .file-name")).to_have_text(["sales.csv"])
+    set_code(page, READ_SALES)
+    count = page.evaluate("() => window.plotfarmClient.server().length")
+    page.click("#run-server")
+    page.wait_for_function("(n) => window.plotfarmClient.server().length > n", arg=count, timeout=RUN)
+    server = page.evaluate("() => window.plotfarmClient.server().at(-1)")
+    assert server.get("status") == "done" and server["files"] == ["sales.csv"], server
+    expect(page.locator("#server-plots img.svg")).to_have_count(1)
+    svg = gateway.wait(server["jobId"], include_svg=True)["figures"][0]["svg"]
+    assert "3 regions from sales.csv" in svg and all(region in svg for region in ("north", "south", "east"))
+    remove_all_files(page)
+    assert csp_violations(page) == [] and page.errors == []
+
+
 def test_stop_recovers_from_a_runaway_loop(client_page):
     page = client_page
-    page.fill("#code", "while True:\n    pass\n")
+    set_code(page, "while True:\n    pass\n")
     page.click("#run")
     expect(page.locator("#engine")).to_have_attribute("data-state", "running")
     expect(page.locator("#stop")).to_be_enabled()
@@ -339,6 +546,29 @@ def test_stop_recovers_from_a_runaway_loop(client_page):
     expect(page.locator("#local-plots .js-plotly-plot .gtitle")).to_have_text("Example scatter")
     how = "restored from the snapshot" if restart["restored"] else "started from scratch: the snapshot was not made yet"
     record(f"client page: a fresh interpreter after Stop was ready in {restart['initMs'] / 1000:.2f} s ({how})")
+
+
+def test_without_the_editor_the_text_box_stays_and_the_page_works(new_page, e2e):
+    """If CodeMirror cannot load (here: its files refused), the plain text box does the job: Tab, Ctrl+Enter."""
+    page = new_page()
+    page.route("**/editor/**", lambda route: route.abort())
+    page.goto(f"{e2e.gateway_url}/client-plot")
+    page.wait_for_function("() => window.plotfarmClient.editor() !== 'loading'", timeout=RUN)
+    assert page.evaluate("() => window.plotfarmClient.editor()").startswith("failed")
+    expect(page.locator("#editor")).to_be_hidden()
+    expect(page.locator("#code")).to_be_visible()
+    assert page.locator("#code").input_value().startswith("import plotly")  # the first example
+    page.fill("#code", "import plotly.graph_objects as go\nfig = go.Figure(go.Bar(y=[1]))\n")
+    page.locator("#code").press("End")
+    page.keyboard.press("Tab")
+    assert page.locator("#code").input_value().endswith("\n    ")  # the text box's own indentation
+    page.fill(
+        "#code", "import plotly.graph_objects as go\ngo.Figure(go.Bar(y=[1])).update_layout(title='plain').show()\n"
+    )
+    expect(page.locator("#engine")).to_have_attribute("data-state", "ready", timeout=BOOT)
+    page.locator("#code").press("Control+Enter")
+    expect(page.locator("#local-plots .js-plotly-plot .gtitle")).to_have_text("plain", timeout=RUN)
+    assert page.errors == []
 
 
 def test_repeat_visit_restores_the_interpreter_this_browser_saved(profile, e2e, first_visit):

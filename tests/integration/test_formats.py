@@ -1,14 +1,14 @@
-"""Every output format on the real stack: SVG, PNG at a scale, figure JSON, standalone HTML."""
+"""Every output format on the real stack: SVG, PNG, JPEG and WebP at a scale, a vector PDF, figure JSON, HTML."""
 
 import base64
 import json
-import struct
 
 import aiohttp
 import pytest
 from playwright.async_api import async_playwright
 
 from tests.e2e.conftest import CHROMIUM, RECORDER, chromium_args
+from tests.integration.image_files import jpeg_size, pdf_facts, png_size, webp_size
 
 pytestmark = pytest.mark.integration
 
@@ -18,11 +18,6 @@ CODE = (
     "fig.update_layout(width=400, height=300)\n"
     "fig.show()\n"
 )
-
-
-def png_size(data: bytes) -> tuple[int, int]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", data[:8]
-    return struct.unpack(">II", data[16:24])
 
 
 async def fetch(session: aiohttp.ClientSession, url: str) -> tuple[int, str, bytes, dict]:
@@ -141,9 +136,28 @@ async def test_execute_returns_the_png_too(api, stack):
     assert png_size(base64.b64decode(view["png"])) == (400, 300)
 
 
+async def test_jpeg_webp_and_a_vector_pdf_from_code(api):
+    result = await api.render(CODE, formats=["jpeg", "webp", "pdf"], scale=1.5)
+    assert result["status"] == "done", result.get("error")
+    files = result["figures"][0]["files"]
+    assert set(files) == {"jpeg", "webp", "pdf"}  # the SVG the PDF was printed from is not kept
+    async with aiohttp.ClientSession() as session:
+        bodies = {fmt: await fetch(session, files[fmt]["url"]) for fmt in files}
+    assert bodies["jpeg"][1] == "image/jpeg" and jpeg_size(bodies["jpeg"][2]) == (600, 450)
+    assert bodies["webp"][1] == "image/webp" and webp_size(bodies["webp"][2]) == (600, 450)
+    status, kind, pdf, headers = bodies["pdf"]
+    assert status == 200 and kind == "application/pdf" and headers["Content-Disposition"].startswith("attachment;")
+    facts = pdf_facts(pdf)
+    # Vector: its text is text (drawn with text operators, the title readable), and no image in it.
+    assert facts.pages == 1 and facts.images == 0 and facts.text_operators > 0, facts
+    assert "formats" in facts.text, facts.text[:300]
+    assert facts.page_size == pytest.approx((300, 225), abs=1)  # 400x300 CSS pixels, in points; scale is for pixels
+
+
 async def test_a_bad_format_or_scale_is_a_400(api, stack):
     async with aiohttp.ClientSession() as session:
-        for body in ({"code": "x", "formats": ["pdf"]}, {"code": "x", "scale": 9}, {"code": "x", "formats": []}):
+        bodies = ({"code": "x", "formats": ["eps"]}, {"code": "x", "scale": 11}, {"code": "x", "scale": 0})
+        for body in (*bodies, {"code": "x", "formats": []}):
             async with session.post(f"{stack.gateway_url}/api/jobs", json=body) as response:
                 assert response.status == 400, body
                 assert (await response.json())["details"], body

@@ -1,8 +1,11 @@
 """AssetStore.resolve: only the files we serve, whatever the path says; AssetStore.paths: all of them."""
 
+import json
+import re
+
 import pytest
 
-from shared.assets import AssetStore
+from shared.assets import EDITOR_PACKAGES, AssetStore
 from shared.settings import Settings
 
 
@@ -134,3 +137,59 @@ def test_no_cache_at_all_still_serves(tmp_path):
     store = _store_with_files(tmp_path, {"a.mjs": 5_000}, cache_bytes=0)
     assert len(store.get("runtime/a.mjs").body) == 5_000
     assert store.cached_bytes == 0
+
+
+# ---- the client page's code editor: CodeMirror's ES module entries, nothing else of node_modules ----
+
+
+def test_only_the_editor_packages_entry_files_resolve(tmp_path):
+    web = tmp_path / "web"
+    package = web / "node_modules" / "@codemirror" / "view"
+    (package / "dist").mkdir(parents=True)
+    (package / "package.json").write_text('{"version": "6.0.0", "exports": {".": {"import": "./dist/index.js"}}}')
+    for name in ("index.js", "index.cjs", "index.d.ts"):
+        (package / "dist" / name).write_text("export {}")
+    (web / "node_modules" / "left-pad").mkdir()
+    (web / "node_modules" / "left-pad" / "index.js").write_text("")
+    store = AssetStore(Settings(_env_file=None, web_dir=web, wheels_dir=tmp_path / "build" / "wheels"))
+    assert store.editor_modules == {"@codemirror/view": "editor/codemirror/view/dist/index.js"}
+    assert store.resolve("editor/codemirror/view/dist/index.js") == (package / "dist" / "index.js").resolve()
+    assert store.editor_versions() == {"@codemirror/view": "6.0.0"}
+    for path in (
+        "editor/codemirror/view/dist/index.cjs",
+        "editor/codemirror/view/package.json",
+        "editor/@codemirror/view/dist/index.js",
+        "editor/codemirror/view",
+        "editor/left-pad/index.js",
+        "editor/codemirror/view/dist/../package.json",
+    ):
+        assert store.resolve(path) is None, path
+    assert [p for p in store.paths() if p.startswith("editor/")] == ["editor/codemirror/view/dist/index.js"]
+
+
+IMPORT = re.compile(
+    r"""(?:^|[;\s})])(?:import|export)\s*(?:[\w*${}\s,]+?\s*from\s*)?["']([^"']+)["']|\bimport\(\s*["']([^"']+)["']\s*\)""",
+    re.MULTILINE,
+)
+
+
+def test_the_editor_packages_are_all_there_and_import_only_each_other():
+    """EDITOR_PACKAGES is closed: what the served files import, and what the packages depend on, is listed
+    (else the page's import map misses a specifier and the editor does not load: the page falls back)."""
+    assets = AssetStore(Settings(_env_file=None))
+    if not (assets.modules_dir / "@codemirror" / "view").is_dir():
+        pytest.skip("no node_modules here: `make assets` first")
+    modules = assets.editor_modules
+    assert set(modules) == set(EDITOR_PACKAGES)
+    for package, url in modules.items():
+        text = re.sub(r"/\*.*?\*/", "", assets.resolve(url).read_text(), flags=re.DOTALL)  # docs quote imports
+        imported = {a or b for a, b in IMPORT.findall(text)}
+        assert imported <= set(EDITOR_PACKAGES), (package, imported - set(EDITOR_PACKAGES))
+        manifest = json.loads((assets.modules_dir / package / "package.json").read_text())
+        dependencies = {**manifest.get("dependencies", {}), **manifest.get("peerDependencies", {})}
+        assert set(dependencies) <= set(EDITOR_PACKAGES), (package, set(dependencies) - set(EDITOR_PACKAGES))
+    # Pinned: every one is in package-lock.json with an integrity hash.
+    lock = json.loads((assets.web_dir / "package-lock.json").read_text())["packages"]
+    for package in EDITOR_PACKAGES:
+        entry = lock[f"node_modules/{package}"]
+        assert entry["integrity"].startswith("sha512-") and entry["version"] == assets.editor_versions()[package]

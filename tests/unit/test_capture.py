@@ -23,6 +23,7 @@ LIMITS = OutputLimits(
     max_output_chars=100,
     max_figure_depth=64,
     max_png_bytes=10**6,
+    max_pdf_bytes=10**6,
     max_error_chars=10_000,
     max_answer_chars=10**6,
 ).model_dump()
@@ -138,3 +139,21 @@ def test_top_level_await_runs_as_a_coroutine(capture):
 def test_syntax_errors_are_reported_with_their_line(capture):
     out = run(capture, "x = (1,\nprint(x)")
     assert out["error"]["type"] == "SyntaxError" and "<job>" in out["error"]["traceback"]
+
+
+def test_variables_are_plain_globals_before_the_code_runs(capture):
+    variables = {"numbers": [1, 2.5, -3], "config": {"title": "t", "nested": {"k": [True, None]}}, "label": "x"}
+    code = (
+        "import json, plotly.graph_objects as go\n"
+        "print(json.dumps([type(numbers).__name__, type(config).__name__, numbers, config, label]))\n"
+        "fig = go.Figure(go.Scatter(y=numbers))\n"
+    )
+    output = json.loads(capture.run(code, json.dumps(LIMITS), "[]", json.dumps(variables)))
+    assert output["error"] is None
+    assert json.loads(output["stdout"]) == ["list", "dict", [1, 2.5, -3], variables["config"], "x"]
+
+
+def test_a_variable_name_that_is_no_identifier_fails_the_job(capture):
+    for name in ("class", "__builtins__", "a-b"):
+        output = json.loads(capture.run("fig = {'data': []}", json.dumps(LIMITS), "[]", json.dumps({name: 1})))
+        assert output["error"]["type"] == "NameError" and repr(name) in output["error"]["message"]

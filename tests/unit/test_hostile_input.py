@@ -61,6 +61,8 @@ async def json_error(response, status: int) -> dict:
     [
         DEEP,
         b"[" * 100_000,
+        b"[" * 1_000_000,  # large enough to be checked in a thread (app.CHECK_IN_THREAD_BYTES)
+        b'{"code": "x", "variables": {"v": ' + b"[" * 500_000 + b"]" * 500_000 + b"}}",
         b'{"code": "x", "width": ' + HUGE.encode() + b"}",
         b'{"code": "x", "timeout_s": -' + HUGE.encode() + b"}",
         b'{"code": "x", "width": 1' + b"0" * 400 + b".0}",  # a float beyond int range after _json_number
@@ -185,7 +187,7 @@ async def test_unexpected_errors_are_json_500s_and_logged(make_app):
         "text/plain",
         "text/plain; charset=utf-8",
         "application/x-www-form-urlencoded",
-        "multipart/form-data; boundary=xyz",
+        "multipart/mixed; boundary=xyz",
         "application/octet-stream",
         "text/json",
         "application/jsonp",
@@ -204,8 +206,17 @@ async def test_only_json_is_accepted(gateway, path, content_type):
     headers = {} if content_type is None else {"Content-Type": content_type}
     response = await client.post(path, data=b'{"code": "x"}', headers=headers, skip_auto_headers=["Content-Type"])
     body = await json_error(response, 415)
-    assert "application/json" in body["error"]
-    assert response.headers["Accept-Post"] == "application/json"
+    assert "application/json" in body["error"] and "multipart/form-data" in body["error"]
+    assert response.headers["Accept-Post"] == "application/json, multipart/form-data"
+
+
+@pytest.mark.parametrize("path", ["/api/jobs", "/execute"])
+async def test_a_json_body_sent_as_a_form_is_400_not_500(gateway, path):
+    """multipart/form-data is taken (test_job_inputs.py), so a body that is no form is a 400 saying so."""
+    client, _, _ = gateway
+    headers = {"Content-Type": "multipart/form-data; boundary=xyz"}
+    body = await json_error(await client.post(path, data=b'{"code": "x"}', headers=headers), 400)
+    assert "multipart" in body["error"]
 
 
 @pytest.mark.parametrize(

@@ -315,11 +315,15 @@ async def test_over_mcp_the_bearer_token_reaches_the_gateway_and_health_answers(
     async with mcp_server(gateway) as base:
         async with mcp_session(base, {"Authorization": "Bearer agent-key"}) as session:
             tools = (await session.list_tools()).tools
-            assert [t.name for t in tools] == ["render_plotly"]
+            assert [t.name for t in tools] == ["render_plotly", "render_figure"]
             schema = tools[0].input_schema
             assert schema["required"] == ["code"]
-            assert set(schema["properties"]) == {"code", "width", "height", "scale", "timeout_s"}
+            assert set(schema["properties"]) == {"code", "files", "variables", "width", "height", "scale", "timeout_s"}
             assert "fig.show()" in tools[0].description and "numpy" in tools[0].description
+            assert "pd.read_csv" in tools[0].description
+            figure_schema = tools[1].input_schema
+            assert figure_schema["required"] == ["figure"]
+            assert set(figure_schema["properties"]) == {"figure", "width", "height", "scale"}
 
             result = await session.call_tool("render_plotly", {"code": "fig.show()", "scale": 2})
             assert not result.is_error, texts(result)
@@ -327,7 +331,7 @@ async def test_over_mcp_the_bearer_token_reaches_the_gateway_and_health_answers(
             assert result.content[1].resource.mime_type == "image/svg+xml"
             assert set(gateway.auth_seen) == {"Bearer agent-key"}
 
-            refused = await session.call_tool("render_plotly", {"code": "x", "scale": 9})
+            refused = await session.call_tool("render_plotly", {"code": "x", "scale": 11})
             assert refused.is_error  # the schema's range, checked before the gateway is asked
             assert len(gateway.submissions) == 1
 
@@ -417,3 +421,49 @@ async def test_allowed_hosts_come_from_the_setting(gateway):
         assert (await _initialize(port, {"Host": "plotfarm-mcp:3001"})).status_code == 200
         assert (await _initialize(port, {"Host": "plotfarm-mcp:3002"})).status_code == 421
         assert (await _initialize(port, {"Host": f"localhost:{port}"})).status_code == 421  # not listed here
+
+
+async def test_files_and_variables_go_to_the_gateway_as_the_request_names_them(gateway):
+    tool, _ = make_tool(gateway)
+    result = await tool.render(
+        "print(open('a.csv').read())", files={"a.csv": "x,y\n1,2\n"}, variables={"n": [1, 2]}, scale=2
+    )
+    assert not result.is_error, texts(result)
+    sent = gateway.submissions[-1]
+    assert sent["files"] == {"a.csv": {"text": "x,y\n1,2\n"}} and sent["variables"] == {"n": [1, 2]}
+    assert sent["code"].startswith("print") and sent["scale"] == 2 and sent["formats"] == ["png", "svg"]
+    await tool.render("x")
+    assert "files" not in gateway.submissions[-1] and "variables" not in gateway.submissions[-1]
+    await tool.gateway.aclose()
+
+
+async def test_render_figure_sends_the_figure_and_answers_as_render_plotly(gateway):
+    tool, _ = make_tool(gateway)
+    figure = {"data": [{"type": "bar", "y": [1, 3]}], "layout": {}}
+    result = await tool.render_figure(figure, width=300)
+    assert not result.is_error, texts(result)
+    assert gateway.submissions[-1] == {"figure": figure, "formats": ["png", "svg"], "width": 300}
+    assert [b.type for b in result.content][:2] == ["image", "resource"]
+    gateway.outcome = "failed"
+    failed = await tool.render_figure([figure, figure])
+    assert failed.is_error and "The figure could not be drawn" in texts(failed)
+    assert gateway.submissions[-1]["figure"] == [figure, figure]
+    await tool.gateway.aclose()
+
+
+async def test_over_mcp_render_figure_and_files_arrive(gateway):
+    async with mcp_server(gateway) as base:
+        async with mcp_session(base) as session:
+            figure = {"data": [{"type": "scatter", "y": [1, 2]}]}
+            result = await session.call_tool("render_figure", {"figure": figure, "scale": 1.5})
+            assert not result.is_error, texts(result)
+            assert gateway.submissions[-1]["figure"] == figure and gateway.submissions[-1]["scale"] == 1.5
+            result = await session.call_tool(
+                "render_plotly", {"code": "x", "files": {"d.json": "[1]"}, "variables": {"k": {"a": None}}}
+            )
+            assert not result.is_error, texts(result)
+            assert gateway.submissions[-1]["files"] == {"d.json": {"text": "[1]"}}
+            assert gateway.submissions[-1]["variables"] == {"k": {"a": None}}
+            bad = await session.call_tool("render_plotly", {"code": "x", "files": {"../x": "a"}})
+            assert bad.is_error  # the tool's own schema refuses the name before any job
+            assert "files" not in gateway.submissions[-1] or "../x" not in gateway.submissions[-1]["files"]

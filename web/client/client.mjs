@@ -2,6 +2,8 @@
 // this tab, through the same runtime the renderers use (web/runtime/interpreter.mjs),
 // shows the figures with plotly.js (interactive: zoom, pan, hover), and can
 // send the same code to the plotfarm gateway to compare with the server's SVG.
+// Files the user chooses or drops on the page go with both runs: in the local
+// interpreter's working directory, and in the job sent to the server.
 //
 // Output is treated as untrusted text: stdout, stderr, errors and tracebacks go
 // in with textContent, the server's SVGs only as <img> from blob: URLs. The
@@ -34,7 +36,7 @@ if (window.trustedTypes && window.trustedTypes.createPolicy) {
 
 const $ = (id) => document.getElementById(id);
 const config = JSON.parse($("plotfarm-config").textContent);
-const editor = $("code");
+const editor = $("code"); // the plain textarea: the editor until CodeMirror has loaded, or if it cannot
 const FINAL = new Set(FINAL_STATUSES);
 const INDENT = "    ";
 
@@ -242,7 +244,8 @@ async function showFigures(figures) {
 
 async function runLocal() {
   if (engine !== "ready") return;
-  const code = editor.value;
+  const code = codeText();
+  const fileNames = [...inputFiles.keys()];
   const started = performance.now();
   stopRequested = false;
   setEngine("running", "running…");
@@ -256,6 +259,7 @@ async function runLocal() {
     timeoutMs: config.timeoutMs,
     graceMs: config.graceMs,
     limits: config.limits,
+    files: localFiles(),
   });
   const stopped = stopRequested;
   const { load_ms: loadMs, run_ms: runMs } = timings;
@@ -285,7 +289,7 @@ async function runLocal() {
     ? `${stopped ? "stopped" : "failed"} after ${formatMs(execAt - started)}${loadedNote}`
     : `${count} figure${count === 1 ? "" : "s"}${loadedNote} · drag to zoom, double-click to reset, hover for values` +
       warnings.map((warning) => ` · ${warning}`).join("");
-  history.runs.push({ runMs, loadMs, packages, warnings, totalMs, timedOut, terminated, stopped, figures: count, error: error ? error.type : null });
+  history.runs.push({ runMs, loadMs, packages, warnings, totalMs, timedOut, terminated, stopped, figures: count, files: fileNames, error: error ? error.type : null });
   if (terminated) await start("restart");
   else setEngine("ready", "Python ready");
 }
@@ -354,12 +358,13 @@ async function runServer() {
   clearServer();
   const started = performance.now();
   const state = $("server-state");
+  const fileNames = [...inputFiles.keys()];
   try {
-    state.textContent = "submitting…";
+    state.textContent = inputFiles.size ? `sending the code and ${plural(inputFiles.size, "file")}…` : "submitting…";
     const accepted = await requestJson("/api/jobs", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ code: editor.value }),
+      body: JSON.stringify({ code: codeText(), ...(inputFiles.size ? { files: serverFiles() } : {}) }),
     });
     if (accepted.status !== 202) throw new Error(accepted.body.error || `the gateway answered ${accepted.status}`);
     const jobId = accepted.body.job_id;
@@ -385,7 +390,7 @@ async function runServer() {
       document.createTextNode(`job ${job.job_id.slice(0, 12)} · `),
       viewer ? el("a", { href: viewer, textContent: "open in the viewer", rel: "noreferrer", target: "_blank" }) : null,
     );
-    history.server.push({ jobId, status: job.status, roundTripMs, timings: job.timings, figures: count });
+    history.server.push({ jobId, status: job.status, roundTripMs, timings: job.timings, figures: count, files: fileNames });
   } catch (err) {
     state.textContent = "not rendered";
     showOutput("server", { error: { type: ERROR.GATEWAY_ERROR, message: String(err.message || err), traceback: "" } });
@@ -396,7 +401,43 @@ async function runServer() {
   }
 }
 
-// ---- the editor: a textarea that knows Tab, Shift+Tab and Python's indentation ----------
+// ---- the code editor: CodeMirror, or the textarea if it did not load ----------------------
+
+// CodeMirror 6 (editor.mjs, its packages through the page's import map) replaces the
+// textarea once loaded. Imported dynamically, once the interpreter's start is under way,
+// so a failure to load leaves a page that works: the textarea below stays, with Tab,
+// Shift+Tab and Python's indentation, and the run keys.
+let codeEditor = null;
+let editorState = "loading"; // loading | ready | failed: why
+let editorAt = null; // ms after navigation when it was ready
+
+function codeText() {
+  return codeEditor ? codeEditor.get() : editor.value;
+}
+
+function setCode(text) {
+  if (codeEditor) codeEditor.set(text);
+  else editor.value = text;
+}
+
+async function loadEditor() {
+  try {
+    const { createEditor } = await import("./editor.mjs");
+    const focused = document.activeElement === editor;
+    codeEditor = createEditor($("editor"), { doc: editor.value, onRun: runLocal, label: "Python code" });
+    $("editor").hidden = false;
+    editor.hidden = true;
+    if (focused) codeEditor.focus();
+    editorState = "ready";
+    editorAt = performance.now();
+  } catch (error) {
+    codeEditor = null;
+    editorState = `failed: ${error.message || error}`;
+    console.warn(`the code editor did not load; the plain text box stays: ${error.message || error}`);
+  }
+}
+
+// The textarea's own editing: Tab, Shift+Tab and Python's indentation.
 
 function replaceRange(start, end, text, select = false) {
   editor.focus();
@@ -466,11 +507,220 @@ editor.addEventListener("keydown", (event) => {
 });
 
 document.addEventListener("keydown", (event) => {
+  if (event.defaultPrevented) return; // CodeMirror ran it already (its Mod-Enter binding)
   if ((event.ctrlKey || event.metaKey) && event.key === "Enter") {
     event.preventDefault();
     runLocal();
   }
 });
+
+// ---- input files: chosen or dropped, for both runs ----------------------------------------
+
+// name -> bytes, in the order added. The local run gets copies (its worker may take
+// what it is given); the server run gets them as base64 in the job's JSON.
+const inputFiles = new Map();
+// The gateway's limits for a job's input (POST /api/jobs), given in the page's config:
+// the page refuses what the gateway would, before either run, so both see the same files.
+const inputLimits = config.inputs || null;
+const fileNamePattern = (() => {
+  try {
+    return inputLimits ? new RegExp(inputLimits.namePattern, "u") : null;
+  } catch {
+    return null; // a pattern JavaScript cannot read: the gateway still checks names
+  }
+})();
+const utf8 = new TextEncoder();
+
+function plural(n, word) {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+function formatBytes(bytes) {
+  if (bytes >= 1e6) return `${(bytes / 1e6).toFixed(bytes >= 1e7 ? 0 : 1)} MB`;
+  if (bytes >= 1e3) return `${(bytes / 1e3).toFixed(bytes >= 1e4 ? 0 : 1)} kB`;
+  return `${bytes} B`;
+}
+
+function inputBytes(files = inputFiles) {
+  let total = 0;
+  for (const bytes of files.values()) total += bytes.length;
+  return total;
+}
+
+/** Why a file name is refused (the gateway's rules), or null. */
+function badFileName(name) {
+  if (!inputLimits) return null;
+  if (utf8.encode(name).length > inputLimits.maxNameBytes) return `its name is longer than ${inputLimits.maxNameBytes} bytes`;
+  if (fileNamePattern && !fileNamePattern.test(name)) {
+    return "a file name must be one plain name: no “/” or “\\”, no control characters, not only dots";
+  }
+  return null;
+}
+
+function showFilesMessage(lines) {
+  const message = $("files-message");
+  message.replaceChildren(...lines.flatMap((line, n) => (n ? [el("br"), line] : [line])));
+  message.hidden = lines.length === 0;
+}
+
+/** Add chosen or dropped files, refusing (with the reason, and the limit by name) what the gateway would refuse. */
+async function addFiles(list, refusedEarlier = []) {
+  const problems = [...refusedEarlier];
+  const added = [];
+  // What the job would hold: the files kept so far, and these as they pass the checks.
+  const sizes = new Map([...inputFiles].map(([name, bytes]) => [name, bytes.length]));
+  const accepted = [];
+  for (const file of list) {
+    const why = badFileName(file.name);
+    if (why) {
+      problems.push(`“${file.name}” was not added: ${why}.`);
+      continue;
+    }
+    const next = new Map(sizes).set(file.name, file.size);
+    if (inputLimits && next.size > inputLimits.maxFiles) {
+      problems.push(`“${file.name}” was not added: a job takes at most ${plural(inputLimits.maxFiles, "file")} (PLOTFARM_MAX_INPUT_FILES).`);
+      continue;
+    }
+    const total = [...next.values()].reduce((a, b) => a + b, 0);
+    if (inputLimits && total > inputLimits.maxBytes) {
+      problems.push(
+        `“${file.name}” (${formatBytes(file.size)}) was not added: a job's files may hold ` +
+          `${formatBytes(inputLimits.maxBytes)} in all (${inputLimits.maxBytes} bytes, PLOTFARM_MAX_INPUT_BYTES); ` +
+          `with it they would hold ${formatBytes(total)}.`,
+      );
+      continue;
+    }
+    sizes.set(file.name, file.size);
+    accepted.push(file);
+  }
+  for (const file of accepted) {
+    try {
+      const bytes = new Uint8Array(await file.arrayBuffer());
+      if (inputFiles.has(file.name)) problems.push(`“${file.name}” replaced the file of that name.`);
+      inputFiles.set(file.name, bytes);
+      added.push(file.name);
+    } catch (error) {
+      problems.push(`“${file.name}” could not be read: ${error.message || error}`);
+    }
+  }
+  showFilesMessage(problems);
+  renderFiles();
+  return added;
+}
+
+function removeFile(name) {
+  inputFiles.delete(name);
+  showFilesMessage([]);
+  renderFiles();
+}
+
+function renderFiles() {
+  const list = $("file-list");
+  list.replaceChildren(
+    ...[...inputFiles].map(([name, bytes]) => {
+      const remove = el("button", { type: "button", className: "remove-file", textContent: "remove", ariaLabel: `remove ${name}` });
+      remove.addEventListener("click", () => removeFile(name));
+      return el(
+        "li",
+        { className: "file" },
+        el("code", { className: "file-name", textContent: name }),
+        el("span", { className: "file-size", textContent: formatBytes(bytes.length) }),
+        remove,
+      );
+    }),
+  );
+  const total = inputBytes();
+  $("clear-files").hidden = inputFiles.size < 2;
+  $("files-total").textContent = inputFiles.size
+    ? `${plural(inputFiles.size, "file")}, ${formatBytes(total)}` + (inputLimits ? ` of ${formatBytes(inputLimits.maxBytes)}` : "")
+    : "";
+}
+
+/** For the local run: name -> a copy of the bytes (undefined when there are none). */
+function localFiles() {
+  if (!inputFiles.size) return undefined;
+  return Object.fromEntries([...inputFiles].map(([name, bytes]) => [name, bytes.slice()]));
+}
+
+function toBase64(bytes) {
+  if (typeof bytes.toBase64 === "function") return bytes.toBase64();
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(binary);
+}
+
+/** For the server run: name -> {base64}, as POST /api/jobs takes them. */
+function serverFiles() {
+  return Object.fromEntries([...inputFiles].map(([name, bytes]) => [name, { base64: toBase64(bytes) }]));
+}
+
+$("clear-files").addEventListener("click", () => {
+  inputFiles.clear();
+  showFilesMessage([]);
+  renderFiles();
+});
+
+$("file-input").addEventListener("change", async (event) => {
+  const input = event.target;
+  await addFiles([...input.files]);
+  input.value = ""; // choosing the same file again (changed on disk) fires "change" again
+});
+
+// Files dropped anywhere on the page, the editor included: captured before CodeMirror,
+// which would paste a dropped file's text into the code. Text dragged inside the editor
+// (no files) is left alone.
+function draggingFiles(event) {
+  return Boolean(event.dataTransfer && [...event.dataTransfer.types].includes("Files"));
+}
+let dragDepth = 0;
+document.addEventListener(
+  "dragenter",
+  (event) => {
+    if (!draggingFiles(event)) return;
+    dragDepth += 1;
+    document.body.classList.add("dropping");
+  },
+  true,
+);
+document.addEventListener(
+  "dragleave",
+  (event) => {
+    if (!draggingFiles(event)) return;
+    dragDepth = Math.max(0, dragDepth - 1);
+    if (!dragDepth) document.body.classList.remove("dropping");
+  },
+  true,
+);
+document.addEventListener(
+  "dragover",
+  (event) => {
+    if (!draggingFiles(event)) return;
+    event.preventDefault(); // allows the drop
+    event.stopPropagation();
+    event.dataTransfer.dropEffect = "copy";
+  },
+  true,
+);
+document.addEventListener(
+  "drop",
+  (event) => {
+    if (!draggingFiles(event)) return;
+    event.preventDefault(); // not opened by the browser, not pasted into the editor
+    event.stopPropagation();
+    dragDepth = 0;
+    document.body.classList.remove("dropping");
+    const files = [];
+    const refused = [];
+    const items = [...(event.dataTransfer.items || [])].filter((item) => item.kind === "file");
+    for (const [n, file] of [...event.dataTransfer.files].entries()) {
+      const entry = items[n] && items[n].webkitGetAsEntry ? items[n].webkitGetAsEntry() : null;
+      if (entry && entry.isDirectory) refused.push(`“${file.name}” was not added: it is a folder; drop the files inside it.`);
+      else files.push(file);
+    }
+    addFiles(files, refused);
+  },
+  true,
+);
 
 // ---- examples and wiring ---------------------------------------------------------------
 
@@ -480,9 +730,9 @@ for (const example of config.examples) {
 }
 $("examples").addEventListener("change", () => {
   const example = examples.get($("examples").value);
-  if (example) editor.value = example.code;
+  if (example) setCode(example.code);
 });
-editor.value = config.examples[0].code;
+setCode(config.examples[0].code);
 $("examples").value = config.examples[0].id;
 
 $("run").addEventListener("click", runLocal);
@@ -499,6 +749,11 @@ window.plotfarmClient = Object.freeze({
   server: () => structuredClone(history.server),
   snapshot: () => snapshotState,
   plotlyReadyAt: () => plotlyAt, // ms after navigation; null until plotly.js has run
+  editor: () => editorState,
+  editorReadyAt: () => editorAt, // ms after navigation; null until CodeMirror has replaced the text box
+  code: () => codeText(),
+  files: () => [...inputFiles].map(([name, bytes]) => ({ name, size: bytes.length })),
 });
 
 start("page");
+loadEditor();

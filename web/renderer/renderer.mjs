@@ -21,9 +21,16 @@
 // closing the page, which then holds no other job. What a job can leave on
 // the page's side is scoped to it: MathJax gets a fresh TeX input after any
 // job that typeset (mathjax-scope.mjs).
+//
+// A figure job (figures in, no code) skips the interpreters altogether:
+// drawFigures(job) bounds its figures as a worker's answer is bounded and
+// draws them as exportFigures does. A PDF is printed by the service from the
+// sanitised SVG, shown alone on this page meanwhile (printSvg, endPrint).
 
 import { Interpreter } from "../runtime/interpreter.mjs";
-import { exportFigure } from "../runtime/export.mjs";
+import { RASTER_FORMATS, exportFigure, loadSvg } from "../runtime/export.mjs";
+import { boundedOutput } from "../runtime/bounds.mjs";
+import { failedRun } from "../runtime/contract.mjs";
 import { configure, prepareFigure } from "../runtime/fidelity.mjs";
 import { storableSnapshot } from "../runtime/stored-snapshot.mjs";
 import { ERROR, SPOILING_ERRORS } from "../runtime/vocabulary.mjs";
@@ -211,22 +218,40 @@ function release(interpreter, key, outcome) {
 /**
  * Run one job's code; resolves with a summary once the run is over. The
  * output stays on the page for exportFigures(jobId). One job at a time.
+ * `files` (name -> base64) are the job's input files, `variables` its globals
+ * (interpreter.mjs, run).
  */
-async function run({ jobId, code, timeoutMs, graceMs, limits, tenant }) {
+async function run({ jobId, code, timeoutMs, graceMs, limits, tenant, files, variables }) {
   if (ran) throw new Error(`this page still holds job ${ran.jobId}, which was never exported`);
   const started = performance.now();
+  let inputs;
+  try {
+    inputs = decodeFiles(files);
+  } catch (err) {
+    // The gateway sends valid base64; anything else fails this job alone, not the page.
+    const output = failedRun("ValueError", `the job's input files could not be read: ${err.message}`);
+    ran = { jobId, outcome: { output, timings: { load_ms: 0, run_ms: 0 }, packages: [] }, waitMs: 0, limits };
+    return { figures: 0, error: output.error.type };
+  }
   const key = isolationKey(tenant);
   const interpreter = await acquire(key);
   const waitMs = performance.now() - started;
   let outcome;
   try {
-    outcome = await interpreter.run(code, { timeoutMs, graceMs, limits });
+    outcome = await interpreter.run(code, { timeoutMs, graceMs, limits, files: inputs, variables });
   } finally {
     release(interpreter, key, outcome || { output: { error: null }, terminated: true });
   }
   ran = { jobId, outcome, waitMs, limits };
   const { error, figures } = outcome.output;
   return { figures: figures.length, error: error ? error.type : null };
+}
+
+/** The job's input files, name -> base64 (the job message's form), as name -> bytes. */
+function decodeFiles(files) {
+  const decoded = {};
+  for (const [name, text] of Object.entries(files || {})) decoded[name] = Uint8Array.fromBase64(text);
+  return decoded;
 }
 
 /**
@@ -240,10 +265,42 @@ async function exportFigures({ jobId, width, height, formats, scale }) {
   const { outcome, waitMs, limits } = ran;
   ran = null;
   const { output, timings, packages } = outcome;
+  const exportStarted = performance.now();
+  const drawn = await drawAll(output, { width, height, formats, scale }, limits);
+  return {
+    ...drawn,
+    packages,
+    timings: { wait_ms: waitMs, load_ms: timings.load_ms, run_ms: timings.run_ms, svg_ms: performance.now() - exportStarted },
+  };
+}
+
+/**
+ * A figure job (no code, no interpreter): `output` is one JSON document
+ * shaped like a RunOutput whose `figures` are the job's, made by the service
+ * (services/renderer/page.py). It goes through the very bounds a worker's
+ * answer does (runtime/bounds.mjs: size before parsing, count, nesting), then
+ * the same preparation and export as a code job's figures. Resolves with a
+ * PageResult.
+ */
+async function drawFigures({ jobId, output, width, height, formats, scale, limits }) {
+  if (ran) throw new Error(`this page still holds job ${ran.jobId}, which was never exported`);
+  const started = performance.now();
+  let bounded = boundedOutput(output, limits);
+  if (!bounded.error && !bounded.figures.length) bounded = failedRun(ERROR.NO_FIGURE, "the job brought no figure to draw");
+  const parsed = performance.now();
+  const drawn = await drawAll(bounded, { width, height, formats, scale }, limits);
+  return {
+    ...drawn,
+    packages: [],
+    timings: { wait_ms: 0, load_ms: 0, run_ms: parsed - started, svg_ms: performance.now() - parsed },
+  };
+}
+
+/** A bounded RunOutput's figures prepared and drawn: the PageResult's figures, texts, error and warnings. */
+async function drawAll(output, { width, height, formats, scale }, limits) {
   const figures = [];
   const warnings = [...output.warnings];
   let error = output.error;
-  const exportStarted = performance.now();
   if (!error) {
     const options = { width, height, formats, scale, maxPngPixels: limits.max_png_pixels };
     try {
@@ -261,15 +318,7 @@ async function exportFigures({ jobId, width, height, formats, scale }) {
       mathJax.endJob();
     }
   }
-  return {
-    figures,
-    stdout: output.stdout,
-    stderr: output.stderr,
-    error,
-    warnings: error ? [] : warnings,
-    packages,
-    timings: { wait_ms: waitMs, load_ms: timings.load_ms, run_ms: timings.run_ms, svg_ms: performance.now() - exportStarted },
-  };
+  return { figures, stdout: output.stdout, stderr: output.stderr, error, warnings: error ? [] : warnings };
 }
 
 class FileTooLarge extends Error {
@@ -283,10 +332,53 @@ function checkFileSizes(figure, n, limits) {
   if (figure.svg !== undefined && figure.svg.length > limits.max_svg_bytes) {
     throw new FileTooLarge(`figure ${n} is ${figure.svg.length} bytes of SVG; the limit is ${limits.max_svg_bytes}`);
   }
-  const pngBytes = figure.png !== undefined ? Math.floor((figure.png.length * 3) / 4) : 0;
-  if (pngBytes > limits.max_png_bytes) {
-    throw new FileTooLarge(`figure ${n} is ${pngBytes} bytes of PNG; the limit is ${limits.max_png_bytes}`);
+  for (const fmt of RASTER_FORMATS) {
+    const bytes = figure[fmt] !== undefined ? Math.floor((figure[fmt].length * 3) / 4) : 0;
+    if (bytes > limits.max_png_bytes) {
+      throw new FileTooLarge(`figure ${n} is ${bytes} bytes of ${fmt.toUpperCase()}; the limit is ${limits.max_png_bytes}`);
+    }
   }
+}
+
+// The one figure being printed to PDF (printSvg .. endPrint), and what it hid.
+let printing = null;
+
+/**
+ * Show a (sanitised) SVG alone on this page, as an image `width` x `height`
+ * CSS pixels on a page of that size with no margins, for the service to
+ * print it to a vector PDF (CDP Page.printToPDF, services/renderer/page.py);
+ * endPrint() puts the page back. As Kaleido prints its PDFs. An SVG shown as
+ * an image runs nothing and loads nothing. Resolves with its intrinsic size,
+ * or {error} when it cannot be shown.
+ */
+async function printSvg({ svg }) {
+  endPrint();
+  let image;
+  try {
+    image = await loadSvg(svg);
+  } catch (err) {
+    return { error: String(err.message || err) }; // the figure's fault, not the page's
+  }
+  const width = image.naturalWidth;
+  const height = image.naturalHeight;
+  const style = document.createElement("style");
+  style.textContent =
+    `@page { size: ${width}px ${height}px; margin: 0; }\n` +
+    "html, body { margin: 0; padding: 0; }\n" +
+    "body > :not(.plotfarm-print) { display: none !important; }\n" +
+    `.plotfarm-print { display: block; width: ${width}px; height: ${height}px; }`;
+  image.className = "plotfarm-print";
+  document.head.append(style);
+  document.body.append(image);
+  printing = { style, image };
+  return { width, height };
+}
+
+function endPrint() {
+  if (!printing) return;
+  printing.style.remove();
+  printing.image.remove();
+  printing = null;
 }
 
 function poolStats() {
@@ -317,4 +409,4 @@ function poolStats() {
   };
 }
 
-window.plotfarm = { start, run, exportFigures, stats: poolStats, snapshotForStorage };
+window.plotfarm = { start, run, exportFigures, drawFigures, printSvg, endPrint, stats: poolStats, snapshotForStorage };

@@ -8,7 +8,7 @@
 //
 //   host -> worker (global, once)  {type: "start", port, assetBase, interruptBuffer, snapshot?, restoreSaved?, makeSnapshot?: {preload, shared, save}, stored?: {index, data}, maxHeapBytes?}
 //   worker -> host (port)          {type: "started"}, then {type: "ready", timings, snapshot? (makeSnapshot, stored)} | {type: "start-failed", message, noSavedSnapshot?}
-//   host -> worker (port)          {type: "run", runId, code, limits}
+//   host -> worker (port)          {type: "run", runId, code, limits, files?: {name: Uint8Array}, variables?: JSON text}
 //   worker -> host (port)          {type: "result", runId, output, timings: {load_ms, run_ms}, packages, heapBytes}
 //
 // `output` is a RunOutput (contract.mjs) as one JSON document, parsed once by the host,
@@ -130,7 +130,8 @@ async function onStart(event) {
     const heap = () => apply(byteLengthOf, apply(memoryBufferOf, memory, []), []);
     const packages = new OnDemandPackages(pyodide, assetBase, capture.imports_needed);
     sealGlobalScope(packages.gate);
-    port.onmessage = (msg) => handleRun(msg.data, { run: capture.run, packages, interruptBuffer, heap, send });
+    const inputs = new JobInputs(pyodide.FS);
+    port.onmessage = (msg) => handleRun(msg.data, { run: capture.run, packages, inputs, interruptBuffer, heap, send });
     // A snapshot read from disk goes back to the host too, for the interpreters after this one.
     send({ type: "ready", timings, snapshot: stored ? snapshot : undefined });
   } catch (err) {
@@ -489,12 +490,16 @@ class OnDemandPackages {
     }
   }
 
-  /** Load what `code` will import; resolves with the packages loaded and any loading errors. */
-  async forCode(code) {
+  /**
+   * Load what `code` will import, and `also` (package names: pyarrow for a
+   * Parquet input file); resolves with the packages loaded and any loading errors.
+   */
+  async forCode(code, also = []) {
     const byImport = this.pyodide._api._import_name_to_package_name;
     const imports = this.importsNeeded(code);
     const wanted = new Set(imports.toJs().map((name) => byImport.get(name)).filter(Boolean));
     imports.destroy();
+    for (const name of also) if (this.pyodide._api.lockfile_packages[name]) wanted.add(name);
     const missing = [...wanted].filter((name) => !this.pyodide.loadedPackages[name]);
     if (!missing.length) return { names: [], errors: [] };
     const errors = [];
@@ -553,20 +558,122 @@ function sealGlobalScope(gate) {
   }
 }
 
+// ---- a job's input files ---------------------------------------------------
+
+// Input files these suffixes name are read with pyarrow (pandas.read_parquet,
+// read_feather); so is code that says parquet or feather.
+const ARROW_FILE = /\.(parquet|feather|arrow)$/i;
+const ARROW_CODE = /parquet|feather|pyarrow/i;
+const READ_ONLY_FILE = 0o444;
+
+/** Why `name` cannot be an input file's name (null: it can): a plain file name, nothing else. */
+function badFileName(name) {
+  if (typeof name !== "string" || !name.length) return "an input file needs a name";
+  if (name === "." || name === "..") return `${JSON.stringify(name)} is not a file name`;
+  if (name.includes("/") || name.includes("\0")) return `the input file name ${JSON.stringify(name)} is not a plain file name (no '/', no NUL)`;
+  return null;
+}
+
+/**
+ * Each run's working directory: a fresh directory of the interpreter's
+ * in-memory file system holding the job's input files, read-only (they cannot
+ * be written to), made the cwd for the run. The directory itself is the job's
+ * to write in, as a script's cwd is (`fig.write_html("out.html")`,
+ * `df.to_csv("clean.csv")`). Afterwards the previous cwd comes back and the
+ * directory goes, whatever the job did in it. An interpreter reused for
+ * another job (isolation tenant or none) keeps nothing of this one's files.
+ *
+ * The permission bits guard against mistakes, not against the job: it owns
+ * this worker (it could chmod its copy back). What keeps jobs apart is that
+ * each gets its own copy, removed here after its run, in a worker no other
+ * trust domain ever uses.
+ */
+class JobInputs {
+  constructor(FS) {
+    this.FS = FS;
+  }
+
+  /** The package names the files call for (pyarrow for Parquet). */
+  packagesFor(files, code) {
+    const names = Object.keys(files || {});
+    return names.some((name) => ARROW_FILE.test(name)) || ARROW_CODE.test(code) ? ["pyarrow"] : [];
+  }
+
+  /** Make the run's directory with `files` (name -> Uint8Array) in it and enter it; returns what leave() needs. */
+  enter(runId, files) {
+    const FS = this.FS;
+    for (const name of Object.keys(files || {})) {
+      const why = badFileName(name);
+      if (why) throw Object.assign(new Error(why), { type: "ValueError" });
+      if (!(files[name] instanceof Uint8Array)) throw Object.assign(new Error(`input file ${JSON.stringify(name)} has no bytes`), { type: "ValueError" });
+    }
+    const previous = FS.cwd();
+    const directory = `/home/pyodide/job-${runId}`;
+    this.remove(directory); // left by nothing we know of; never shared with this run
+    FS.mkdir(directory, 0o755);
+    try {
+      for (const [name, bytes] of Object.entries(files || {})) {
+        const path = `${directory}/${name}`;
+        FS.writeFile(path, bytes, { canOwn: true }); // the host transferred them: no copy
+        FS.chmod(path, READ_ONLY_FILE);
+      }
+      FS.chdir(directory);
+    } catch (err) {
+      this.leave({ previous, directory });
+      throw err;
+    }
+    return { previous, directory };
+  }
+
+  /** Back to the previous cwd, and the run's directory gone with everything in it. */
+  leave({ previous, directory }) {
+    try {
+      this.FS.chdir(previous);
+    } catch {
+      this.FS.chdir("/");
+    }
+    this.remove(directory);
+  }
+
+  /** Delete `path` and all below it (the job may have made it writable and filled it). */
+  remove(path) {
+    const FS = this.FS;
+    let node;
+    try {
+      node = FS.lookupPath(path, { follow: false }).node;
+    } catch {
+      return; // not there
+    }
+    if (FS.isDir(node.mode)) {
+      FS.chmod(path, 0o755);
+      for (const name of FS.readdir(path)) {
+        if (name !== "." && name !== "..") this.remove(`${path}/${name}`);
+      }
+      FS.rmdir(path);
+    } else {
+      FS.unlink(path);
+    }
+  }
+}
+
 // ---- running -------------------------------------------------------------
 
-async function handleRun(message, { run, packages, interruptBuffer, heap, send }) {
+async function handleRun(message, { run, packages, inputs, interruptBuffer, heap, send }) {
   if (!message || message.type !== "run") return;
   const { runId, code, limits } = message;
+  const files = message.files || {};
+  const variables = typeof message.variables === "string" ? message.variables : "{}";
   const started = performance.now();
   let output;
   let loaded = { names: [], errors: [] };
   let loadMs = 0;
+  let workdir = null;
   try {
-    loaded = await packages.forCode(code);
+    workdir = inputs.enter(runId, files);
+    loaded = await packages.forCode(code, inputs.packagesFor(files, code));
     loadMs = performance.now() - started;
     if (interruptBuffer) new Uint8Array(interruptBuffer)[0] = 0;
-    output = run(code, JSON.stringify(limits), JSON.stringify(loaded.errors));
+    output = run(code, JSON.stringify(limits), JSON.stringify(loaded.errors), variables);
     if (typeof output !== "string") {
       // Top-level await: Python handed back a coroutine; it resolves to the same JSON.
       const pending = output;
@@ -577,9 +684,21 @@ async function handleRun(message, { run, packages, interruptBuffer, heap, send }
       }
     }
   } catch (err) {
-    // Only reached when the interrupt lands outside the user's code, or the
-    // interpreter itself failed; report it the same way as a Python error.
+    // Only reached when the interrupt lands outside the user's code, an input
+    // file cannot be placed, or the interpreter itself failed; report it the
+    // same way as a Python error.
     output = JSON.stringify(failedRun(err.type || ERROR.INTERPRETER_ERROR, String(err.message || err), { traceback: String(err) }));
+  } finally {
+    if (workdir) {
+      try {
+        inputs.leave(workdir);
+      } catch (err) {
+        // This interpreter may still hold the job's files: it must not run another job.
+        output = JSON.stringify(failedRun(ERROR.INTERPRETER_ERROR, `the job's input files could not be removed: ${err.message || err}`));
+        send({ type: "result", runId, output, timings: { load_ms: 0, run_ms: 0 }, packages: [], heapBytes: Number.MAX_SAFE_INTEGER });
+        return;
+      }
+    }
   }
   const timings = { load_ms: loadMs, run_ms: performance.now() - started - loadMs };
   // The job may have made run() return anything: only a string goes, and not one the host would

@@ -86,11 +86,24 @@ export class Interpreter {
    * (KeyboardInterrupt); if it has not answered graceMs later the worker is
    * terminated and `terminated` is true: the caller must start() again before
    * the next run.
+   * `files` (name -> Uint8Array) appear in the run's working directory,
+   * read-only, and only for this run; their buffers are transferred to the
+   * worker (the caller's arrays are empty afterwards). `variables` (a plain
+   * JSON-able object) become the code's globals. Both optional.
    */
-  run(code, { timeoutMs, graceMs = 1000, limits }) {
+  run(code, { timeoutMs, graceMs = 1000, limits, files = undefined, variables = undefined }) {
     if (!this.alive) return Promise.reject(new Error("interpreter is not running"));
     if (this.pending) return Promise.reject(new Error("interpreter is busy"));
     const runId = this.nextRunId++;
+    const inputs = files ? { ...files } : {};
+    // One buffer may back several arrays (and a shared one cannot move): transfer each once, when it can.
+    const buffers = [...new Set(Object.values(inputs).map((bytes) => bytes && bytes.buffer))].filter((buffer) => buffer instanceof ArrayBuffer);
+    let message;
+    try {
+      message = { type: "run", runId, code, limits, files: inputs, variables: JSON.stringify(variables || {}) };
+    } catch (err) {
+      return Promise.reject(new Error(`the variables are not JSON: ${err.message}`));
+    }
     return new Promise((resolve) => {
       const finish = (outcome) => {
         clearTimeout(interruptTimer);
@@ -109,7 +122,7 @@ export class Interpreter {
         finish(outcome(timedOutRun(timeoutMs, null), { run_ms: timeoutMs + graceMs }, { timedOut: true, terminated: true }));
       }, timeoutMs + (this.interruptBuffer ? graceMs : 0));
       this.pending = { runId, timeoutMs, limits, started: performance.now(), interrupted: () => interrupted, finish };
-      this.port.postMessage({ type: "run", runId, code, limits });
+      this.port.postMessage(message, buffers);
     });
   }
 

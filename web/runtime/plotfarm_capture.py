@@ -17,6 +17,7 @@ import contextlib
 import inspect
 import io
 import json
+import keyword
 import linecache
 import random
 import re
@@ -259,7 +260,7 @@ def imported_bytecode():
 class Job:
     """One run of user code: its namespace, captured output and figures."""
 
-    def __init__(self, code, limits_json, package_errors_json):
+    def __init__(self, code, limits_json, package_errors_json, variables_json="{}"):
         limits = json.loads(limits_json)
         self.code = code
         self.package_errors = json.loads(package_errors_json)
@@ -268,6 +269,22 @@ class Job:
         self.stderr = BoundedText(limits["max_output_chars"])
         self.namespace = {"__name__": "__main__", "__builtins__": builtins}
         self.error = None
+        self.variables_json = variables_json
+
+    def bind_variables(self):
+        """The job's variables (one JSON object) as globals of its namespace, before its code runs.
+
+        Parsed here from JSON text, so the code gets plain Python values (lists, dicts, str,
+        numbers), never a proxy of a JavaScript object. The gateway checks the names already;
+        a name that is no plain identifier, a keyword or a dunder is refused here too.
+        """
+        variables = json.loads(self.variables_json)
+        if not isinstance(variables, dict):
+            raise TypeError("the job's variables must be a JSON object of name -> value")
+        for name in variables:
+            if not name.isidentifier() or keyword.iskeyword(name) or name.startswith("__"):
+                raise NameError(f"{name!r} cannot be a variable's name: it must be a Python identifier")
+        self.namespace.update(variables)
 
     def compile(self):
         """The code object; top-level ``await`` is allowed (the code then runs as a coroutine)."""
@@ -318,16 +335,18 @@ class Job:
         return '{"figures": [' + ",".join(self.capture.figures) + "], " + rest[1:]
 
 
-def run(code, limits_json, package_errors_json="[]"):
+def run(code, limits_json, package_errors_json="[]", variables_json="{}"):
     """Execute ``code``; a RunOutput as JSON: figures, output and error.
 
     Code with a top-level ``await`` gets an awaitable instead (the caller
     awaits it for the same JSON): plain code stays synchronous, with no
     event-loop round trip. ``package_errors_json``: why packages the code
     imports could not be loaded, if they could not (said in the ImportError).
+    ``variables_json``: a JSON object whose members become the code's globals.
     """
-    job = Job(code, limits_json, package_errors_json)
+    job = Job(code, limits_json, package_errors_json, variables_json)
     try:
+        job.bind_variables()
         compiled = job.compile()
     except BaseException as exc:  # noqa: BLE001  (a SyntaxError, or anything compile() raises)
         job.error = _describe(exc, job.package_errors)

@@ -10,16 +10,26 @@ export const FINAL_STATUSES = Object.freeze(["done", "failed"]);
 export const FORMAT = Object.freeze({
   "SVG": "svg",
   "PNG": "png",
+  "JPEG": "jpeg",
+  "WEBP": "webp",
+  "PDF": "pdf",
   "JSON": "json",
   "HTML": "html"
 });
-export const FORMATS = Object.freeze(["svg", "png", "json", "html"]);
+export const FORMATS = Object.freeze(["svg", "png", "jpeg", "webp", "pdf", "json", "html"]);
 export const CONTENT_TYPES = Object.freeze({
   "svg": "image/svg+xml",
   "png": "image/png",
+  "jpeg": "image/jpeg",
+  "webp": "image/webp",
+  "pdf": "application/pdf",
   "json": "application/json",
   "html": "text/html"
 });
+/** Drawn as pixels: `scale` times the figure's size, held to the pixel cap; in this order. */
+export const RASTER_FORMATS = Object.freeze(["png", "jpeg", "webp"]);
+/** Bytes, not text: carried in a result as base64. */
+export const BINARY_FORMATS = Object.freeze(["png", "jpeg", "webp", "pdf"]);
 /** plotfarm's error types (a job's Python exceptions keep their class names). */
 export const ERROR = Object.freeze({
   "TIMEOUT": "TimeoutError",
@@ -59,14 +69,17 @@ export const SPOILING_ERRORS = Object.freeze(["MemoryError", "RecursionError", "
 export const REQUEST_BOUNDS = Object.freeze({
   "width": {
     "minimum": 50,
-    "maximum": 5000
+    "maximum": 5000,
+    "exclusive_minimum": false
   },
   "height": {
     "minimum": 50,
-    "maximum": 5000
+    "maximum": 5000,
+    "exclusive_minimum": false
   },
   "scale": {
-    "minimum": 1,
-    "maximum": 4
+    "minimum": 0,
+    "maximum": 10,
+    "exclusive_minimum": true
   }
 });
