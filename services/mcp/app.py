@@ -136,33 +136,27 @@ def build_server(tool: RenderTool) -> MCPServer:
         version="0.1.0",
     )
 
-    async def render_plotly(ctx: Context, **arguments) -> CallToolResult:
-        async def progress(done: float, total: float, message: str) -> None:
-            await ctx.report_progress(done, total, message)
+    def add_tool(name: str, title: str, description: str, fields, render) -> None:
+        """One tool that submits a job through ``render`` (a method of RenderTool), its parameters from ``fields``."""
 
-        return await tool.render(**arguments, api_key=caller_key(ctx.headers), progress=progress)
+        async def call(ctx: Context, **arguments) -> CallToolResult:
+            async def progress(done: float, total: float, message: str) -> None:
+                await ctx.report_progress(done, total, message)
 
-    render_plotly.__signature__ = _signature(tool.settings, TOOL_FIELDS)
-    server.tool(
-        name="render_plotly",
-        title="Render Plotly figures",
-        description=tool_description(tool.settings),
-        annotations=_annotations("Render Plotly figures"),
-    )(render_plotly)
+            return await render(**arguments, api_key=caller_key(ctx.headers), progress=progress)
 
-    async def render_figure(ctx: Context, **arguments) -> CallToolResult:
-        async def progress(done: float, total: float, message: str) -> None:
-            await ctx.report_progress(done, total, message)
+        call.__name__ = name
+        call.__signature__ = _signature(tool.settings, fields)
+        server.tool(name=name, title=title, description=description, annotations=_annotations(title))(call)
 
-        return await tool.render_figure(**arguments, api_key=caller_key(ctx.headers), progress=progress)
-
-    render_figure.__signature__ = _signature(tool.settings, FIGURE_TOOL_FIELDS)
-    server.tool(
-        name="render_figure",
-        title="Render a Plotly figure's JSON",
-        description=figure_tool_description(tool.settings),
-        annotations=_annotations("Render a Plotly figure's JSON"),
-    )(render_figure)
+    add_tool("render_plotly", "Render Plotly figures", tool_description(tool.settings), TOOL_FIELDS, tool.render)
+    add_tool(
+        "render_figure",
+        "Render a Plotly figure's JSON",
+        figure_tool_description(tool.settings),
+        FIGURE_TOOL_FIELDS,
+        tool.render_figure,
+    )
 
     @server.custom_route("/healthz", methods=["GET"])
     async def healthz(_request: Request) -> JSONResponse:
